@@ -1,0 +1,196 @@
+//! The registry on disk: where its files are, how they are replaced, and the
+//! `* creating|updating|removing PATH` lines that report each change.
+//!
+//! Every file is replaced atomically: written to a temporary file in the same directory (a
+//! dotfile, so static servers do not publish it and the package scan never sees it), flushed to
+//! disk, given mode 0644, then renamed over the old one. A build killed at any moment leaves
+//! either the old or the new file, never a truncated one.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// Prefix of hexreg's temporary files. A leading dot: hidden from `Path.wildcard`-style scans
+/// and from the static servers operators put in front of a registry.
+pub const TEMP_PREFIX: &str = ".hexreg-tmp-";
+
+/// The directory layout of a registry, and the PUBLIC_DIR text as the user typed it (the task
+/// prints paths built from that text).
+pub struct Store {
+    root: PathBuf,
+    shown: String,
+}
+
+/// What happened to a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Creating,
+    Updating,
+    Removing,
+}
+
+impl Store {
+    pub fn new(public_dir: &str) -> Self {
+        Store {
+            root: PathBuf::from(public_dir),
+            shown: public_dir.to_string(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `PUBLIC_DIR/REL` as a path.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// `PUBLIC_DIR/REL` as the task prints it: the argument text, a slash, the relative path.
+    pub fn shown(&self, rel: &str) -> String {
+        format!("{}/{}", self.shown, rel)
+    }
+
+    /// The tarballs directory as the task prints it (`Path.join`, so a trailing slash of
+    /// PUBLIC_DIR is not doubled).
+    pub fn shown_tarballs_dir(&self) -> String {
+        let base = self.shown.trim_end_matches('/');
+        if base.is_empty() && self.shown.starts_with('/') {
+            "/tarballs".to_string()
+        } else {
+            format!("{base}/tarballs")
+        }
+    }
+
+    pub fn tarballs_dir(&self) -> PathBuf {
+        self.root.join("tarballs")
+    }
+
+    pub fn packages_dir(&self) -> PathBuf {
+        self.root.join("packages")
+    }
+
+    /// Reads `PUBLIC_DIR/REL` if it exists.
+    pub fn read_existing(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.path(rel);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// Replaces `PUBLIC_DIR/REL` with `bytes` atomically, creating its directory if needed.
+    pub fn write(&self, rel: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.path(rel);
+        let dir = path.parent().unwrap_or(Path::new("."));
+        create_dir_all(dir)?;
+        write_atomic(&path, bytes)
+    }
+
+    /// Removes `PUBLIC_DIR/REL`.
+    pub fn remove(&self, rel: &str) -> Result<()> {
+        let path = self.path(rel);
+        fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))
+    }
+}
+
+/// `mkdir -p` with mode 0755.
+pub fn create_dir_all(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))
+}
+
+/// Writes `bytes` to `path` through a flushed temporary file in the same directory and a
+/// rename, so that readers see the old file or the new one, whole.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!("{TEMP_PREFIX}{name}.{}", std::process::id()));
+    let result = (|| -> io::Result<()> {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temp)?;
+        file.write_all(bytes)?;
+        file.set_permissions(fs::Permissions::from_mode(0o644))?;
+        file.sync_all()?;
+        fs::rename(&temp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&temp);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    Ok(())
+}
+
+/// Removes temporary files a killed run left in `dir` (not recursive).
+pub fn remove_leftover_temp_files(dir: &Path) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            let path = entry.path();
+            fs::remove_file(&path).with_context(|| {
+                format!("cannot remove leftover temporary file {}", path.display())
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The lines a run prints on stdout, kept in the order the task prints them, which is not the
+/// order hexreg acts in (stale packages are removed last, for crash safety).
+#[derive(Default)]
+pub struct Report {
+    lines: Vec<(u8, String)>,
+}
+
+/// Where a line goes in the task's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    PublicKey = 0,
+    TarballsDir = 1,
+    Packages = 2,
+    Removals = 3,
+    Names = 4,
+    Versions = 5,
+}
+
+impl Report {
+    pub fn line(&mut self, stage: Stage, text: String) {
+        self.lines.push((stage as u8, text));
+    }
+
+    pub fn change(&mut self, stage: Stage, change: Change, shown_path: String) {
+        let verb = match change {
+            Change::Creating => "creating",
+            Change::Updating => "updating",
+            Change::Removing => "removing",
+        };
+        self.line(stage, format!("* {verb} {shown_path}"));
+    }
+
+    /// Prints the lines in the task's order (stable within a stage) and forgets them.
+    pub fn print(&mut self) {
+        self.lines.sort_by_key(|(stage, _)| *stage);
+        let stdout = io::stdout();
+        let mut out = stdout.lock();
+        for (_, line) in self.lines.drain(..) {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+}

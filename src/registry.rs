@@ -1,0 +1,373 @@
+//! The registry model and its resources: `names`, `versions` and `packages/NAME`, each
+//! `gzip(Signed{payload, signature})` with the payload a protobuf message, encoded exactly as
+//! `mix hex.registry build` (hex_core's gpb encoders) writes it.
+//!
+//! The task's presence rules: every dependency carries `package`, `requirement`, `optional`
+//! (true or false) and `app`, plus `repository` only when it differs from the repository being
+//! built; every release carries `outer_checksum`; `names` timestamps carry `nanos = 0`.
+
+use std::io::{Read, Write};
+
+use prost::Message;
+
+use crate::proto;
+use crate::signing::{PrivateKey, PublicKey};
+use crate::tarball::Tarball;
+use crate::version;
+
+/// The gzip OS byte zlib writes on Unix builds, as Erlang's `zlib:gzip/1` does.
+const GZIP_OS_UNIX: u8 = 3;
+/// Largest registry resource accepted when reading one back (inflated).
+const MAX_RESOURCE_SIZE: u64 = 256 * 1024 * 1024;
+
+/// Why a registry resource could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    #[error("is not gzip data ({0})")]
+    NotGzip(String),
+    #[error("is over {MAX_RESOURCE_SIZE} bytes inflated")]
+    TooBig,
+    #[error("is not a Signed protobuf message ({0})")]
+    NotSigned(String),
+    #[error("has no signature")]
+    Unsigned,
+    #[error(
+        "has a signature that does not verify with the public key (signed by another key, or altered)"
+    )]
+    BadSignature,
+    #[error("holds a payload that is not a {kind} message ({reason})")]
+    BadPayload { kind: &'static str, reason: String },
+    #[error("belongs to repository `{found}`, expected `{expected}`")]
+    WrongRepository { expected: String, found: String },
+    #[error("describes package `{found}`, expected `{expected}`")]
+    WrongPackage { expected: String, found: String },
+}
+
+/// A retirement of a release, as `RetirementStatus` in `package.proto`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retirement {
+    /// `RetirementReason` value (0 other, 1 invalid, 2 security, 3 deprecated, 4 renamed).
+    pub reason: i32,
+    /// Free text shown to users.
+    pub message: Option<String>,
+}
+
+/// One release of a package, as the registry records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    /// The version text from the metadata, verbatim.
+    pub version: String,
+    /// The version parsed, for ordering.
+    pub parsed: semver::Version,
+    /// The tarball's verified CHECKSUM.
+    pub inner_checksum: [u8; 32],
+    /// sha256 of the tarball file.
+    pub outer_checksum: [u8; 32],
+    /// Dependencies as encoded (already filtered by the presence rules).
+    pub dependencies: Vec<proto::package::Dependency>,
+    /// Set when the release is retired.
+    pub retired: Option<Retirement>,
+}
+
+impl Release {
+    /// The release a valid tarball describes, within repository `repo`.
+    pub fn from_tarball(tarball: &Tarball, repo: &str) -> Result<Release, version::VersionError> {
+        let meta = &tarball.metadata;
+        let dependencies = meta
+            .requirements
+            .iter()
+            .map(|r| proto::package::Dependency {
+                package: r.name.clone(),
+                requirement: r.requirement.clone(),
+                optional: Some(r.optional),
+                app: Some(r.app.clone().unwrap_or_else(|| r.name.clone())),
+                repository: r.repository.clone().filter(|other| other != repo),
+            })
+            .collect();
+        Ok(Release {
+            parsed: version::parse(&meta.version)?,
+            version: meta.version.clone(),
+            inner_checksum: tarball.inner_checksum,
+            outer_checksum: tarball.outer_checksum,
+            dependencies,
+            retired: None,
+        })
+    }
+
+    fn to_proto(&self) -> proto::package::Release {
+        proto::package::Release {
+            version: self.version.clone(),
+            inner_checksum: self.inner_checksum.to_vec(),
+            dependencies: self.dependencies.clone(),
+            retired: self
+                .retired
+                .as_ref()
+                .map(|r| proto::package::RetirementStatus {
+                    reason: r.reason,
+                    message: r.message.clone(),
+                }),
+            outer_checksum: Some(self.outer_checksum.to_vec()),
+            advisory_indexes: Vec::new(),
+            published_at: None,
+        }
+    }
+}
+
+/// Sorts releases ascending as Elixir's `Version.compare/2` orders them.
+pub fn sort_releases(releases: &mut [Release]) {
+    version::sort_by_version(releases, |r| &r.parsed);
+}
+
+/// The `packages/NAME` payload. `releases` must be sorted ([`sort_releases`]).
+pub fn package_payload(repo: &str, name: &str, releases: &[Release]) -> Vec<u8> {
+    proto::package::Package {
+        releases: releases.iter().map(Release::to_proto).collect(),
+        name: name.to_string(),
+        repository: repo.to_string(),
+        advisories: Vec::new(),
+    }
+    .encode_to_vec()
+}
+
+/// One package's line in `names` and `versions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageSummary {
+    /// Package name.
+    pub name: String,
+    /// Unix seconds of the package's newest tarball.
+    pub updated_at: i64,
+    /// Version texts, sorted.
+    pub versions: Vec<String>,
+    /// Indexes into `versions` of retired releases.
+    pub retired: Vec<i32>,
+}
+
+impl PackageSummary {
+    /// The summary of a package from its sorted releases.
+    pub fn new(name: &str, updated_at: i64, releases: &[Release]) -> Self {
+        PackageSummary {
+            name: name.to_string(),
+            updated_at,
+            versions: releases.iter().map(|r| r.version.clone()).collect(),
+            retired: releases
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.retired.is_some())
+                .map(|(i, _)| i as i32)
+                .collect(),
+        }
+    }
+}
+
+/// The `names` payload; `packages` in the order to write (sorted by name).
+pub fn names_payload(repo: &str, packages: &[PackageSummary]) -> Vec<u8> {
+    proto::names::Names {
+        packages: packages
+            .iter()
+            .map(|p| proto::names::Package {
+                name: p.name.clone(),
+                updated_at: Some(proto::names::Timestamp {
+                    seconds: p.updated_at,
+                    nanos: 0,
+                }),
+            })
+            .collect(),
+        repository: repo.to_string(),
+    }
+    .encode_to_vec()
+}
+
+/// The `versions` payload; `packages` in the order to write (sorted by name).
+pub fn versions_payload(repo: &str, packages: &[PackageSummary]) -> Vec<u8> {
+    proto::versions::Versions {
+        packages: packages
+            .iter()
+            .map(|p| proto::versions::Package {
+                name: p.name.clone(),
+                versions: p.versions.clone(),
+                retired: p.retired.clone(),
+                with_advisories: Vec::new(),
+            })
+            .collect(),
+        repository: repo.to_string(),
+    }
+    .encode_to_vec()
+}
+
+/// The bytes of a resource file: `gzip(Signed{payload, sign(payload)})`, gzip as Erlang's
+/// `zlib:gzip/1` writes it (zlib level 6, zero mtime, OS byte 3).
+pub fn seal(payload: &[u8], key: &PrivateKey) -> Vec<u8> {
+    let signed = proto::signed::Signed {
+        payload: payload.to_vec(),
+        signature: Some(key.sign(payload)),
+    }
+    .encode_to_vec();
+    let mut enc = flate2::GzBuilder::new()
+        .operating_system(GZIP_OS_UNIX)
+        .write(
+            Vec::with_capacity(signed.len() / 2 + 64),
+            flate2::Compression::new(6),
+        );
+    // Writing into a Vec cannot fail.
+    let _ = enc.write_all(&signed);
+    enc.finish().unwrap_or_default()
+}
+
+/// A resource file opened: its payload and signature, not yet verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// The protobuf payload.
+    pub payload: Vec<u8>,
+    /// The signature bytes (empty when absent).
+    pub signature: Vec<u8>,
+}
+
+impl Opened {
+    /// Checks the signature with `key`.
+    pub fn verify(&self, key: &PublicKey) -> Result<(), ResourceError> {
+        if self.signature.is_empty() {
+            return Err(ResourceError::Unsigned);
+        }
+        key.verify(&self.payload, &self.signature)
+            .map_err(|_| ResourceError::BadSignature)
+    }
+}
+
+/// Gunzips and decodes a resource file.
+pub fn open(file: &[u8]) -> Result<Opened, ResourceError> {
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(file)
+        .take(MAX_RESOURCE_SIZE + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| ResourceError::NotGzip(e.to_string()))?;
+    if raw.len() as u64 > MAX_RESOURCE_SIZE {
+        return Err(ResourceError::TooBig);
+    }
+    let signed = proto::signed::Signed::decode(raw.as_slice())
+        .map_err(|e| ResourceError::NotSigned(e.to_string()))?;
+    Ok(Opened {
+        payload: signed.payload,
+        signature: signed.signature.unwrap_or_default(),
+    })
+}
+
+fn bad_payload(kind: &'static str) -> impl Fn(prost::DecodeError) -> ResourceError {
+    move |e| ResourceError::BadPayload {
+        kind,
+        reason: e.to_string(),
+    }
+}
+
+fn check_repo(expected: &str, found: &str) -> Result<(), ResourceError> {
+    if expected == found {
+        Ok(())
+    } else {
+        Err(ResourceError::WrongRepository {
+            expected: expected.to_string(),
+            found: found.to_string(),
+        })
+    }
+}
+
+/// Decodes a `names` payload and checks its repository, as hex_core's `decode_names/2`.
+pub fn decode_names(payload: &[u8], repo: &str) -> Result<proto::names::Names, ResourceError> {
+    let names = proto::names::Names::decode(payload).map_err(bad_payload("Names"))?;
+    check_repo(repo, &names.repository)?;
+    Ok(names)
+}
+
+/// Decodes a `versions` payload and checks its repository.
+pub fn decode_versions(
+    payload: &[u8],
+    repo: &str,
+) -> Result<proto::versions::Versions, ResourceError> {
+    let versions = proto::versions::Versions::decode(payload).map_err(bad_payload("Versions"))?;
+    check_repo(repo, &versions.repository)?;
+    Ok(versions)
+}
+
+/// Decodes a `packages/NAME` payload and checks repository and name, as `decode_package/3`.
+pub fn decode_package(
+    payload: &[u8],
+    repo: &str,
+    name: &str,
+) -> Result<proto::package::Package, ResourceError> {
+    let package = proto::package::Package::decode(payload).map_err(bad_payload("Package"))?;
+    check_repo(repo, &package.repository)?;
+    if package.name != name {
+        return Err(ResourceError::WrongPackage {
+            expected: name.to_string(),
+            found: package.name,
+        });
+    }
+    Ok(package)
+}
+
+/// Whether an existing resource file already holds exactly `payload`, signed by `key`. PKCS#1
+/// v1.5 signatures are deterministic, so such a file is what [`seal`] would write, up to the
+/// gzip encoder; rewriting it would change nothing a client sees.
+pub fn is_current(existing: &[u8], payload: &[u8], key: &PublicKey) -> bool {
+    match open(existing) {
+        Ok(opened) => opened.payload == payload && opened.verify(key).is_ok(),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> PrivateKey {
+        PrivateKey::from_pem(include_bytes!("../fixtures/private_key.pem")).unwrap()
+    }
+
+    #[test]
+    fn empty_names_payload_is_just_the_repository() {
+        assert_eq!(names_payload("acme", &[]), b"\x12\x04acme");
+    }
+
+    #[test]
+    fn names_payload_writes_nanos_zero() {
+        let p = PackageSummary {
+            name: "foo".into(),
+            updated_at: 1,
+            versions: vec![],
+            retired: vec![],
+        };
+        assert_eq!(
+            names_payload("acme", &[p]),
+            b"\x0a\x09\x0a\x03foo\x1a\x04\x08\x01\x10\x00\x12\x04acme"
+        );
+    }
+
+    #[test]
+    fn versions_retired_indexes_are_packed() {
+        let p = PackageSummary {
+            name: "a".into(),
+            updated_at: 0,
+            versions: vec!["1.0.0".into(), "2.0.0".into()],
+            retired: vec![0, 1],
+        };
+        let bytes = versions_payload("r", &[p]);
+        // ... 0x1a (field 3, length-delimited) 0x02 0x00 0x01
+        assert!(bytes.windows(4).any(|w| w == [0x1a, 0x02, 0x00, 0x01]));
+    }
+
+    #[test]
+    fn sealed_resources_open_and_verify() {
+        let key = key();
+        let file = seal(b"\x12\x04acme", &key);
+        assert_eq!(&file[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]);
+        let opened = open(&file).unwrap();
+        assert_eq!(opened.payload, b"\x12\x04acme");
+        opened.verify(&key.public_key()).unwrap();
+        assert!(is_current(&file, b"\x12\x04acme", &key.public_key()));
+        assert!(!is_current(&file, b"\x12\x04acmf", &key.public_key()));
+        assert!(!is_current(b"junk", b"\x12\x04acme", &key.public_key()));
+        decode_names(&opened.payload, "acme").unwrap();
+        assert!(matches!(
+            decode_names(&opened.payload, "other"),
+            Err(ResourceError::WrongRepository { .. })
+        ));
+    }
+}

@@ -1,0 +1,172 @@
+//! Replays the four reference scenarios of `mix hex.registry build` (fixtures/{empty,full,
+//! remove,newkey}) with `hexreg build` and compares every resource with the task's, byte for
+//! byte: payload and signature first (to say which differs), then the whole gzip file.
+
+mod common;
+
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+
+use common::fixtures::*;
+use prost::Message;
+
+/// Compares the registry in `public` with `fixtures/<scenario>/expected`.
+fn assert_same_registry(public: &Path, scenario: &str) {
+    let expected = registry_files(&fixtures().join(scenario).join("expected"));
+    let actual = registry_files(public);
+    assert_eq!(
+        actual.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "{scenario}: files differ"
+    );
+    for (rel, want) in &expected {
+        let have = &actual[rel];
+        if rel != "public_key" {
+            let (hp, hs) = payload_and_signature(have);
+            let (wp, ws) = payload_and_signature(want);
+            assert_eq!(hp, wp, "{scenario}: payload of {rel} differs");
+            assert_eq!(hs, ws, "{scenario}: signature of {rel} differs");
+        }
+        assert!(have == want, "{scenario}: bytes of {rel} differ");
+    }
+}
+
+fn payload_and_signature(file: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_end(&mut raw)
+        .unwrap();
+    let signed = hexreg::proto::signed::Signed::decode(raw.as_slice()).unwrap();
+    (signed.payload, signed.signature.unwrap())
+}
+
+/// The task's stdout for a scenario, less the lines about files whose bytes did not change
+/// since `previous` (hexreg neither rewrites nor lists those).
+fn expected_stdout(scenario: &str, previous: Option<&str>) -> String {
+    let task = fs::read_to_string(fixtures().join(scenario).join("stdout.txt")).unwrap();
+    let Some(previous) = previous else {
+        return task;
+    };
+    let before = registry_files(&fixtures().join(previous).join("expected"));
+    let after = registry_files(&fixtures().join(scenario).join("expected"));
+    let changed = |rel: &str| before.get(rel) != after.get(rel);
+    task.lines()
+        .filter(|line| {
+            if line.starts_with("* public key at ") {
+                return changed("public_key");
+            }
+            match line.strip_prefix("* updating public/") {
+                Some(rel) => changed(rel),
+                None => true,
+            }
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[test]
+fn empty_public_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::create_dir(tmp.path().join("public")).unwrap();
+    let stdout = build(tmp.path(), &private_key());
+    assert_eq!(stdout, expected_stdout("empty", None));
+    assert_same_registry(&tmp.path().join("public"), "empty");
+    assert!(tmp.path().join("public/tarballs").is_dir());
+    assert!(!tmp.path().join("public/packages").exists());
+}
+
+#[test]
+fn full_then_remove_then_newkey() {
+    let tmp = tempfile::tempdir().unwrap();
+    let public = tmp.path().join("public");
+    let all = all_tarballs();
+    let names: Vec<&str> = all.iter().map(String::as_str).collect();
+    copy_tarballs(&public, &names);
+
+    let stdout = build(tmp.path(), &private_key());
+    assert_eq!(stdout, expected_stdout("full", None));
+    assert_same_registry(&public, "full");
+
+    fs::remove_file(public.join("tarballs/acme_edge-0.1.0.tar")).unwrap();
+    let stdout = build(tmp.path(), &private_key());
+    assert_eq!(stdout, expected_stdout("remove", Some("full")));
+    assert_same_registry(&public, "remove");
+
+    let stdout = build(tmp.path(), &other_private_key());
+    assert_eq!(stdout, expected_stdout("newkey", Some("remove")));
+    assert_same_registry(&public, "newkey");
+}
+
+#[test]
+fn unchanged_registry_is_neither_rewritten_nor_listed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let public = tmp.path().join("public");
+    copy_tarballs(&public, &["acme_a-0.1.0.tar", "acme_b-0.1.0.tar"]);
+    assert!(!build(tmp.path(), &private_key()).is_empty());
+    let before = mtimes_below(&public);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(build(tmp.path(), &private_key()), "");
+    assert_eq!(mtimes_below(&public), before);
+}
+
+#[test]
+fn new_tarball_mtime_updates_names_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let public = tmp.path().join("public");
+    copy_tarballs(&public, &["acme_a-0.1.0.tar"]);
+    build(tmp.path(), &private_key());
+    set_mtime(&public.join("tarballs/acme_a-0.1.0.tar"), 1_800_000_000);
+    assert_eq!(
+        build(tmp.path(), &private_key()),
+        "* updating public/names\n"
+    );
+}
+
+#[test]
+fn paths_are_printed_from_the_argument_as_given() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::create_dir(tmp.path().join("public")).unwrap();
+    let out = hexreg(
+        tmp.path(),
+        &[
+            "build",
+            "public/",
+            "--name",
+            "acme",
+            "--private-key",
+            private_key().to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "* creating public//public_key\n* creating public/tarballs\n* creating public//names\n* creating public//versions\n"
+    );
+}
+
+#[test]
+fn spki_public_key_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::create_dir(tmp.path().join("public")).unwrap();
+    let key = private_key();
+    let out = hexreg(
+        tmp.path(),
+        &[
+            "build",
+            "public",
+            "--name=acme",
+            &format!("--private-key={}", key.display()),
+            "--public-key-format=spki",
+        ],
+    );
+    assert!(out.status.success());
+    let pem = fs::read(tmp.path().join("public/public_key")).unwrap();
+    assert!(pem.starts_with(b"-----BEGIN PUBLIC KEY-----\n"));
+    let spki = hexreg::signing::PublicKey::from_pem(&pem).unwrap();
+    let pkcs1 = hexreg::signing::PublicKey::from_pem(
+        &fs::read(fixtures().join("full/expected/public_key")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(spki, pkcs1);
+}
