@@ -18,12 +18,46 @@ use hexreg::tarball;
 
 use crate::store::{Change, Report, Stage, Store};
 
-/// What `build` needs to know.
-pub struct BuildOptions {
+pub const AFTER_HELP: &str = "Example:
+  hexreg build public --name=acme --private-key=key.pem
+
+Reads every PUBLIC_DIR/tarballs/NAME-VERSION.tar and writes PUBLIC_DIR/names, versions,
+packages/NAME and public_key, as `mix hex.registry build` does. Files whose content would
+not change are left alone and not listed.";
+
+/// `hexreg build` arguments.
+#[derive(clap::Args)]
+pub struct BuildArgs {
+    /// The directory a web server publishes: holds tarballs/ and receives the registry.
+    #[arg(value_name = "PUBLIC_DIR")]
     pub public_dir: String,
+    /// Repository name clients configure (e.g. `mix hex.repo add acme ...`).
+    #[arg(long, value_name = "NAME")]
     pub name: String,
+    /// RSA private key (PEM, PKCS#1 or PKCS#8) that signs the registry; keep it outside PUBLIC_DIR.
+    #[arg(long, value_name = "KEY")]
     pub private_key: PathBuf,
-    pub public_key_format: PublicKeyFormat,
+    /// Format of the public_key file: pkcs1 (as mix writes it) or spki (for gleam's hexpm crate).
+    #[arg(long, value_enum, default_value_t = KeyFormat::Pkcs1)]
+    pub public_key_format: KeyFormat,
+}
+
+/// `--public-key-format` values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum KeyFormat {
+    /// `-----BEGIN RSA PUBLIC KEY-----`
+    Pkcs1,
+    /// `-----BEGIN PUBLIC KEY-----`
+    Spki,
+}
+
+impl From<KeyFormat> for PublicKeyFormat {
+    fn from(f: KeyFormat) -> Self {
+        match f {
+            KeyFormat::Pkcs1 => PublicKeyFormat::Pkcs1,
+            KeyFormat::Spki => PublicKeyFormat::Spki,
+        }
+    }
 }
 
 /// A tarball file found in `tarballs/`.
@@ -39,7 +73,7 @@ struct ReadTarball {
     mtime: i64,
 }
 
-pub fn run(opts: &BuildOptions) -> Result<()> {
+pub fn run(opts: &BuildArgs) -> Result<()> {
     let key = load_private_key(&opts.private_key, Path::new(&opts.public_dir))?;
     let public = key.public_key();
     let store = Store::new(&opts.public_dir);
@@ -49,7 +83,7 @@ pub fn run(opts: &BuildOptions) -> Result<()> {
     let packages = read_tarballs(&files, &opts.name)?;
 
     let mut report = Report::default();
-    write_public_key(&store, &public, opts.public_key_format, &mut report)?;
+    write_public_key(&store, &public, opts.public_key_format.into(), &mut report)?;
     let tarballs_dir = store.tarballs_dir();
     if !tarballs_dir.is_dir() {
         report.change(

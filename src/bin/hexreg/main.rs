@@ -2,14 +2,12 @@
 //! `error: ...` on stderr and sets the exit status (0 success, 1 failure, 2 usage).
 
 mod build;
+mod serve;
 mod store;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
-
-use hexreg::signing::PublicKeyFormat;
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -29,59 +27,18 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build the registry (names, versions, packages/*, public_key) from PUBLIC_DIR/tarballs.
-    #[command(
-        after_help = "Example:\n  hexreg build public --name=acme --private-key=key.pem\n\n\
-Reads every PUBLIC_DIR/tarballs/NAME-VERSION.tar and writes PUBLIC_DIR/names, versions,\n\
-packages/NAME and public_key, as `mix hex.registry build` does. Files whose content would\n\
-not change are left alone and not listed."
-    )]
-    Build {
-        /// The directory a web server publishes: holds tarballs/ and receives the registry.
-        #[arg(value_name = "PUBLIC_DIR")]
-        public_dir: String,
-        /// Repository name clients configure (e.g. `mix hex.repo add acme ...`).
-        #[arg(long, value_name = "NAME")]
-        name: String,
-        /// RSA private key (PEM, PKCS#1 or PKCS#8) that signs the registry; keep it outside PUBLIC_DIR.
-        #[arg(long, value_name = "KEY")]
-        private_key: PathBuf,
-        /// Format of the public_key file: pkcs1 (as mix writes it) or spki (for gleam's hexpm crate).
-        #[arg(long, value_enum, default_value_t = KeyFormat::Pkcs1)]
-        public_key_format: KeyFormat,
-    },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum KeyFormat {
-    /// `-----BEGIN RSA PUBLIC KEY-----`
-    Pkcs1,
-    /// `-----BEGIN PUBLIC KEY-----`
-    Spki,
-}
-
-impl From<KeyFormat> for PublicKeyFormat {
-    fn from(f: KeyFormat) -> Self {
-        match f {
-            KeyFormat::Pkcs1 => PublicKeyFormat::Pkcs1,
-            KeyFormat::Spki => PublicKeyFormat::Spki,
-        }
-    }
+    #[command(after_help = build::AFTER_HELP)]
+    Build(build::BuildArgs),
+    /// Serve PUBLIC_DIR over HTTP for mix and rebar3.
+    #[command(after_help = serve::AFTER_HELP)]
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Build {
-            public_dir,
-            name,
-            private_key,
-            public_key_format,
-        } => build::run(&build::BuildOptions {
-            public_dir,
-            name,
-            private_key,
-            public_key_format: public_key_format.into(),
-        }),
+        Command::Build(args) => build::run(&args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
