@@ -94,7 +94,8 @@ impl Release {
         })
     }
 
-    fn to_proto(&self) -> proto::package::Release {
+    /// The release as `package.proto` encodes it.
+    pub fn to_proto(&self) -> proto::package::Release {
         proto::package::Release {
             version: self.version.clone(),
             inner_checksum: self.inner_checksum.to_vec(),
@@ -111,6 +112,42 @@ impl Release {
             published_at: None,
         }
     }
+}
+
+impl Release {
+    /// A release read back from a `packages/NAME` resource (or hexreg's cache). Fails when the
+    /// version is not SemVer or a checksum is not 32 bytes; `outer_checksum` is required, as
+    /// rebar3 requires it.
+    pub fn from_proto(release: proto::package::Release) -> Result<Release, ReleaseError> {
+        let parsed = version::parse(&release.version).map_err(ReleaseError::Version)?;
+        let inner_checksum = <[u8; 32]>::try_from(release.inner_checksum.as_slice())
+            .map_err(|_| ReleaseError::Checksum("inner_checksum", release.version.clone()))?;
+        let outer_checksum = release
+            .outer_checksum
+            .as_deref()
+            .and_then(|c| <[u8; 32]>::try_from(c).ok())
+            .ok_or_else(|| ReleaseError::Checksum("outer_checksum", release.version.clone()))?;
+        Ok(Release {
+            parsed,
+            version: release.version,
+            inner_checksum,
+            outer_checksum,
+            dependencies: release.dependencies,
+            retired: release.retired.map(|r| Retirement {
+                reason: r.reason,
+                message: r.message,
+            }),
+        })
+    }
+}
+
+/// A release record that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error("release {}", .0)]
+    Version(version::VersionError),
+    #[error("release {1} has no valid {0} (32 bytes expected)")]
+    Checksum(&'static str, String),
 }
 
 /// Sorts releases ascending as Elixir's `Version.compare/2` orders them.
@@ -336,7 +373,7 @@ mod tests {
         };
         assert_eq!(
             names_payload("acme", &[p]),
-            b"\x0a\x09\x0a\x03foo\x1a\x04\x08\x01\x10\x00\x12\x04acme"
+            b"\x0a\x0b\x0a\x03foo\x1a\x04\x08\x01\x10\x00\x12\x04acme"
         );
     }
 

@@ -62,13 +62,17 @@ pub fn all_tarballs() -> Vec<String> {
     names
 }
 
+/// The hexreg binary, to run in `cwd`, with its cache in `cwd/.cache` (never the user's).
+pub fn command(cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hexreg"));
+    cmd.current_dir(cwd)
+        .env("XDG_CACHE_HOME", cwd.join(".cache"));
+    cmd
+}
+
 /// Runs the hexreg binary in `cwd`.
 pub fn hexreg(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hexreg"))
-        .current_dir(cwd)
-        .args(args)
-        .output()
-        .unwrap()
+    command(cwd).args(args).output().unwrap()
 }
 
 /// Runs `hexreg build public --name=acme --private-key=KEY` in `cwd` and asserts success.

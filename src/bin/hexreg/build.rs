@@ -16,7 +16,9 @@ use hexreg::registry::{self, PackageSummary, Release};
 use hexreg::signing::{PrivateKey, PublicKey, PublicKeyFormat};
 use hexreg::tarball;
 
-use crate::store::{Change, Report, Stage, Store};
+use crate::cache::{self, Cache, Stat};
+use crate::progress::Progress;
+use crate::store::{Change, DirLock, LockWait, Report, Stage, Store};
 
 pub const AFTER_HELP: &str = "Example:
   hexreg build public --name=acme --private-key=key.pem
@@ -40,6 +42,47 @@ pub struct BuildArgs {
     /// Format of the public_key file: pkcs1 (as mix writes it) or spki (for gleam's hexpm crate).
     #[arg(long, value_enum, default_value_t = KeyFormat::Pkcs1)]
     pub public_key_format: KeyFormat,
+    #[command(flatten)]
+    pub run: RunOptions,
+}
+
+/// Options every command that changes a registry takes.
+#[derive(clap::Args, Clone)]
+pub struct RunOptions {
+    /// Print nothing but errors: no `* creating ...` lines, no progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Fail at once, instead of waiting, when another hexreg run is changing PUBLIC_DIR.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Where to keep the cache of tarballs already read [default: $XDG_CACHE_HOME/hexreg or ~/.cache/hexreg].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Read every tarball, ignoring and not writing the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl RunOptions {
+    pub fn lock_wait(&self) -> LockWait {
+        if self.no_wait {
+            LockWait::Fail
+        } else {
+            LockWait::Wait
+        }
+    }
+
+    /// The tarball cache for `public_dir`, as the options ask.
+    pub fn cache(&self, public_dir: &Path, repository: &str) -> Cache {
+        match (&self.cache_dir, self.no_cache) {
+            (_, true) => Cache::disabled(repository),
+            (Some(dir), false) => Cache::load(dir, public_dir, repository),
+            (None, false) => match cache::default_dir() {
+                Some(dir) => Cache::load(&dir, public_dir, repository),
+                None => Cache::disabled(repository),
+            },
+        }
+    }
 }
 
 /// `--public-key-format` values.
@@ -77,11 +120,19 @@ pub fn run(opts: &BuildArgs) -> Result<()> {
     let key = load_private_key(&opts.private_key, Path::new(&opts.public_dir))?;
     let public = key.public_key();
     let store = Store::new(&opts.public_dir);
+    let quiet = opts.run.quiet;
+
+    // The task creates PUBLIC_DIR too; hexreg does it first, to lock it.
+    crate::store::create_dir_all(store.root())?;
+    let _lock = DirLock::acquire(store.root(), opts.run.lock_wait())?;
+    let mut cache = opts.run.cache(store.root(), &opts.name);
 
     // Read everything first: an invalid tarball stops the run before anything is written.
     let files = scan_tarballs(&store.tarballs_dir())?;
-    let packages = read_tarballs(&files, &opts.name)?;
+    let packages = read_tarballs(&files, &opts.name, &mut cache, quiet)?;
 
+    crate::store::remove_leftover_temp_files(store.root())?;
+    crate::store::remove_leftover_temp_files(&store.packages_dir())?;
     let mut report = Report::default();
     write_public_key(&store, &public, opts.public_key_format.into(), &mut report)?;
     let tarballs_dir = store.tarballs_dir();
@@ -94,45 +145,82 @@ pub fn run(opts: &BuildArgs) -> Result<()> {
         crate::store::create_dir_all(&tarballs_dir)?;
     }
 
-    let summaries = write_packages(&store, &opts.name, &key, &public, packages, &mut report)?;
-    let stale = stale_packages(&store, &summaries)?;
-    write_resource(
+    let summaries = write_packages(
         &store,
-        "names",
-        &registry::names_payload(&opts.name, &summaries),
+        &opts.name,
         &key,
         &public,
-        Stage::Names,
+        packages,
+        quiet,
         &mut report,
-    )?;
-    write_resource(
-        &store,
-        "versions",
-        &registry::versions_payload(&opts.name, &summaries),
-        &key,
-        &public,
-        Stage::Versions,
-        &mut report,
-    )?;
+    );
+    let summaries = match summaries {
+        Ok(summaries) => summaries,
+        Err(e) => {
+            report.print(quiet);
+            return Err(e);
+        }
+    };
+    let result = write_index(&store, &opts.name, &key, &public, &summaries, &mut report);
+    report.print(quiet);
+    result?;
+    if let Err(e) = cache.save() {
+        eprintln!(
+            "warning: the registry is built, but the tarball cache could not be saved: {e:#}"
+        );
+    }
+    Ok(())
+}
+
+/// Writes `names` and `versions` from `summaries` (sorted by name), then removes the
+/// `packages/*` files of packages not among them: a run killed before the removal leaves an
+/// extra file no index lists, never an index that lists a missing file.
+pub fn write_index(
+    store: &Store,
+    repo: &str,
+    key: &PrivateKey,
+    public: &PublicKey,
+    summaries: &[PackageSummary],
+    report: &mut Report,
+) -> Result<()> {
+    let stale = stale_packages(store, summaries)?;
+    for (rel, payload, stage) in [
+        (
+            "names",
+            registry::names_payload(repo, summaries),
+            Stage::Names,
+        ),
+        (
+            "versions",
+            registry::versions_payload(repo, summaries),
+            Stage::Versions,
+        ),
+    ] {
+        let existing = store.read_existing(rel)?;
+        if let Some(change) =
+            write_if_changed(store, rel, &payload, existing.as_deref(), key, public)?
+        {
+            report.change(stage, change, store.shown(rel));
+        }
+    }
     for name in stale {
         let rel = format!("packages/{name}");
         store.remove(&rel)?;
         report.change(Stage::Removals, Change::Removing, store.shown(&rel));
     }
-    report.print();
     Ok(())
 }
 
 /// Reads the private key, refusing one that would be published with the registry.
 pub fn load_private_key(path: &Path, public_dir: &Path) -> Result<PrivateKey> {
     let shown = path.display();
-    if let (Ok(key), Ok(dir)) = (path.canonicalize(), public_dir.canonicalize()) {
-        if key.starts_with(&dir) {
-            bail!(
-                "private key {shown} lies inside the public directory {}, which is published: move it out (and replace it: anyone who fetched it can sign registries)",
-                public_dir.display()
-            );
-        }
+    if let (Ok(key), Ok(dir)) = (path.canonicalize(), public_dir.canonicalize())
+        && key.starts_with(&dir)
+    {
+        bail!(
+            "private key {shown} lies inside the public directory {}, which is published: move it out (and replace it: anyone who fetched it can sign registries)",
+            public_dir.display()
+        );
     }
     let text = fs::read(path).with_context(|| {
         format!("cannot read private key {shown} (--private-key): check the path; create a key with `hexreg keygen --out {shown}`")
@@ -198,21 +286,31 @@ fn scan_tarballs(dir: &Path) -> Result<Vec<TarballFile>> {
     Ok(files)
 }
 
-/// Reads every tarball in parallel; reports every invalid one, then fails, or groups the
-/// releases by package (sorted by name, releases sorted by version).
+/// Reads every tarball the cache does not know, in parallel; reports every invalid one, then
+/// fails, or groups the releases by package (sorted by name, releases sorted by version).
 fn read_tarballs(
     files: &[TarballFile],
     repo: &str,
+    cache: &mut Cache,
+    quiet: bool,
 ) -> Result<BTreeMap<String, (Vec<Release>, i64)>> {
-    let results: Vec<Result<ReadTarball, String>> = files
+    let progress = Progress::new(files.len(), "reading tarballs", quiet);
+    let cache_ro: &Cache = cache;
+    let results: Vec<Result<(ReadTarball, Stat, bool), String>> = files
         .par_iter()
-        .map(|file| read_tarball(file, repo).map_err(|e| format!("{}", e)))
+        .map(|file| {
+            let result = read_tarball(file, repo, cache_ro);
+            progress.inc();
+            result
+        })
         .collect();
+    drop(progress);
     let mut packages: BTreeMap<String, (Vec<Release>, i64)> = BTreeMap::new();
     let mut errors = Vec::new();
-    for result in results {
+    for (file, result) in files.iter().zip(results) {
         match result {
-            Ok(t) => {
+            Ok((t, stat, fresh)) => {
+                cache.put(&file.file_name, stat, &t.release, fresh);
                 let entry = packages.entry(t.package).or_insert((Vec::new(), i64::MIN));
                 entry.0.push(t.release);
                 entry.1 = entry.1.max(t.mtime);
@@ -224,19 +322,15 @@ fn read_tarballs(
         for e in &errors {
             eprintln!("error: {e}");
         }
+        let dir = files
+            .first()
+            .and_then(|f| f.path.parent())
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
         bail!(
-            "{} invalid tarball{} in {}: nothing was written; fix or remove {} and run again",
+            "{} invalid tarball{} in {dir}: nothing was written; fix or remove {} and run again",
             errors.len(),
             if errors.len() == 1 { "" } else { "s" },
-            files
-                .first()
-                .map(|f| f
-                    .path
-                    .parent()
-                    .unwrap_or(Path::new("."))
-                    .display()
-                    .to_string())
-                .unwrap_or_default(),
             if errors.len() == 1 { "it" } else { "them" },
         );
     }
@@ -247,7 +341,11 @@ fn read_tarballs(
 }
 
 /// Reads one tarball and checks it against its file name `NAME-VERSION.tar`.
-fn read_tarball(file: &TarballFile, repo: &str) -> Result<ReadTarball, String> {
+fn read_tarball(
+    file: &TarballFile,
+    repo: &str,
+    cache: &Cache,
+) -> Result<(ReadTarball, Stat, bool), String> {
     let shown = file.path.display();
     let (name, version) = split_file_name(&file.file_name).ok_or_else(|| {
         format!("{shown} is not named NAME-VERSION.tar (e.g. foo-1.0.0.tar), as clients expect tarballs to be")
@@ -260,6 +358,15 @@ fn read_tarball(file: &TarballFile, repo: &str) -> Result<ReadTarball, String> {
     let meta = fs::metadata(&file.path).map_err(|e| format!("cannot read {shown}: {e}"))?;
     if !meta.is_file() {
         return Err(format!("{shown} is not a regular file"));
+    }
+    let stat = Stat::of(&meta);
+    if let Some(release) = cache.get(&file.file_name, &stat) {
+        let t = ReadTarball {
+            package: name.to_string(),
+            release,
+            mtime: mtime_seconds(&meta),
+        };
+        return Ok((t, stat, false));
     }
     if meta.len() > tarball::MAX_TARBALL_SIZE {
         return Err(format!(
@@ -283,11 +390,12 @@ fn read_tarball(file: &TarballFile, repo: &str) -> Result<ReadTarball, String> {
     }
     let release = Release::from_tarball(&t, repo)
         .map_err(|e| format!("{shown}: metadata.config version {e}"))?;
-    Ok(ReadTarball {
+    let t = ReadTarball {
         package: name.to_string(),
         release,
         mtime: mtime_seconds(&meta),
-    })
+    };
+    Ok((t, stat, true))
 }
 
 /// `foo-1.0.0-rc.1.tar` → (`foo`, `1.0.0-rc.1`): the name ends at the first `-`.
@@ -310,70 +418,97 @@ fn mtime_seconds(meta: &fs::Metadata) -> i64 {
     meta.mtime()
 }
 
-/// Encodes, signs and writes `packages/NAME` of every package whose payload changed.
+/// Encodes, signs and writes `packages/NAME` of every package whose payload changed, keeping
+/// the retirements recorded in the existing file for releases that still exist.
 fn write_packages(
     store: &Store,
     repo: &str,
     key: &PrivateKey,
     public: &PublicKey,
     packages: BTreeMap<String, (Vec<Release>, i64)>,
+    quiet: bool,
     report: &mut Report,
 ) -> Result<Vec<PackageSummary>> {
-    let list: Vec<(String, Vec<Release>, i64)> = packages
+    let mut list: Vec<(String, Vec<Release>, i64)> = packages
         .into_iter()
         .map(|(name, (releases, mtime))| (name, releases, mtime))
         .collect();
+    let progress = Progress::new(list.len(), "signing packages", quiet);
     let changes: Vec<Result<Option<Change>>> = list
-        .par_iter()
+        .par_iter_mut()
         .map(|(name, releases, _)| {
+            let rel = format!("packages/{name}");
+            let existing = store.read_existing(&rel)?;
+            if let Some(existing) = &existing {
+                keep_retirements(existing, repo, name, releases);
+            }
             let payload = registry::package_payload(repo, name, releases);
-            write_if_changed(store, &format!("packages/{name}"), &payload, key, public)
+            let change = write_if_changed(store, &rel, &payload, existing.as_deref(), key, public);
+            progress.inc();
+            change
         })
         .collect();
+    drop(progress);
     let mut summaries = Vec::with_capacity(list.len());
+    let mut first_error = None;
     for ((name, releases, mtime), change) in list.iter().zip(changes) {
-        if let Some(change) = change? {
-            report.change(
+        match change {
+            Ok(Some(change)) => report.change(
                 Stage::Packages,
                 change,
                 store.shown(&format!("packages/{name}")),
-            );
+            ),
+            Ok(None) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
         }
         summaries.push(PackageSummary::new(name, *mtime, releases));
     }
-    Ok(summaries)
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(summaries),
+    }
 }
 
-/// Writes `rel` unless it already holds `payload` signed by this key.
-fn write_if_changed(
+/// Copies the retirements of an existing `packages/NAME` file onto the releases of the same
+/// version. A file that cannot be read back (corrupt, another repository) has none to keep.
+pub fn keep_retirements(existing: &[u8], repo: &str, name: &str, releases: &mut [Release]) {
+    let Ok(opened) = registry::open(existing) else {
+        return;
+    };
+    let Ok(package) = registry::decode_package(&opened.payload, repo, name) else {
+        return;
+    };
+    for old in package.releases {
+        if let Some(retired) = old.retired {
+            for release in releases.iter_mut().filter(|r| r.version == old.version) {
+                release.retired = Some(registry::Retirement {
+                    reason: retired.reason,
+                    message: retired.message.clone(),
+                });
+            }
+        }
+    }
+}
+
+/// Writes `rel` unless `existing` (its current bytes) already holds `payload` signed by this
+/// key; returns what it did.
+pub fn write_if_changed(
     store: &Store,
     rel: &str,
     payload: &[u8],
+    existing: Option<&[u8]>,
     key: &PrivateKey,
     public: &PublicKey,
 ) -> Result<Option<Change>> {
-    let change = match store.read_existing(rel)? {
-        Some(existing) if registry::is_current(&existing, payload, public) => return Ok(None),
+    let change = match existing {
+        Some(existing) if registry::is_current(existing, payload, public) => return Ok(None),
         Some(_) => Change::Updating,
         None => Change::Creating,
     };
     store.write(rel, &registry::seal(payload, key))?;
     Ok(Some(change))
-}
-
-fn write_resource(
-    store: &Store,
-    rel: &str,
-    payload: &[u8],
-    key: &PrivateKey,
-    public: &PublicKey,
-    stage: Stage,
-    report: &mut Report,
-) -> Result<()> {
-    if let Some(change) = write_if_changed(store, rel, payload, key, public)? {
-        report.change(stage, change, store.shown(rel));
-    }
-    Ok(())
 }
 
 /// `packages/*` entries (dotfiles aside) that are no current package, sorted.

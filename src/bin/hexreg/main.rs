@@ -2,6 +2,8 @@
 //! `error: ...` on stderr and sets the exit status (0 success, 1 failure, 2 usage).
 
 mod build;
+mod cache;
+mod progress;
 mod serve;
 mod store;
 
@@ -20,6 +22,9 @@ tarball, and replaces files atomically.",
     after_help = "Example:\n  hexreg build public --name=acme --private-key=key.pem"
 )]
 struct Cli {
+    /// Threads to use [default: all cores].
+    #[arg(long, short, global = true, value_name = "N")]
+    jobs: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,6 +41,16 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(jobs) = cli.jobs {
+        if jobs == 0 {
+            eprintln!("error: --jobs must be at least 1");
+            return ExitCode::from(2);
+        }
+        // Fails only if a pool was built already, which nothing does before this point.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(jobs)
+            .build_global();
+    }
     let result = match cli.command {
         Command::Build(args) => build::run(&args),
         Command::Serve(args) => serve::run(args),

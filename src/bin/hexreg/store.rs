@@ -98,13 +98,61 @@ impl Store {
     }
 }
 
-/// `mkdir -p` with mode 0755.
+/// `mkdir -p`; a directory it creates gets mode 0755 whatever the umask.
 pub fn create_dir_all(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
         .create(dir)
+        .and_then(|()| fs::set_permissions(dir, fs::Permissions::from_mode(0o755)))
         .with_context(|| format!("cannot create directory {}", dir.display()))
+}
+
+/// An exclusive lock on a registry directory, held until dropped. It is a `flock` on the
+/// directory itself: no lock file is created (nothing that could be published), and the kernel
+/// releases it when the process ends, however it ends.
+pub struct DirLock {
+    _dir: fs::File,
+}
+
+/// How to behave when another run holds the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockWait {
+    /// Wait for the other run to finish (saying so on stderr).
+    Wait,
+    /// Fail at once.
+    Fail,
+}
+
+impl DirLock {
+    /// Locks `dir` (which must exist).
+    pub fn acquire(dir: &Path, wait: LockWait) -> Result<DirLock> {
+        let file = fs::File::open(dir)
+            .with_context(|| format!("cannot open {} to lock it", dir.display()))?;
+        match file.try_lock() {
+            Ok(()) => return Ok(DirLock { _dir: file }),
+            Err(fs::TryLockError::WouldBlock) => {}
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", dir.display()));
+            }
+        }
+        if wait == LockWait::Fail {
+            anyhow::bail!(
+                "another hexreg run is changing {} right now; run again when it has finished (or leave out --no-wait to wait for it)",
+                dir.display()
+            );
+        }
+        eprintln!(
+            "waiting for another hexreg run on {} to finish...",
+            dir.display()
+        );
+        file.lock()
+            .with_context(|| format!("cannot lock {}", dir.display()))?;
+        Ok(DirLock { _dir: file })
+    }
 }
 
 /// Writes `bytes` to `path` through a flushed temporary file in the same directory and a
@@ -184,8 +232,13 @@ impl Report {
         self.line(stage, format!("* {verb} {shown_path}"));
     }
 
-    /// Prints the lines in the task's order (stable within a stage) and forgets them.
-    pub fn print(&mut self) {
+    /// Prints the lines in the task's order (stable within a stage), unless `quiet`, and forgets
+    /// them.
+    pub fn print(&mut self, quiet: bool) {
+        if quiet {
+            self.lines.clear();
+            return;
+        }
         self.lines.sort_by_key(|(stage, _)| *stage);
         let stdout = io::stdout();
         let mut out = stdout.lock();

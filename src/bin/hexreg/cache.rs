@@ -1,0 +1,208 @@
+//! hexreg's cache of what it read from each tarball, so that a rebuild reads only new or changed
+//! tarballs.
+//!
+//! An entry is keyed by the tarball's file name and its `stat`: size, modification and change
+//! times (nanoseconds), inode and device. Any write to a file changes its ctime, which no tool
+//! can set back, so a changed tarball never matches its old entry. The file is a protobuf body
+//! preceded by its SHA-256: a cache that is truncated, corrupt, of another format or for another
+//! repository name is ignored (and rebuilt), never trusted.
+//!
+//! The cache lives outside PUBLIC_DIR (by default in `$XDG_CACHE_HOME/hexreg` or
+//! `~/.cache/hexreg`), so no static server publishes it.
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+use hexreg::proto;
+use hexreg::registry::Release;
+
+/// Bump when the meaning of an entry changes.
+const FORMAT: u32 = 1;
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct CacheFile {
+    #[prost(uint32, tag = "1")]
+    format: u32,
+    #[prost(string, tag = "2")]
+    repository: String,
+    #[prost(message, repeated, tag = "3")]
+    entries: Vec<CacheEntry>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct CacheEntry {
+    #[prost(string, tag = "1")]
+    file_name: String,
+    #[prost(message, optional, tag = "2")]
+    stat: Option<Stat>,
+    #[prost(message, optional, tag = "3")]
+    release: Option<proto::package::Release>,
+}
+
+/// What identifies one version of a file's content.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, prost::Message)]
+pub struct Stat {
+    #[prost(uint64, tag = "1")]
+    size: u64,
+    #[prost(int64, tag = "2")]
+    mtime_ns: i64,
+    #[prost(int64, tag = "3")]
+    ctime_ns: i64,
+    #[prost(uint64, tag = "4")]
+    inode: u64,
+    #[prost(uint64, tag = "5")]
+    dev: u64,
+}
+
+impl Stat {
+    pub fn of(meta: &fs::Metadata) -> Stat {
+        Stat {
+            size: meta.size(),
+            mtime_ns: meta.mtime().saturating_mul(1_000_000_000) + meta.mtime_nsec(),
+            ctime_ns: meta.ctime().saturating_mul(1_000_000_000) + meta.ctime_nsec(),
+            inode: meta.ino(),
+            dev: meta.dev(),
+        }
+    }
+}
+
+/// The cache of one registry: entries loaded from disk, and the entries of this run.
+pub struct Cache {
+    path: Option<PathBuf>,
+    repository: String,
+    old: HashMap<String, (Stat, proto::package::Release)>,
+    new: Vec<CacheEntry>,
+    changed: bool,
+}
+
+/// Where the cache of `public_dir` lives: one file per registry directory, under `dir` or the
+/// user's cache directory. `None` when there is no such directory.
+pub fn default_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })
+        .map(|d| d.join("hexreg"))
+}
+
+impl Cache {
+    /// A cache that remembers nothing and writes nothing (`--no-cache`).
+    pub fn disabled(repository: &str) -> Cache {
+        Cache {
+            path: None,
+            repository: repository.to_string(),
+            old: HashMap::new(),
+            new: Vec::new(),
+            changed: false,
+        }
+    }
+
+    /// Loads the cache of `public_dir` (which must exist) from `cache_dir`. A missing or
+    /// unusable cache file gives an empty cache.
+    pub fn load(cache_dir: &Path, public_dir: &Path, repository: &str) -> Cache {
+        let canonical = public_dir
+            .canonicalize()
+            .unwrap_or_else(|_| public_dir.to_path_buf());
+        let key = Sha256::digest(canonical.as_os_str().as_encoded_bytes());
+        let path = cache_dir.join(format!("{}.cache", hexreg::tarball::hex_upper(&key[..12])));
+        let mut cache = Cache::disabled(repository);
+        if let Some(file) = fs::read(&path).ok().and_then(|b| decode(&b))
+            && file.format == FORMAT
+            && file.repository == repository
+        {
+            cache.old = file
+                .entries
+                .into_iter()
+                .filter_map(|e| Some((e.file_name, (e.stat?, e.release?))))
+                .collect();
+        }
+        cache.path = Some(path);
+        cache
+    }
+
+    /// The release cached for `file_name` if its `stat` is unchanged.
+    pub fn get(&self, file_name: &str, stat: &Stat) -> Option<Release> {
+        let (cached_stat, release) = self.old.get(file_name)?;
+        if cached_stat != stat {
+            return None;
+        }
+        Release::from_proto(release.clone()).ok()
+    }
+
+    /// Records the release of a tarball for the next run; `fresh` when it was read this run.
+    pub fn put(&mut self, file_name: &str, stat: Stat, release: &Release, fresh: bool) {
+        let mut proto = release.to_proto();
+        proto.retired = None;
+        self.changed |= fresh;
+        self.new.push(CacheEntry {
+            file_name: file_name.to_string(),
+            stat: Some(stat),
+            release: Some(proto),
+        });
+    }
+
+    /// Writes the cache if it changed (a tarball read or gone).
+    pub fn save(mut self) -> Result<()> {
+        let Some(path) = self.path.take() else {
+            return Ok(());
+        };
+        if !self.changed && self.new.len() == self.old.len() {
+            return Ok(());
+        }
+        let body = CacheFile {
+            format: FORMAT,
+            repository: self.repository,
+            entries: self.new,
+        }
+        .encode_to_vec();
+        let mut bytes = Sha256::digest(&body).to_vec();
+        bytes.extend_from_slice(&body);
+        if let Some(dir) = path.parent() {
+            crate::store::create_dir_all(dir)?;
+        }
+        crate::store::write_atomic(&path, &bytes)
+    }
+}
+
+/// The body of a cache file whose checksum holds.
+fn decode(bytes: &[u8]) -> Option<CacheFile> {
+    let (sum, body) = bytes.split_at_checked(32)?;
+    if Sha256::digest(body).as_slice() != sum {
+        return None;
+    }
+    CacheFile::decode(body).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_or_foreign_cache_files_are_not_decoded() {
+        let body = CacheFile {
+            format: FORMAT,
+            repository: "acme".into(),
+            entries: vec![],
+        }
+        .encode_to_vec();
+        let mut good = Sha256::digest(&body).to_vec();
+        good.extend_from_slice(&body);
+        assert!(decode(&good).is_some());
+        let mut flipped = good.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert!(decode(&flipped).is_none());
+        assert!(decode(&good[..20]).is_none());
+        assert!(decode(b"").is_none());
+    }
+}
