@@ -30,6 +30,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::tarball::one_line;
+
 /// Deepest nesting of lists, tuples, maps and binaries accepted by the parser.
 pub const MAX_DEPTH: usize = 256;
 
@@ -100,7 +102,7 @@ pub enum MetadataError {
     )]
     TooDeep { line: usize, column: usize },
     /// The file holds no form at all.
-    #[error("metadata.config is empty: it should hold `{{Key, Value}}.` forms")]
+    #[error("it holds no `{{Key, Value}}.` form at all (the file is empty or blank)")]
     Empty,
     /// A form (1-based) that is not a 2-tuple.
     #[error("form {form} is not a {{Key, Value}} pair (it starts at line {line})")]
@@ -131,12 +133,15 @@ pub enum MetadataError {
     #[error("`requirements` element {element}: the dependency name {problem}")]
     BadDependencyName { element: usize, problem: String },
     /// A dependency without a version requirement.
-    #[error("`requirements` entry for dependency `{dependency}` has no `requirement`")]
+    #[error(
+        "`requirements` entry for dependency `{}` has no `requirement`",
+        one_line(.dependency)
+    )]
     MissingRequirement { dependency: String },
     /// A dependency property of the wrong kind.
     #[error(
-        "`requirements` entry for dependency `{dependency}`: `{key}` must be {expected}, but it \
-         is {found}"
+        "`requirements` entry for dependency `{}`: `{key}` must be {expected}, but it is {found}",
+        one_line(.dependency)
     )]
     DependencyWrongType {
         dependency: String,
@@ -387,8 +392,9 @@ fn dependency_name(element: usize, term: &Term) -> Result<String> {
 fn dependency_from_properties(element: usize, name: String, props: &Term) -> Result<Requirement> {
     let props = properties(props).ok_or_else(|| MetadataError::RequirementsLayout {
         detail: format!(
-            "element {element} (dependency `{name}`) has properties that are {}, expected a list \
+            "element {element} (dependency `{}`) has properties that are {}, expected a list \
              of {{Key, Value}} pairs",
+            one_line(&name),
             describe(props)
         ),
     })?;
@@ -902,9 +908,12 @@ struct Parser {
 fn describe_token(tok: Option<&Token>) -> String {
     match tok.map(|t| &t.tok) {
         None => "the end of the file".to_string(),
-        Some(Tok::Atom(a)) => format!("the atom `{}`", Term::Atom(a.clone())),
+        Some(Tok::Atom(a)) => format!(
+            "the atom `{}`",
+            one_line(&Term::Atom(a.clone()).to_string())
+        ),
         Some(Tok::Str(_)) => "a string".to_string(),
-        Some(Tok::Int(digits)) => format!("the integer {digits}"),
+        Some(Tok::Int(digits)) => format!("the integer {}", one_line(digits)),
         Some(Tok::Punct(p)) => format!("`{}`", p.text()),
         Some(Tok::Dot) => "`.`".to_string(),
     }
@@ -1163,9 +1172,10 @@ impl Parser {
                             line,
                             column,
                             format!(
-                                "{}{digits} is not a Unicode code point, so it cannot be a /utf8 \
+                                "{}{} is not a Unicode code point, so it cannot be a /utf8 \
                                  segment",
-                                if negative { "-" } else { "" }
+                                if negative { "-" } else { "" },
+                                one_line(&digits)
                             ),
                         )
                     })?;
@@ -1213,7 +1223,10 @@ impl Parser {
                     return Err(syntax(
                         token.line,
                         token.column,
-                        format!("unsupported binary segment type `{a}` (only `utf8` is supported)"),
+                        format!(
+                            "unsupported binary segment type `{}` (only `utf8` is supported)",
+                            one_line(&Term::Atom(a.clone()).to_string())
+                        ),
                     ));
                 }
                 _ => {
@@ -2226,5 +2239,74 @@ mod tests {
             }
             let _ = parse(&bytes);
         }
+    }
+}
+
+/// Writes `meta` as a `metadata.config` text in the shape hex_core's `encode_metadata/1`
+/// gives it (one `{Key, Value}.` form per line, keys sorted, binaries for text, requirements
+/// in mix's list-of-kvlists layout). The inverse of [`parse`] for what [`Metadata`] holds.
+pub fn render(meta: &Metadata) -> String {
+    fn bin(text: &str) -> String {
+        let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
+        if text.is_ascii() {
+            format!("<<\"{escaped}\">>")
+        } else {
+            format!("<<\"{escaped}\"/utf8>>")
+        }
+    }
+    let requirements: Vec<String> = meta
+        .requirements
+        .iter()
+        .map(|r| {
+            let mut pairs = Vec::new();
+            if let Some(app) = &r.app {
+                pairs.push(format!("{{<<\"app\">>,{}}}", bin(app)));
+            }
+            pairs.push(format!("{{<<\"name\">>,{}}}", bin(&r.name)));
+            pairs.push(format!("{{<<\"optional\">>,{}}}", r.optional));
+            if let Some(repo) = &r.repository {
+                pairs.push(format!("{{<<\"repository\">>,{}}}", bin(repo)));
+            }
+            pairs.push(format!("{{<<\"requirement\">>,{}}}", bin(&r.requirement)));
+            format!("[{}]", pairs.join(","))
+        })
+        .collect();
+    format!(
+        "{{<<\"app\">>,{}}}.\n{{<<\"build_tools\">>,[<<\"rebar3\">>]}}.\n{{<<\"name\">>,{}}}.\n{{<<\"requirements\">>,[{}]}}.\n{{<<\"version\">>,{}}}.\n",
+        bin(&meta.app),
+        bin(&meta.name),
+        requirements.join(","),
+        bin(&meta.version)
+    )
+}
+
+#[cfg(test)]
+mod render_tests {
+    use super::*;
+
+    #[test]
+    fn rendered_metadata_parses_back() {
+        let meta = Metadata {
+            name: "foo".into(),
+            version: "1.0.0-rc.1".into(),
+            app: "foo".into(),
+            requirements: vec![
+                Requirement {
+                    name: "bar".into(),
+                    app: Some("bar_app".into()),
+                    requirement: "~> 1.0".into(),
+                    optional: true,
+                    repository: Some("hexpm".into()),
+                },
+                Requirement {
+                    name: "baz".into(),
+                    app: None,
+                    requirement: ">= 0.0.0 and \"é\"".into(),
+                    optional: false,
+                    repository: None,
+                },
+            ],
+        };
+        assert_eq!(parse(render(&meta).as_bytes()).unwrap(), meta);
     }
 }

@@ -217,6 +217,12 @@ impl PublicKey {
         }
     }
 
+    /// SHA-256 of the key's PKCS#1 DER: identifies the key whatever its PEM form.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(&self.pkcs1_der).into()
+    }
+
     /// Checks an RSASSA-PKCS1-v1_5 / SHA-512 signature of `payload`.
     pub fn verify(&self, payload: &[u8], signature: &[u8]) -> Result<(), BadSignature> {
         UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA512, &self.pkcs1_der)

@@ -29,7 +29,9 @@ pub const ENTRIES: [&str; 4] = ["VERSION", "CHECKSUM", "metadata.config", "conte
 /// mtime hex_core gives every entry: 2000-01-01T00:00:00Z.
 const ENTRY_MTIME: u64 = 946_684_800;
 
-/// What is wrong with a tarball. Texts are meant to follow the file's name.
+/// What is wrong with a tarball. Texts are meant to follow the file's name, on one line: text
+/// taken from the tarball (entry names, VERSION, tar errors quoting header bytes) has its
+/// control characters escaped and is cut to a few hundred characters.
 #[derive(Debug, thiserror::Error)]
 pub enum TarballError {
     #[error("is {size} bytes, over Hex's limit of {limit} bytes (16 MiB)", limit = MAX_TARBALL_SIZE)]
@@ -50,6 +52,8 @@ pub enum TarballError {
         "has an unexpected entry `{0}`; a Hex tarball holds only VERSION, CHECKSUM, metadata.config and contents.tar.gz"
     )]
     ExtraEntry(String),
+    #[error("has `{name}` as a {kind}, but it must be a regular file")]
+    NotAFile { name: String, kind: String },
     #[error("has the entry `{0}` twice")]
     DuplicateEntry(String),
     #[error("has `{name}` of {size} bytes, over Hex's limit of {limit} bytes")]
@@ -70,7 +74,7 @@ pub enum TarballError {
     ChecksumMismatch { expected: String, actual: String },
     #[error("has an invalid metadata.config: {0}")]
     Metadata(#[from] MetadataError),
-    #[error("has a contents.tar.gz that is not gzip data: {0}")]
+    #[error("has a contents.tar.gz that is not valid gzip data: {0}")]
     ContentsNotGzip(String),
     #[error("has a contents.tar.gz that is not a valid gzip'd tar: {0}")]
     ContentsNotTar(String),
@@ -110,9 +114,7 @@ pub fn read(bytes: &[u8]) -> Result<Tarball, TarballError> {
     let [version, checksum, metadata_config, contents] = entries;
 
     if version != b"3" {
-        return Err(TarballError::BadVersion(
-            String::from_utf8_lossy(version).into_owned(),
-        ));
+        return Err(TarballError::BadVersion(version.escape_ascii().to_string()));
     }
     let expected = decode_checksum(checksum)?;
     let actual: [u8; 32] = inner_checksum(version, metadata_config, contents);
@@ -146,20 +148,25 @@ fn outer_entries(bytes: &[u8]) -> Result<[&[u8]; 4], TarballError> {
     let mut archive = tar::Archive::new(bytes);
     let entries = archive
         .entries()
-        .map_err(|e| TarballError::NotTar(e.to_string()))?;
+        .map_err(|e| TarballError::NotTar(tar_error(&e, None)))?;
     let mut any = false;
+    let mut previous: Option<&str> = None;
     for entry in entries {
-        let entry = entry.map_err(|e| TarballError::NotTar(e.to_string()))?;
+        let entry = entry.map_err(|e| TarballError::NotTar(tar_error(&e, previous)))?;
         any = true;
         let path = entry.path_bytes().into_owned();
-        let name = String::from_utf8_lossy(&path).into_owned();
         let Some(slot) = ENTRIES.iter().position(|e| e.as_bytes() == path.as_slice()) else {
-            return Err(TarballError::ExtraEntry(name));
-        };
-        if !entry.header().entry_type().is_file() {
-            return Err(TarballError::ExtraEntry(format!(
-                "{name} (not a regular file)"
+            return Err(TarballError::ExtraEntry(one_line(
+                &String::from_utf8_lossy(&path),
             )));
+        };
+        let name = ENTRIES[slot].to_string();
+        let kind = entry.header().entry_type();
+        if !kind.is_file() {
+            return Err(TarballError::NotAFile {
+                name,
+                kind: entry_kind(kind),
+            });
         }
         let size = entry.size();
         let limit = match slot {
@@ -183,6 +190,7 @@ fn outer_entries(bytes: &[u8]) -> Result<[&[u8]; 4], TarballError> {
             return Err(TarballError::DuplicateEntry(name));
         }
         found[slot] = Some(&bytes[start..end]);
+        previous = Some(ENTRIES[slot]);
     }
     if !any {
         return Err(TarballError::NoEntries);
@@ -197,6 +205,60 @@ fn outer_entries(bytes: &[u8]) -> Result<[&[u8]; 4], TarballError> {
                 .map(|(n, _)| *n)
                 .collect(),
         )),
+    }
+}
+
+/// Longest text taken from a tarball that an error message quotes, in characters.
+pub(crate) const MAX_QUOTED: usize = 200;
+
+/// `text` fit for one line of an error message: control characters escaped (`\n`,
+/// `\u{1b}`), cut to [`MAX_QUOTED`] characters.
+pub(crate) fn one_line(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == MAX_QUOTED {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Words for an error of the tar reader, met after the entry `previous` (`None`: at the
+/// start). The tar crate's own texts quote raw header bytes, useless when the file is not a
+/// tar at all; the common cases get plain words instead.
+fn tar_error(e: &io::Error, previous: Option<&str>) -> String {
+    let text = e.to_string();
+    let header = match previous {
+        None => "its first 512-byte block".to_string(),
+        Some(name) => format!("the 512-byte block after entry `{}`", one_line(name)),
+    };
+    if text.contains("failed to read entire block") {
+        format!("it ends in the middle of a tar header ({header})")
+    } else if text.contains("when getting cksum") || text.contains("checksum mismatch") {
+        format!("{header} is not a valid tar header")
+    } else if text.contains("when getting size") {
+        format!("{header} is a tar header with an invalid size field")
+    } else {
+        one_line(&text)
+    }
+}
+
+/// "directory", "symbolic link", … for a tar entry type that is not a regular file.
+fn entry_kind(kind: tar::EntryType) -> String {
+    match kind {
+        tar::EntryType::Directory => "directory".into(),
+        tar::EntryType::Symlink => "symbolic link".into(),
+        tar::EntryType::Link => "hard link".into(),
+        tar::EntryType::Char => "character device".into(),
+        tar::EntryType::Block => "block device".into(),
+        tar::EntryType::Fifo => "FIFO".into(),
+        other => format!("tar entry of type {}", [other.as_byte()].escape_ascii()),
     }
 }
 
@@ -268,6 +330,9 @@ fn check_contents(contents: &[u8]) -> Result<(), TarballError> {
             "it does not start with the gzip magic bytes 1f 8b".into(),
         ));
     }
+    if contents_valid_in_memory(contents) {
+        return Ok(());
+    }
     let counted = Counted {
         inner: flate2::read::GzDecoder::new(contents),
         left: MAX_UNCOMPRESSED_SIZE,
@@ -275,9 +340,12 @@ fn check_contents(contents: &[u8]) -> Result<(), TarballError> {
         inner_error: None,
     };
     let mut archive = tar::Archive::new(counted);
+    let mut previous: Option<String> = None;
     let tar_result = (|| -> io::Result<()> {
         for entry in archive.entries()? {
-            io::copy(&mut entry?, &mut io::sink())?;
+            let mut entry = entry?;
+            previous = Some(String::from_utf8_lossy(&entry.path_bytes()).into_owned());
+            io::copy(&mut entry, &mut io::sink())?;
         }
         Ok(())
     })();
@@ -290,9 +358,52 @@ fn check_contents(contents: &[u8]) -> Result<(), TarballError> {
         return Err(TarballError::ContentsTooBig);
     }
     if let Some(gzip_error) = counted.inner_error {
-        return Err(TarballError::ContentsNotGzip(gzip_error));
+        return Err(TarballError::ContentsNotGzip(one_line(&gzip_error)));
     }
-    drain_result.map_err(|e| TarballError::ContentsNotTar(e.to_string()))
+    drain_result.map_err(|e| TarballError::ContentsNotTar(tar_error(&e, previous.as_deref())))
+}
+
+/// Largest inflated `contents.tar.gz` checked in memory; larger ones are streamed.
+const IN_MEMORY_LIMIT: usize = 4 * 1024 * 1024;
+
+/// The fast path of [`check_contents`], for the common small package: when the gzip trailer
+/// announces at most [`IN_MEMORY_LIMIT`] bytes, inflate into a buffer of that size with
+/// libdeflate (several times faster than zlib's streaming inflate, CRC and size checked) and
+/// walk the tar in memory. True only when all of it is valid; anything else (a trailer that
+/// lies, an error of any kind) is left to the streaming path, which gives the precise error.
+fn contents_valid_in_memory(contents: &[u8]) -> bool {
+    let Some(trailer) = contents
+        .len()
+        .checked_sub(4)
+        .and_then(|at| contents.get(at..))
+    else {
+        return false;
+    };
+    let announced = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]) as usize;
+    if announced > IN_MEMORY_LIMIT {
+        return false;
+    }
+    let mut buffer = vec![0u8; announced];
+    let mut decompressor = libdeflater::Decompressor::new();
+    match decompressor.gzip_decompress(contents, &mut buffer) {
+        Ok(n) if n == announced => {}
+        _ => return false,
+    }
+    let mut archive = tar::Archive::new(buffer.as_slice());
+    let Ok(entries) = archive.entries() else {
+        return false;
+    };
+    for entry in entries {
+        match entry {
+            Ok(mut entry) => {
+                if io::copy(&mut entry, &mut io::sink()).is_err() {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 /// Writes an outer tarball of the given entries, in the given order, as hex_core does (ustar,

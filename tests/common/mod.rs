@@ -1,2 +1,3 @@
+pub mod corpus;
 pub mod fixtures;
 pub mod static_server;

@@ -19,6 +19,7 @@ use hexreg::tarball;
 use crate::cache::{self, Cache, Stat};
 use crate::progress::Progress;
 use crate::store::{Change, DirLock, LockWait, Report, Stage, Store};
+use crate::writer::Writer;
 
 pub const AFTER_HELP: &str = "Example:
   hexreg build public --name=acme --private-key=key.pem
@@ -72,15 +73,16 @@ impl RunOptions {
         }
     }
 
-    /// The tarball cache for `public_dir`, as the options ask.
-    pub fn cache(&self, public_dir: &Path, repository: &str) -> Cache {
-        match (&self.cache_dir, self.no_cache) {
-            (_, true) => Cache::disabled(repository),
-            (Some(dir), false) => Cache::load(dir, public_dir, repository),
-            (None, false) => match cache::default_dir() {
-                Some(dir) => Cache::load(&dir, public_dir, repository),
-                None => Cache::disabled(repository),
-            },
+    /// The cache for `public_dir`, as the options ask.
+    pub fn cache(&self, public_dir: &Path, repository: &str, key: &PublicKey) -> Cache {
+        let dir = match (&self.cache_dir, self.no_cache) {
+            (_, true) => None,
+            (Some(dir), false) => Some(dir.clone()),
+            (None, false) => cache::default_dir(),
+        };
+        match dir {
+            Some(dir) => Cache::load(&dir, public_dir, repository, &key.fingerprint()),
+            None => Cache::disabled(repository),
         }
     }
 }
@@ -125,7 +127,7 @@ pub fn run(opts: &BuildArgs) -> Result<()> {
     // The task creates PUBLIC_DIR too; hexreg does it first, to lock it.
     crate::store::create_dir_all(store.root())?;
     let _lock = DirLock::acquire(store.root(), opts.run.lock_wait())?;
-    let mut cache = opts.run.cache(store.root(), &opts.name);
+    let mut cache = opts.run.cache(store.root(), &opts.name, &public);
 
     // Read everything first: an invalid tarball stops the run before anything is written.
     let files = scan_tarballs(&store.tarballs_dir())?;
@@ -133,82 +135,58 @@ pub fn run(opts: &BuildArgs) -> Result<()> {
 
     crate::store::remove_leftover_temp_files(store.root())?;
     crate::store::remove_leftover_temp_files(&store.packages_dir())?;
-    let mut report = Report::default();
-    write_public_key(&store, &public, opts.public_key_format.into(), &mut report)?;
+    let mut writer = Writer {
+        store: &store,
+        repo: &opts.name,
+        key: &key,
+        public: public.clone(),
+        cache: &mut cache,
+        report: Report::default(),
+        quiet,
+    };
+    let result = write_all(&mut writer, opts.public_key_format.into(), packages);
+    writer.report.print(quiet);
+    result?;
+    if let Err(e) = cache.save() {
+        eprintln!("warning: the registry is built, but the cache could not be saved: {e:#}");
+    }
+    Ok(())
+}
+
+/// Writes `public_key`, the tarballs directory, `packages/*`, `names` and `versions`, and
+/// removes stale `packages/*`.
+fn write_all(
+    writer: &mut Writer,
+    format: PublicKeyFormat,
+    packages: BTreeMap<String, (Vec<Release>, i64)>,
+) -> Result<()> {
+    let store = writer.store;
+    write_public_key(store, &writer.public, format, &mut writer.report)?;
     let tarballs_dir = store.tarballs_dir();
     if !tarballs_dir.is_dir() {
-        report.change(
+        writer.report.change(
             Stage::TarballsDir,
             Change::Creating,
             store.shown_tarballs_dir(),
         );
         crate::store::create_dir_all(&tarballs_dir)?;
     }
-
-    let summaries = write_packages(
-        &store,
-        &opts.name,
-        &key,
-        &public,
-        packages,
-        quiet,
-        &mut report,
-    );
-    let summaries = match summaries {
-        Ok(summaries) => summaries,
-        Err(e) => {
-            report.print(quiet);
-            return Err(e);
-        }
-    };
-    let result = write_index(&store, &opts.name, &key, &public, &summaries, &mut report);
-    report.print(quiet);
-    result?;
-    if let Err(e) = cache.save() {
-        eprintln!(
-            "warning: the registry is built, but the tarball cache could not be saved: {e:#}"
-        );
-    }
-    Ok(())
-}
-
-/// Writes `names` and `versions` from `summaries` (sorted by name), then removes the
-/// `packages/*` files of packages not among them: a run killed before the removal leaves an
-/// extra file no index lists, never an index that lists a missing file.
-pub fn write_index(
-    store: &Store,
-    repo: &str,
-    key: &PrivateKey,
-    public: &PublicKey,
-    summaries: &[PackageSummary],
-    report: &mut Report,
-) -> Result<()> {
-    let stale = stale_packages(store, summaries)?;
-    for (rel, payload, stage) in [
-        (
-            "names",
-            registry::names_payload(repo, summaries),
-            Stage::Names,
-        ),
-        (
-            "versions",
-            registry::versions_payload(repo, summaries),
-            Stage::Versions,
-        ),
-    ] {
-        let existing = store.read_existing(rel)?;
-        if let Some(change) =
-            write_if_changed(store, rel, &payload, existing.as_deref(), key, public)?
-        {
-            report.change(stage, change, store.shown(rel));
-        }
-    }
-    for name in stale {
-        let rel = format!("packages/{name}");
-        store.remove(&rel)?;
-        report.change(Stage::Removals, Change::Removing, store.shown(&rel));
-    }
-    Ok(())
+    let mut updated_at = Vec::with_capacity(packages.len());
+    let mut list: Vec<(String, Vec<Release>)> = packages
+        .into_iter()
+        .map(|(name, (releases, mtime))| {
+            updated_at.push(mtime);
+            (name, releases)
+        })
+        .collect();
+    writer.write_packages(&mut list, true)?;
+    let summaries: Vec<PackageSummary> = list
+        .iter()
+        .zip(updated_at)
+        .map(|((name, releases), mtime)| PackageSummary::new(name, mtime, releases))
+        .collect();
+    let stale = stale_packages(store, &summaries)?;
+    writer.write_index(&summaries, &stale)
 }
 
 /// Reads the private key, refusing one that would be published with the registry.
@@ -418,101 +396,8 @@ fn mtime_seconds(meta: &fs::Metadata) -> i64 {
     meta.mtime()
 }
 
-/// Encodes, signs and writes `packages/NAME` of every package whose payload changed, keeping
-/// the retirements recorded in the existing file for releases that still exist.
-fn write_packages(
-    store: &Store,
-    repo: &str,
-    key: &PrivateKey,
-    public: &PublicKey,
-    packages: BTreeMap<String, (Vec<Release>, i64)>,
-    quiet: bool,
-    report: &mut Report,
-) -> Result<Vec<PackageSummary>> {
-    let mut list: Vec<(String, Vec<Release>, i64)> = packages
-        .into_iter()
-        .map(|(name, (releases, mtime))| (name, releases, mtime))
-        .collect();
-    let progress = Progress::new(list.len(), "signing packages", quiet);
-    let changes: Vec<Result<Option<Change>>> = list
-        .par_iter_mut()
-        .map(|(name, releases, _)| {
-            let rel = format!("packages/{name}");
-            let existing = store.read_existing(&rel)?;
-            if let Some(existing) = &existing {
-                keep_retirements(existing, repo, name, releases);
-            }
-            let payload = registry::package_payload(repo, name, releases);
-            let change = write_if_changed(store, &rel, &payload, existing.as_deref(), key, public);
-            progress.inc();
-            change
-        })
-        .collect();
-    drop(progress);
-    let mut summaries = Vec::with_capacity(list.len());
-    let mut first_error = None;
-    for ((name, releases, mtime), change) in list.iter().zip(changes) {
-        match change {
-            Ok(Some(change)) => report.change(
-                Stage::Packages,
-                change,
-                store.shown(&format!("packages/{name}")),
-            ),
-            Ok(None) => {}
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-        summaries.push(PackageSummary::new(name, *mtime, releases));
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(summaries),
-    }
-}
-
-/// Copies the retirements of an existing `packages/NAME` file onto the releases of the same
-/// version. A file that cannot be read back (corrupt, another repository) has none to keep.
-pub fn keep_retirements(existing: &[u8], repo: &str, name: &str, releases: &mut [Release]) {
-    let Ok(opened) = registry::open(existing) else {
-        return;
-    };
-    let Ok(package) = registry::decode_package(&opened.payload, repo, name) else {
-        return;
-    };
-    for old in package.releases {
-        if let Some(retired) = old.retired {
-            for release in releases.iter_mut().filter(|r| r.version == old.version) {
-                release.retired = Some(registry::Retirement {
-                    reason: retired.reason,
-                    message: retired.message.clone(),
-                });
-            }
-        }
-    }
-}
-
-/// Writes `rel` unless `existing` (its current bytes) already holds `payload` signed by this
-/// key; returns what it did.
-pub fn write_if_changed(
-    store: &Store,
-    rel: &str,
-    payload: &[u8],
-    existing: Option<&[u8]>,
-    key: &PrivateKey,
-    public: &PublicKey,
-) -> Result<Option<Change>> {
-    let change = match existing {
-        Some(existing) if registry::is_current(existing, payload, public) => return Ok(None),
-        Some(_) => Change::Updating,
-        None => Change::Creating,
-    };
-    store.write(rel, &registry::seal(payload, key))?;
-    Ok(Some(change))
-}
-
 /// `packages/*` entries (dotfiles aside) that are no current package, sorted.
-fn stale_packages(store: &Store, current: &[PackageSummary]) -> Result<Vec<String>> {
+pub fn stale_packages(store: &Store, current: &[PackageSummary]) -> Result<Vec<String>> {
     let dir = store.packages_dir();
     let entries = match fs::read_dir(&dir) {
         Ok(entries) => entries,

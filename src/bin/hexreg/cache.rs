@@ -1,5 +1,6 @@
 //! hexreg's cache of what it read from each tarball, so that a rebuild reads only new or changed
-//! tarballs.
+//! tarballs, and of the payload each registry file holds, so that a rebuild need not read back
+//! files it would not change.
 //!
 //! An entry is keyed by the tarball's file name and its `stat`: size, modification and change
 //! times (nanoseconds), inode and device. Any write to a file changes its ctime, which no tool
@@ -20,7 +21,7 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 
 use hexreg::proto;
-use hexreg::registry::Release;
+use hexreg::registry::{Release, Retirement};
 
 /// Bump when the meaning of an entry changes.
 const FORMAT: u32 = 1;
@@ -33,6 +34,39 @@ struct CacheFile {
     repository: String,
     #[prost(message, repeated, tag = "3")]
     entries: Vec<CacheEntry>,
+    #[prost(bytes = "vec", tag = "4")]
+    key_fingerprint: Vec<u8>,
+    #[prost(message, repeated, tag = "5")]
+    resources: Vec<ResourceEntry>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ResourceEntry {
+    #[prost(string, tag = "1")]
+    path: String,
+    #[prost(message, optional, tag = "2")]
+    stat: Option<Stat>,
+    #[prost(bytes = "vec", tag = "3")]
+    payload_sha256: Vec<u8>,
+    #[prost(message, repeated, tag = "4")]
+    retired: Vec<RetiredVersion>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RetiredVersion {
+    #[prost(string, tag = "1")]
+    version: String,
+    #[prost(message, optional, tag = "2")]
+    status: Option<proto::package::RetirementStatus>,
+}
+
+/// What the cache knows of a registry file hexreg wrote or checked.
+#[derive(Debug, Clone)]
+pub struct KnownResource {
+    /// SHA-256 of the payload the file holds, signed by the current key.
+    pub payload_sha256: [u8; 32],
+    /// The retirements in that payload (for `packages/*`).
+    pub retired: Vec<(String, Retirement)>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -76,8 +110,11 @@ impl Stat {
 pub struct Cache {
     path: Option<PathBuf>,
     repository: String,
+    key_fingerprint: Vec<u8>,
     old: HashMap<String, (Stat, proto::package::Release)>,
     new: Vec<CacheEntry>,
+    old_resources: HashMap<String, ResourceEntry>,
+    new_resources: Vec<ResourceEntry>,
     changed: bool,
 }
 
@@ -101,21 +138,31 @@ impl Cache {
         Cache {
             path: None,
             repository: repository.to_string(),
+            key_fingerprint: Vec::new(),
             old: HashMap::new(),
             new: Vec::new(),
+            old_resources: HashMap::new(),
+            new_resources: Vec::new(),
             changed: false,
         }
     }
 
-    /// Loads the cache of `public_dir` (which must exist) from `cache_dir`. A missing or
-    /// unusable cache file gives an empty cache.
-    pub fn load(cache_dir: &Path, public_dir: &Path, repository: &str) -> Cache {
+    /// Loads the cache of `public_dir` (which must exist) from `cache_dir`, for a registry
+    /// signed by the key of `key_fingerprint`. A missing or unusable cache file gives an empty
+    /// cache.
+    pub fn load(
+        cache_dir: &Path,
+        public_dir: &Path,
+        repository: &str,
+        key_fingerprint: &[u8],
+    ) -> Cache {
         let canonical = public_dir
             .canonicalize()
             .unwrap_or_else(|_| public_dir.to_path_buf());
         let key = Sha256::digest(canonical.as_os_str().as_encoded_bytes());
         let path = cache_dir.join(format!("{}.cache", hexreg::tarball::hex_upper(&key[..12])));
         let mut cache = Cache::disabled(repository);
+        cache.key_fingerprint = key_fingerprint.to_vec();
         if let Some(file) = fs::read(&path).ok().and_then(|b| decode(&b))
             && file.format == FORMAT
             && file.repository == repository
@@ -125,6 +172,13 @@ impl Cache {
                 .into_iter()
                 .filter_map(|e| Some((e.file_name, (e.stat?, e.release?))))
                 .collect();
+            if file.key_fingerprint == key_fingerprint {
+                cache.old_resources = file
+                    .resources
+                    .into_iter()
+                    .map(|r| (r.path.clone(), r))
+                    .collect();
+            }
         }
         cache.path = Some(path);
         cache
@@ -151,18 +205,77 @@ impl Cache {
         });
     }
 
-    /// Writes the cache if it changed (a tarball read or gone).
+    /// What is known of registry file `rel` if its `stat` is unchanged.
+    pub fn resource(&self, rel: &str, stat: &Stat) -> Option<KnownResource> {
+        let entry = self.old_resources.get(rel)?;
+        if entry.stat.as_ref() != Some(stat) {
+            return None;
+        }
+        let retired = entry
+            .retired
+            .iter()
+            .map(|r| {
+                let status = r.status.as_ref()?;
+                Some((
+                    r.version.clone(),
+                    Retirement {
+                        reason: status.reason,
+                        message: status.message.clone(),
+                    },
+                ))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(KnownResource {
+            payload_sha256: <[u8; 32]>::try_from(entry.payload_sha256.as_slice()).ok()?,
+            retired,
+        })
+    }
+
+    /// Records what registry file `rel` holds; `fresh` when it was written or read this run.
+    pub fn put_resource(
+        &mut self,
+        rel: &str,
+        stat: Stat,
+        payload_sha256: [u8; 32],
+        retired: Vec<(String, Retirement)>,
+        fresh: bool,
+    ) {
+        let entry = ResourceEntry {
+            path: rel.to_string(),
+            stat: Some(stat),
+            payload_sha256: payload_sha256.to_vec(),
+            retired: retired
+                .into_iter()
+                .map(|(version, r)| RetiredVersion {
+                    version,
+                    status: Some(proto::package::RetirementStatus {
+                        reason: r.reason,
+                        message: r.message,
+                    }),
+                })
+                .collect(),
+        };
+        self.changed |= fresh || self.old_resources.get(rel) != Some(&entry);
+        self.new_resources.push(entry);
+    }
+
+    /// Writes the cache if it changed (a tarball read or gone, a registry file written).
     pub fn save(mut self) -> Result<()> {
         let Some(path) = self.path.take() else {
             return Ok(());
         };
-        if !self.changed && self.new.len() == self.old.len() {
+        if !self.changed
+            && self.new.len() == self.old.len()
+            && self.new_resources.len() == self.old_resources.len()
+        {
             return Ok(());
         }
         let body = CacheFile {
             format: FORMAT,
             repository: self.repository,
             entries: self.new,
+            key_fingerprint: self.key_fingerprint,
+            resources: self.new_resources,
         }
         .encode_to_vec();
         let mut bytes = Sha256::digest(&body).to_vec();
@@ -193,6 +306,8 @@ mod tests {
             format: FORMAT,
             repository: "acme".into(),
             entries: vec![],
+            key_fingerprint: vec![],
+            resources: vec![],
         }
         .encode_to_vec();
         let mut good = Sha256::digest(&body).to_vec();

@@ -6,6 +6,7 @@ mod cache;
 mod progress;
 mod serve;
 mod store;
+mod writer;
 
 use std::process::ExitCode;
 

@@ -2,9 +2,11 @@
 //! `* creating|updating|removing PATH` lines that report each change.
 //!
 //! Every file is replaced atomically: written to a temporary file in the same directory (a
-//! dotfile, so static servers do not publish it and the package scan never sees it), flushed to
-//! disk, given mode 0644, then renamed over the old one. A build killed at any moment leaves
-//! either the old or the new file, never a truncated one.
+//! dotfile, so static servers do not publish it and the package scan never sees it), given mode
+//! 0644, flushed to disk, then renamed over the old one. A build killed at any moment (or a
+//! machine that loses power) leaves either the old or the new file, never a truncated one.
+//! Many files are staged first and flushed with one `syncfs`, so a build that rewrites
+//! thousands of files does not pay one disk flush per file.
 
 use std::fs;
 use std::io::{self, Write};
@@ -85,10 +87,31 @@ impl Store {
 
     /// Replaces `PUBLIC_DIR/REL` with `bytes` atomically, creating its directory if needed.
     pub fn write(&self, rel: &str, bytes: &[u8]) -> Result<()> {
+        let staged = self.stage(rel, bytes)?;
+        commit(vec![staged])
+    }
+
+    /// Writes `bytes` to a temporary file beside `PUBLIC_DIR/REL`, to be put in place by
+    /// [`commit`].
+    pub fn stage(&self, rel: &str, bytes: &[u8]) -> Result<Staged> {
         let path = self.path(rel);
         let dir = path.parent().unwrap_or(Path::new("."));
         create_dir_all(dir)?;
-        write_atomic(&path, bytes)
+        let temp = temp_path(&path);
+        let result = (|| -> io::Result<()> {
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&temp)?;
+            file.write_all(bytes)?;
+            file.set_permissions(fs::Permissions::from_mode(0o644))
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(&temp);
+            return Err(e).with_context(|| format!("cannot write {}", path.display()));
+        }
+        Ok(Staged { temp, path })
     }
 
     /// Removes `PUBLIC_DIR/REL`.
@@ -155,31 +178,86 @@ impl DirLock {
     }
 }
 
-/// Writes `bytes` to `path` through a flushed temporary file in the same directory and a
-/// rename, so that readers see the old file or the new one, whole.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// A file written beside its final place, not yet renamed over it.
+pub struct Staged {
+    temp: PathBuf,
+    path: PathBuf,
+}
+
+impl Drop for Staged {
+    /// A staged file that was never committed (an error came first) is removed.
+    fn drop(&mut self) {
+        if !self.temp.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// `.hexreg-tmp-NAME.PID` beside `path`.
+fn temp_path(path: &Path) -> PathBuf {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temp = dir.join(format!("{TEMP_PREFIX}{name}.{}", std::process::id()));
-    let result = (|| -> io::Result<()> {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temp)?;
-        file.write_all(bytes)?;
-        file.set_permissions(fs::Permissions::from_mode(0o644))?;
-        file.sync_all()?;
-        fs::rename(&temp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&temp);
-        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    dir.join(format!("{TEMP_PREFIX}{name}.{}", std::process::id()))
+}
+
+/// Puts staged files in place: flushes their data to disk (one `syncfs` for all of them), renames
+/// each over its final path, in order, then flushes the directories holding them, so the
+/// renames are durable before anything written after this call.
+pub fn commit(mut staged: Vec<Staged>) -> Result<()> {
+    let Some(first) = staged.first() else {
+        return Ok(());
+    };
+    sync_filesystem(&first.temp)?;
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for file in &mut staged {
+        fs::rename(&file.temp, &file.path)
+            .with_context(|| format!("cannot write {}", file.path.display()))?;
+        file.temp = PathBuf::new();
+        let dir = file.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    for dir in dirs {
+        fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("cannot flush directory {}", dir.display()))?;
     }
     Ok(())
+}
+
+/// Flushes the whole file system holding `path` (Linux `syncfs`), or just `path` elsewhere.
+fn sync_filesystem(path: &Path) -> Result<()> {
+    let file = fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: syncfs only reads the descriptor, which `file` keeps open for the call.
+        if unsafe { libc::syncfs(file.as_raw_fd()) } == 0 {
+            return Ok(());
+        }
+    }
+    file.sync_all()
+        .with_context(|| format!("cannot flush {} to disk", path.display()))
+}
+
+/// Writes `bytes` to `path` through a flushed temporary file in the same directory and a
+/// rename, so that readers see the old file or the new one, whole.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    create_dir_all(dir)?;
+    let temp = temp_path(path);
+    let staged = Staged {
+        temp,
+        path: path.to_path_buf(),
+    };
+    fs::write(&staged.temp, bytes)
+        .and_then(|()| fs::set_permissions(&staged.temp, fs::Permissions::from_mode(0o644)))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    commit(vec![staged])
 }
 
 /// Removes temporary files a killed run left in `dir` (not recursive).

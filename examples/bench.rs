@@ -1,0 +1,284 @@
+//! Benchmark of `hexreg build` on a synthetic corpus.
+//!
+//! ```text
+//! cargo build --release && cargo run --release --example bench -- --packages 2000
+//! cargo run --release --example bench -- --packages 21000 --max-releases 14   # hex.pm-sized
+//! ```
+//!
+//! Writes N packages of 1 to `--max-releases` releases each (deterministic; genuine-format
+//! tarballs of about 8 KB made with the library's own writer, each release depending on up to
+//! three other packages) into a temporary directory, then times `target/release/hexreg build`:
+//! a full build of a fresh registry (empty cache), a rebuild where nothing changed, and a
+//! rebuild after one new tarball. Wall time and the peak resident memory of the hexreg process
+//! (from `wait4`) are printed, with the number of registry files each run rewrote.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+use hexreg::metadata::{Metadata, Requirement};
+
+struct Args {
+    packages: usize,
+    max_releases: usize,
+    runs: usize,
+    dir: Option<PathBuf>,
+    jobs: Option<usize>,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        packages: 2000,
+        max_releases: 10,
+        runs: 3,
+        dir: None,
+        jobs: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--packages" => args.packages = value().parse().expect("--packages N"),
+            "--max-releases" => args.max_releases = value().parse().expect("--max-releases N"),
+            "--runs" => args.runs = value().parse().expect("--runs N"),
+            "--dir" => args.dir = Some(PathBuf::from(value())),
+            "--jobs" => args.jobs = Some(value().parse().expect("--jobs N")),
+            other => {
+                panic!("unknown argument {other}; see the comment at the top of examples/bench.rs")
+            }
+        }
+    }
+    args
+}
+
+/// A small deterministic pseudo-random generator (xorshift), so corpora are reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+const WORDS: [&str; 16] = [
+    "registry", "package", "release", "version", "module", "function", "defp", "case", "when",
+    "end", "state", "acc", "reduce", "map", "error", "ok",
+];
+
+/// Source text of about 16 KB that gzips to about 7 KB.
+fn source(rng: &mut Rng) -> String {
+    let mut s = String::with_capacity(17_000);
+    while s.len() < 16_000 {
+        match rng.below(8) {
+            0 => s.push_str(&format!("{:x} ", rng.next())),
+            1 => s.push('\n'),
+            _ => {
+                s.push_str(WORDS[rng.below(WORDS.len())]);
+                s.push(' ');
+            }
+        }
+    }
+    s
+}
+
+fn package_name(i: usize) -> String {
+    format!("pkg_{i:05}")
+}
+
+fn tarball(rng: &mut Rng, name: &str, version: &str, packages: usize) -> Vec<u8> {
+    let deps: BTreeMap<String, Requirement> = (0..rng.below(4))
+        .map(|_| package_name(rng.below(packages)))
+        .filter(|dep| dep != name)
+        .map(|dep| {
+            let req = Requirement {
+                name: dep.clone(),
+                app: Some(dep.clone()),
+                requirement: "~> 0.1".into(),
+                optional: false,
+                repository: None,
+            };
+            (dep, req)
+        })
+        .collect();
+    let meta = Metadata {
+        name: name.to_string(),
+        version: version.to_string(),
+        app: name.to_string(),
+        requirements: deps.into_values().collect(),
+    };
+    let src = source(rng);
+    hexreg::tarball::create(
+        hexreg::metadata::render(&meta).as_bytes(),
+        &[(&format!("lib/{name}.ex"), src.as_bytes())],
+    )
+}
+
+fn generate(tarballs: &Path, packages: usize, max_releases: usize) -> (usize, u64) {
+    fs::create_dir_all(tarballs).unwrap();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let (mut count, mut bytes) = (0, 0u64);
+    for p in 0..packages {
+        let name = package_name(p);
+        for r in 0..1 + rng.below(max_releases) {
+            let version = format!("0.{r}.0");
+            let data = tarball(&mut rng, &name, &version, packages);
+            bytes += data.len() as u64;
+            fs::write(tarballs.join(format!("{name}-{version}.tar")), data).unwrap();
+            count += 1;
+        }
+    }
+    (count, bytes)
+}
+
+/// Runs hexreg, returning wall time and peak RSS in KiB.
+fn run_hexreg(hexreg: &Path, work: &Path, jobs: Option<usize>) -> (Duration, u64) {
+    let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/private_key.pem");
+    let mut cmd = Command::new(hexreg);
+    cmd.current_dir(work)
+        .env("XDG_CACHE_HOME", work.join("cache"))
+        .args(["build", "public", "--name=acme", "--quiet"])
+        .arg(format!("--private-key={}", key.display()));
+    if let Some(jobs) = jobs {
+        cmd.arg(format!("--jobs={jobs}"));
+    }
+    let start = Instant::now();
+    let child = cmd
+        .spawn()
+        .expect("run target/release/hexreg (cargo build --release first)");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; status and usage point to live locals.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let wall = start.elapsed();
+    assert!(
+        pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "hexreg failed"
+    );
+    (wall, usage.ru_maxrss as u64)
+}
+
+fn registry_mtimes(public: &Path) -> BTreeMap<PathBuf, SystemTime> {
+    let mut out = BTreeMap::new();
+    for dir in [public.to_path_buf(), public.join("packages")] {
+        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+            let meta = entry.metadata().unwrap();
+            if meta.is_file() {
+                out.insert(entry.path(), meta.modified().unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn rewritten(before: &BTreeMap<PathBuf, SystemTime>, public: &Path) -> usize {
+    registry_mtimes(public)
+        .iter()
+        .filter(|(p, t)| before.get(*p) != Some(t))
+        .count()
+}
+
+fn median(mut v: Vec<(Duration, u64)>) -> (Duration, u64) {
+    v.sort();
+    let peak = v.iter().map(|x| x.1).max().unwrap_or(0);
+    (v[v.len() / 2].0, peak)
+}
+
+fn main() {
+    let args = parse_args();
+    let hexreg = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("hexreg");
+    let temp = tempfile::tempdir().unwrap();
+    let base = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    let corpus = base.join("corpus");
+    let started = Instant::now();
+    let (count, bytes) = if corpus.is_dir() {
+        let n = fs::read_dir(&corpus).unwrap().count();
+        let b = fs::read_dir(&corpus)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        (n, b)
+    } else {
+        generate(&corpus, args.packages, args.max_releases)
+    };
+    println!(
+        "corpus: {} packages, {count} tarballs, {:.1} MB (ready in {:.1?})",
+        args.packages,
+        bytes as f64 / 1e6,
+        started.elapsed()
+    );
+
+    let (mut full, mut noop, mut add) = (vec![], vec![], vec![]);
+    let (mut noop_rewrites, mut add_rewrites) = (0, 0);
+    for run in 0..args.runs {
+        let work = base.join(format!("run{run}"));
+        let _ = fs::remove_dir_all(&work);
+        fs::create_dir_all(work.join("public")).unwrap();
+        // Hard links: the corpus is not copied, and each run starts from a fresh registry.
+        fs::create_dir_all(work.join("public/tarballs")).unwrap();
+        for entry in fs::read_dir(&corpus).unwrap() {
+            let entry = entry.unwrap();
+            fs::hard_link(
+                entry.path(),
+                work.join("public/tarballs").join(entry.file_name()),
+            )
+            .unwrap();
+        }
+        full.push(run_hexreg(&hexreg, &work, args.jobs));
+
+        let public = work.join("public");
+        let before = registry_mtimes(&public);
+        noop.push(run_hexreg(&hexreg, &work, args.jobs));
+        noop_rewrites = rewritten(&before, &public);
+
+        let mut rng = Rng(run as u64 + 7);
+        let name = package_name(rng.below(args.packages));
+        let data = tarball(&mut rng, &name, &format!("9.{run}.0"), args.packages);
+        fs::write(
+            public
+                .join("tarballs")
+                .join(format!("{name}-9.{run}.0.tar")),
+            data,
+        )
+        .unwrap();
+        let before = registry_mtimes(&public);
+        add.push(run_hexreg(&hexreg, &work, args.jobs));
+        add_rewrites = rewritten(&before, &public);
+        let _ = fs::remove_dir_all(&work);
+    }
+    let show = |what: &str, (wall, rss): (Duration, u64), note: String| {
+        println!(
+            "{what:<28} {:>9.1} ms  peak RSS {:>7.1} MB  {note}",
+            wall.as_secs_f64() * 1e3,
+            rss as f64 / 1024.0
+        );
+    };
+    println!("hexreg build, median of {} runs:", args.runs);
+    show("full build (fresh)", median(full), String::new());
+    show(
+        "no-op rebuild",
+        median(noop),
+        format!("{noop_rewrites} files rewritten"),
+    );
+    show(
+        "rebuild after one new tarball",
+        median(add),
+        format!("{add_rewrites} files rewritten"),
+    );
+}
