@@ -150,6 +150,8 @@ fn run_hexreg(hexreg: &Path, work: &Path, jobs: Option<usize>) -> (Duration, u64
         cmd.arg(format!("--jobs={jobs}"));
     }
     let start = Instant::now();
+    // Reaped below by wait4, which also reports its peak memory.
+    #[allow(clippy::zombie_processes)]
     let child = cmd
         .spawn()
         .expect("run target/release/hexreg (cargo build --release first)");

@@ -161,7 +161,7 @@ fn write_all(
     packages: BTreeMap<String, (Vec<Release>, i64)>,
 ) -> Result<()> {
     let store = writer.store;
-    write_public_key(store, &writer.public, format, &mut writer.report)?;
+    write_public_key(store, &writer.public, Some(format), &mut writer.report)?;
     let tarballs_dir = store.tarballs_dir();
     if !tarballs_dir.is_dir() {
         writer.report.change(
@@ -209,15 +209,24 @@ pub fn load_private_key(path: &Path, public_dir: &Path) -> Result<PrivateKey> {
 }
 
 /// Writes `public_key` when its bytes differ from what the private key implies.
-fn write_public_key(
+///
+/// With `format` (what `build` does, like the task) any other bytes are replaced; without
+/// (other commands), a file holding the same key in any PEM form is left alone, and a missing
+/// or different one is written as PKCS#1.
+pub fn write_public_key(
     store: &Store,
     public: &PublicKey,
-    format: PublicKeyFormat,
+    format: Option<PublicKeyFormat>,
     report: &mut Report,
 ) -> Result<()> {
-    let want = public.to_pem(format);
+    let want = public.to_pem(format.unwrap_or_default());
     match store.read_existing("public_key")? {
         Some(have) if have == want.as_bytes() => return Ok(()),
+        Some(have)
+            if format.is_none() && PublicKey::from_pem(&have).is_ok_and(|k| &k == public) =>
+        {
+            return Ok(());
+        }
         Some(_) => {
             report.line(
                 Stage::PublicKey,

@@ -259,6 +259,29 @@ impl Cache {
         self.new_resources.push(entry);
     }
 
+    /// Keeps, for the next run, every loaded entry this run did not replace: for commands that
+    /// change part of a registry without scanning all of it.
+    pub fn carry_over(&mut self) {
+        let seen: std::collections::HashSet<String> =
+            self.new.iter().map(|e| e.file_name.clone()).collect();
+        for (file_name, (stat, release)) in &self.old {
+            if !seen.contains(file_name) {
+                self.new.push(CacheEntry {
+                    file_name: file_name.clone(),
+                    stat: Some(*stat),
+                    release: Some(release.clone()),
+                });
+            }
+        }
+        let seen: std::collections::HashSet<String> =
+            self.new_resources.iter().map(|e| e.path.clone()).collect();
+        for (path, entry) in &self.old_resources {
+            if !seen.contains(path) {
+                self.new_resources.push(entry.clone());
+            }
+        }
+    }
+
     /// Writes the cache if it changed (a tarball read or gone, a registry file written).
     pub fn save(mut self) -> Result<()> {
         let Some(path) = self.path.take() else {

@@ -3,9 +3,12 @@
 
 mod build;
 mod cache;
+mod keygen;
+mod manage;
 mod progress;
 mod serve;
 mod store;
+mod verify;
 mod writer;
 
 use std::process::ExitCode;
@@ -35,6 +38,24 @@ enum Command {
     /// Build the registry (names, versions, packages/*, public_key) from PUBLIC_DIR/tarballs.
     #[command(after_help = build::AFTER_HELP)]
     Build(build::BuildArgs),
+    /// Add tarballs to a registry without the other tarballs at hand.
+    #[command(after_help = manage::ADD_HELP)]
+    Add(manage::AddArgs),
+    /// Remove a release (or a whole package) and its tarball.
+    #[command(after_help = manage::REMOVE_HELP)]
+    Remove(manage::RemoveArgs),
+    /// Mark a release retired.
+    #[command(after_help = manage::RETIRE_HELP)]
+    Retire(manage::RetireArgs),
+    /// Clear a release's retirement.
+    #[command(after_help = manage::UNRETIRE_HELP)]
+    Unretire(manage::UnretireArgs),
+    /// Check every resource, signature and tarball of a registry.
+    #[command(after_help = verify::AFTER_HELP)]
+    Verify(verify::VerifyArgs),
+    /// Create an RSA private key to sign a registry with.
+    #[command(after_help = keygen::AFTER_HELP)]
+    Keygen(keygen::KeygenArgs),
     /// Serve PUBLIC_DIR over HTTP for mix and rebar3.
     #[command(after_help = serve::AFTER_HELP)]
     Serve(serve::ServeArgs),
@@ -54,6 +75,16 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Build(args) => build::run(&args),
+        Command::Add(args) => manage::add(&args),
+        Command::Remove(args) => manage::remove(&args),
+        Command::Retire(args) => manage::retire(&args),
+        Command::Unretire(args) => manage::unretire(&args),
+        Command::Keygen(args) => keygen::run(&args),
+        Command::Verify(args) => match verify::run(&args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
         Command::Serve(args) => serve::run(args),
     };
     match result {

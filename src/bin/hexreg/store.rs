@@ -294,6 +294,8 @@ pub enum Stage {
     Removals = 3,
     Names = 4,
     Versions = 5,
+    /// Tarballs deleted by `remove`, after the index no longer lists them.
+    Deletions = 6,
 }
 
 impl Report {
@@ -308,6 +310,11 @@ impl Report {
             Change::Removing => "removing",
         };
         self.line(stage, format!("* {verb} {shown_path}"));
+    }
+
+    /// Moves the lines of `other` into this report.
+    pub fn append(&mut self, other: &mut Report) {
+        self.lines.append(&mut other.lines);
     }
 
     /// Prints the lines in the task's order (stable within a stage), unless `quiet`, and forgets
