@@ -170,3 +170,41 @@ fn spki_public_key_format() {
     .unwrap();
     assert_eq!(spki, pkcs1);
 }
+
+#[test]
+fn output_is_the_same_whatever_the_number_of_threads() {
+    let mut registries = Vec::new();
+    for jobs in ["1", "2", "5"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let public = tmp.path().join("public");
+        let all = all_tarballs();
+        copy_tarballs(&public, &all.iter().map(String::as_str).collect::<Vec<_>>());
+        for p in 0..40 {
+            common::corpus::add(&public, &format!("pkg{p:02}"), "1.0.0", &[("acme_a", "~> 0.1")]);
+            common::corpus::add(&public, &format!("pkg{p:02}"), "1.1.0-rc.1", &[]);
+        }
+        for entry in fs::read_dir(public.join("tarballs")).unwrap() {
+            set_mtime(&entry.unwrap().path(), 1_700_000_000);
+        }
+        let out = hexreg(
+            tmp.path(),
+            &[
+                "build",
+                "public",
+                "--name=acme",
+                &format!("--private-key={}", private_key().display()),
+                "--jobs",
+                jobs,
+            ],
+        );
+        assert!(out.status.success());
+        registries.push((jobs, String::from_utf8(out.stdout).unwrap(), registry_files(&public)));
+    }
+    let (_, stdout, files) = &registries[0];
+    // public_key, names, versions, 6 fixture packages, 40 synthetic ones.
+    assert_eq!(files.len(), 3 + 6 + 40);
+    for (jobs, other_stdout, other_files) in &registries[1..] {
+        assert_eq!(other_stdout, stdout, "--jobs {jobs}: stdout differs");
+        assert!(other_files == files, "--jobs {jobs}: registry differs");
+    }
+}
