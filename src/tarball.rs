@@ -209,11 +209,12 @@ fn outer_entries(bytes: &[u8]) -> Result<[&[u8]; 4], TarballError> {
 }
 
 /// Longest text taken from a tarball that an error message quotes, in characters.
-pub(crate) const MAX_QUOTED: usize = 200;
+pub const MAX_QUOTED: usize = 200;
 
 /// `text` fit for one line of an error message: control characters escaped (`\n`,
-/// `\u{1b}`), cut to [`MAX_QUOTED`] characters.
-pub(crate) fn one_line(text: &str) -> String {
+/// `\u{1b}`), cut to [`MAX_QUOTED`] characters. For any text that comes from a tarball or a
+/// file name (a package name or version from metadata.config, an entry name, a path).
+pub fn one_line(text: &str) -> String {
     let mut out = String::new();
     for (i, c) in text.chars().enumerate() {
         if i == MAX_QUOTED {

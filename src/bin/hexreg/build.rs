@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use hexreg::registry::{self, PackageSummary, Release};
 use hexreg::signing::{PrivateKey, PublicKey, PublicKeyFormat};
-use hexreg::tarball;
+use hexreg::tarball::{self, one_line};
 
 use crate::cache::{self, Cache, Stat};
 use crate::progress::Progress;
@@ -333,13 +333,15 @@ fn read_tarball(
     repo: &str,
     cache: &Cache,
 ) -> Result<(ReadTarball, Stat, bool), String> {
-    let shown = file.path.display();
+    // File names and metadata text may hold anything: quote them on one line.
+    let shown = one_line(&file.path.display().to_string());
     let (name, version) = split_file_name(&file.file_name).ok_or_else(|| {
         format!("{shown} is not named NAME-VERSION.tar (e.g. foo-1.0.0.tar), as clients expect tarballs to be")
     })?;
     if !valid_package_name(name) {
         return Err(format!(
-            "{shown}: `{name}` is not a valid package name (lowercase letters, digits and `_`, starting with a letter)"
+            "{shown}: `{}` is not a valid package name (lowercase letters, digits and `_`, starting with a letter)",
+            one_line(name)
         ));
     }
     let meta = fs::metadata(&file.path).map_err(|e| format!("cannot read {shown}: {e}"))?;
@@ -363,20 +365,31 @@ fn read_tarball(
     }
     let bytes = fs::read(&file.path).map_err(|e| format!("cannot read {shown}: {e}"))?;
     let t = tarball::read(&bytes).map_err(|e| format!("{shown} {e}"))?;
+    // The metadata's own name and version are checked first, so that a mismatch below never
+    // advises renaming the file to a name that would be refused in turn.
+    let (meta_name, meta_version) = (one_line(&t.metadata.name), one_line(&t.metadata.version));
+    if !valid_package_name(&t.metadata.name) {
+        return Err(format!(
+            "{shown}: metadata.config names the package `{meta_name}`, which is not a valid package name (lowercase letters, digits and `_`, starting with a letter)"
+        ));
+    }
+    let release = Release::from_tarball(&t, repo).map_err(|e| {
+        format!(
+            "{shown}: metadata.config version {}",
+            one_line(&e.to_string())
+        )
+    })?;
     if t.metadata.name != name {
         return Err(format!(
-            "{shown}: the file name says package `{name}` but metadata.config says `{}`; rename the file to {}-{}.tar",
-            t.metadata.name, t.metadata.name, t.metadata.version
+            "{shown}: the file name says package `{name}` but metadata.config says `{meta_name}`; rename the file to {meta_name}-{meta_version}.tar"
         ));
     }
     if t.metadata.version != version {
         return Err(format!(
-            "{shown}: the file name says version `{version}` but metadata.config says `{}`; clients would fetch {name}-{}.tar, so rename the file",
-            t.metadata.version, t.metadata.version
+            "{shown}: the file name says version `{}` but metadata.config says `{meta_version}`; clients would fetch {name}-{meta_version}.tar, so rename the file",
+            one_line(version)
         ));
     }
-    let release = Release::from_tarball(&t, repo)
-        .map_err(|e| format!("{shown}: metadata.config version {e}"))?;
     let t = ReadTarball {
         package: name.to_string(),
         release,

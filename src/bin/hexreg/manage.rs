@@ -367,11 +367,16 @@ fn read_new_tarball(path: &Path, repo: &str) -> Result<NewTarball, String> {
     let name = t.metadata.name.clone();
     if !valid_package_name(&name) {
         return Err(format!(
-            "{shown}: `{name}` is not a valid package name (lowercase letters, digits and `_`, starting with a letter)"
+            "{shown}: metadata.config names the package `{}`, which is not a valid package name (lowercase letters, digits and `_`, starting with a letter)",
+            tarball::one_line(&name)
         ));
     }
-    let release = Release::from_tarball(&t, repo)
-        .map_err(|e| format!("{shown}: metadata.config version {e}"))?;
+    let release = Release::from_tarball(&t, repo).map_err(|e| {
+        format!(
+            "{shown}: metadata.config version {}",
+            tarball::one_line(&e.to_string())
+        )
+    })?;
     Ok(NewTarball {
         source: path.to_path_buf(),
         bytes,
