@@ -180,7 +180,12 @@ fn output_is_the_same_whatever_the_number_of_threads() {
         let all = all_tarballs();
         copy_tarballs(&public, &all.iter().map(String::as_str).collect::<Vec<_>>());
         for p in 0..40 {
-            common::corpus::add(&public, &format!("pkg{p:02}"), "1.0.0", &[("acme_a", "~> 0.1")]);
+            common::corpus::add(
+                &public,
+                &format!("pkg{p:02}"),
+                "1.0.0",
+                &[("acme_a", "~> 0.1")],
+            );
             common::corpus::add(&public, &format!("pkg{p:02}"), "1.1.0-rc.1", &[]);
         }
         for entry in fs::read_dir(public.join("tarballs")).unwrap() {
@@ -198,7 +203,11 @@ fn output_is_the_same_whatever_the_number_of_threads() {
             ],
         );
         assert!(out.status.success());
-        registries.push((jobs, String::from_utf8(out.stdout).unwrap(), registry_files(&public)));
+        registries.push((
+            jobs,
+            String::from_utf8(out.stdout).unwrap(),
+            registry_files(&public),
+        ));
     }
     let (_, stdout, files) = &registries[0];
     // public_key, names, versions, 6 fixture packages, 40 synthetic ones.
