@@ -85,7 +85,7 @@ fn main() -> ExitCode {
             Ok(false) => return ExitCode::FAILURE,
             Err(e) => Err(e),
         },
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(args, cli.jobs),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,17 +1,298 @@
-//! `hexreg serve`: the registry over HTTP. (Being written.)
+//! `hexreg serve`: the registry over HTTP/1.1, for mix, rebar3 and gleam.
+//!
+//! Shape: check PUBLIC_DIR and the credentials, bind, then accept connections on a tokio
+//! runtime (one task per connection, hyper's HTTP/1.1 with keep-alive) until SIGINT or
+//! SIGTERM; then stop accepting, let requests in flight finish for a short grace period, and
+//! return. What a request may see is decided in `files` (path confinement, no dotfiles, no
+//! directories), `auth` (HTTP Basic) and `respond` (methods, conditional requests, headers,
+//! the per-request log line).
 
-use anyhow::{Result, bail};
+mod auth;
+mod files;
+mod respond;
 
-pub const AFTER_HELP: &str = "Example:\n  hexreg serve public --bind 127.0.0.1:8000";
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+pub const AFTER_HELP: &str = "Examples:
+  hexreg serve public
+  HEXREG_AUTH=ci:s3cret hexreg serve public --bind 0.0.0.0:8000
+  hexreg serve public --bind [::]:8443 --auth-file users.htpasswd
+
+Serves the files under PUBLIC_DIR (names, versions, packages/*, public_key, tarballs/*) to
+GET and HEAD with ETag, Last-Modified and 304 replies to If-None-Match / If-Modified-Since.
+Dotfiles (hexreg's temporary files among them), directories, and paths that lead outside
+PUBLIC_DIR (`..`, encoded slashes, symlinks) get 404. Each request is logged on stderr as
+`METHOD PATH STATUS BYTES MSms`. SIGINT or SIGTERM stops the server after the requests in
+flight finish.
+
+Credentials: HTTP Basic, realm \"hexreg\". USER:PASS comes from --auth or, to keep it out of
+process lists and shell history, from the HEXREG_AUTH environment variable (--auth wins).
+--auth-file adds the users of an htpasswd file with bcrypt hashes (`htpasswd -B FILE USER`);
+it combines with either. Basic auth sends the password in clear: put a TLS proxy in front
+when the registry leaves this machine or a trusted network.";
+
+/// Environment variable holding `USER:PASS` when `--auth` is not given.
+pub const AUTH_ENV: &str = "HEXREG_AUTH";
+
+/// How long requests in flight may run after SIGINT/SIGTERM before the server exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// A client must send a complete request head within this time.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause after an accept error such as "too many open files", so the loop does not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// `hexreg serve` arguments.
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// The registry directory to publish.
+    /// The registry directory to publish (the PUBLIC_DIR of `hexreg build`).
     #[arg(value_name = "PUBLIC_DIR")]
-    pub public_dir: std::path::PathBuf,
+    pub public_dir: PathBuf,
+    /// Address and port to listen on: 0.0.0.0:PORT or [::]:PORT for every interface, port 0 for
+    /// any free port (the one chosen is printed).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8000")]
+    pub bind: String,
+    /// Require HTTP Basic credentials USER:PASS. Visible in process lists: prefer the
+    /// HEXREG_AUTH environment variable.
+    #[arg(long, value_name = "USER:PASS")]
+    pub auth: Option<String>,
+    /// Also accept the users of an htpasswd file with bcrypt hashes (`htpasswd -B`), read at
+    /// startup.
+    #[arg(long, value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+    /// Do not log each request on stderr (errors are still printed).
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
-pub fn run(_args: ServeArgs) -> Result<()> {
-    bail!("hexreg serve is not available yet")
+/// What every request handler shares.
+pub(crate) struct State {
+    /// PUBLIC_DIR: every served file must resolve to a path under it.
+    pub root: files::Root,
+    /// `None`: no credentials needed.
+    pub auth: Option<auth::Auth>,
+    /// Log one line per request on stderr.
+    pub log_requests: bool,
+}
+
+/// Runs the server until SIGINT or SIGTERM; `jobs` worker threads (default: one per core).
+pub fn run(args: ServeArgs, jobs: Option<usize>) -> Result<()> {
+    let root = check_public_dir(&args.public_dir)?;
+    let env_auth = match std::env::var(AUTH_ENV) {
+        Ok(value) => Some(value),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            bail!("{AUTH_ENV} is not valid UTF-8: set it to USER:PASS, or unset it")
+        }
+    };
+    let auth = auth::Auth::configure(
+        args.auth.as_deref(),
+        env_auth.as_deref(),
+        args.auth_file.as_deref(),
+    )?;
+    let addrs = parse_bind(&args.bind)?;
+    raise_open_file_limit();
+
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(jobs) = jobs {
+        builder.worker_threads(jobs);
+    }
+    let runtime = builder
+        .enable_all()
+        .thread_name("hexreg-serve")
+        .build()
+        .context("cannot start the async runtime")?;
+    let root = files::Root::open(root)
+        .with_context(|| format!("cannot open PUBLIC_DIR {}", args.public_dir.display()))?;
+    let state = Arc::new(State {
+        root,
+        auth,
+        log_requests: !args.quiet,
+    });
+    let result = runtime.block_on(serve(state, &args, &addrs));
+    // Blocking file reads still running (a client that went away mid-download) are not
+    // waited for past this.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+/// Each connection holds a socket and, while a large file is sent, the file: raise the soft
+/// limit on open files to the hard one (as Go programs do), since the usual soft
+/// default of 1024 would cap the server near a thousand clients. Best effort.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some() && limit.current != limit.maximum {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        );
+    }
+}
+
+/// PUBLIC_DIR must exist and be a directory; returns its canonical path.
+fn check_public_dir(dir: &Path) -> Result<PathBuf> {
+    let shown = dir.display();
+    let meta = match std::fs::metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "PUBLIC_DIR {shown} does not exist: give the directory that `hexreg build` writes \
+             the registry to"
+        ),
+        Err(e) => return Err(e).with_context(|| format!("cannot read PUBLIC_DIR {shown}")),
+    };
+    if !meta.is_dir() {
+        bail!(
+            "PUBLIC_DIR {shown} is not a directory: give the directory that holds names, \
+             versions, packages/ and tarballs/"
+        );
+    }
+    std::fs::canonicalize(dir).with_context(|| format!("cannot resolve PUBLIC_DIR {shown}"))
+}
+
+/// `--bind`: `ADDR:PORT` (`127.0.0.1:8000`, `[::1]:8000`) or `HOST:PORT` (`localhost:8000`).
+fn parse_bind(bind: &str) -> Result<Vec<SocketAddr>> {
+    if let Ok(addr) = bind.parse::<SocketAddr>() {
+        return Ok(vec![addr]);
+    }
+    let usage = "expected ADDR:PORT such as 127.0.0.1:8000, 0.0.0.0:8000 or [::1]:8000";
+    if !bind.contains(':') {
+        bail!("--bind {bind:?} is not ADDR:PORT: {usage}");
+    }
+    let addrs: Vec<SocketAddr> = match bind.to_socket_addrs() {
+        Ok(addrs) => addrs.collect(),
+        Err(e) => {
+            bail!("--bind {bind:?} is not an address this machine can listen on ({e}): {usage}")
+        }
+    };
+    if addrs.is_empty() {
+        bail!("--bind {bind:?} resolves to no address: {usage}");
+    }
+    Ok(addrs)
+}
+
+/// Binds the first address of `addrs` that works; the error names the flag and the cause.
+async fn bind(bind: &str, addrs: &[SocketAddr]) -> Result<TcpListener> {
+    let mut last = None;
+    for addr in addrs {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some((*addr, e)),
+        }
+    }
+    let Some((addr, e)) = last else {
+        bail!("--bind {bind:?} resolves to no address");
+    };
+    let hint = match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "another program is listening on that port: stop it or choose another port with --bind"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need privileges: choose a port above 1023 with --bind"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "this machine has no such address: use 127.0.0.1, 0.0.0.0, [::] or one of its own \
+             addresses"
+        }
+        _ => "check the address and port given to --bind",
+    };
+    bail!("--bind {bind}: cannot listen on {addr}: {e}: {hint}")
+}
+
+async fn serve(state: Arc<State>, args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
+    let listener = bind(&args.bind, addrs).await?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the address the server listens on")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+
+    respond::log_line(&format!(
+        "serving {} on http://{local}",
+        args.public_dir.display()
+    ));
+    if let Some(auth) = &state.auth {
+        respond::log_line(&format!("HTTP Basic auth required: {}", auth.describe()));
+    }
+    if !state.root.path().join("names").is_file() {
+        respond::log_line(&format!(
+            "warning: {} has no names file yet: create the registry with \
+             `hexreg build {} --name=NAME --private-key=KEY`",
+            args.public_dir.display(),
+            args.public_dir.display()
+        ));
+    }
+
+    let graceful = GracefulShutdown::new();
+    let signal_name = loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    // Small responses go out at once instead of waiting for Nagle's timer.
+                    let _ = stream.set_nodelay(true);
+                    let state = Arc::clone(&state);
+                    let service = service_fn(move |req| respond::handle(Arc::clone(&state), req));
+                    let conn = http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_READ_TIMEOUT)
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), service);
+                    let conn = graceful.watch(conn);
+                    // A connection error is the client's (reset, timeout, malformed request):
+                    // hyper has answered what could be answered; nothing to report.
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                }
+                Err(e) => {
+                    if !is_per_connection_error(&e) {
+                        respond::log_line(&format!("error: cannot accept a connection: {e}"));
+                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    }
+                }
+            },
+            _ = sigterm.recv() => break "SIGTERM",
+            _ = sigint.recv() => break "SIGINT",
+        }
+    };
+    drop(listener);
+    respond::log_line(&format!(
+        "{signal_name}: stopped accepting connections; finishing requests in flight"
+    ));
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            respond::log_line(&format!(
+                "requests still running after {}s: closing their connections",
+                SHUTDOWN_GRACE.as_secs()
+            ));
+        }
+        _ = sigint.recv() => respond::log_line("SIGINT again: closing all connections now"),
+        _ = sigterm.recv() => respond::log_line("SIGTERM again: closing all connections now"),
+    }
+    respond::log_line("stopped");
+    Ok(())
+}
+
+/// Accept errors that concern one connection only (the client gave up before it was
+/// accepted); the next accept can proceed at once.
+fn is_per_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted
+    )
 }

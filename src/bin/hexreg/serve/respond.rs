@@ -1,0 +1,419 @@
+//! One request, one response: credentials, method, path, conditional requests, headers, and
+//! the log line written when the response body is done (or dropped by a client that left).
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{self, Write as _};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::task::JoinHandle;
+
+use super::State;
+use super::auth::REALM;
+use super::files::{self, Opened};
+
+/// Bytes read per step when streaming a file larger than [`files::READ_WHOLE_LIMIT`].
+const CHUNK: u64 = 128 * 1024;
+
+/// The hyper service: never fails, every outcome is an HTTP response.
+pub async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<ServeBody>, Infallible> {
+    let started = Instant::now();
+    let mut response = respond(&state, &req).await;
+    if state.log_requests {
+        let status = response.status().as_u16();
+        response.body_mut().log = Some(LogEntry {
+            method: req.method().clone(),
+            path: loggable(match req.uri().path() {
+                // Authority-form or `*` targets: log the target as sent.
+                "" => req.uri().to_string(),
+                path => path.to_string(),
+            }),
+            status,
+            started,
+        });
+    }
+    Ok(response)
+}
+
+async fn respond(state: &State, req: &Request<Incoming>) -> Response<ServeBody> {
+    let authorized = match &state.auth {
+        Some(auth) => auth.check(req.headers().get(header::AUTHORIZATION)).await,
+        None => true,
+    };
+    if !authorized {
+        return unauthorized();
+    }
+    let head = match *req.method() {
+        Method::GET => false,
+        Method::HEAD => true,
+        _ => return method_not_allowed(),
+    };
+    let Some(rel) = files::request_path(req.uri().path()) else {
+        return not_found();
+    };
+    // Opening, fstat and reading a small file run right here on the async worker, as nginx's
+    // workers do: from a local disk and the page cache they take microseconds, and a hop to
+    // the blocking pool would double the CPU cost of a small response. Bodies larger than
+    // `files::READ_WHOLE_LIMIT` are read in chunks on the blocking pool.
+    let cannot_read = |e: io::Error| {
+        log_line(&format!(
+            "error: cannot read {}: {e}",
+            state.root.path().join(&rel).display()
+        ));
+        internal_error()
+    };
+    let opened = match files::open(&state.root, &rel) {
+        Ok(Some(opened)) => opened,
+        Ok(None) => return not_found(),
+        Err(e) => return cannot_read(e),
+    };
+
+    let mut headers = HeaderMap::new();
+    set(&mut headers, header::ETAG, &opened.etag);
+    if let Some(secs) = opened.modified_secs {
+        set(&mut headers, header::LAST_MODIFIED, &files::http_date(secs));
+    }
+    if not_modified(req.headers(), &opened) {
+        let mut response = Response::new(ServeBody::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        *response.headers_mut() = headers;
+        return response;
+    }
+    // Registry files are gzip files served as they are: no Content-Encoding, ever.
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(opened.len));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    let body = if head {
+        ServeBody::empty()
+    } else if opened.len <= files::READ_WHOLE_LIMIT {
+        match opened.read_whole() {
+            Ok(bytes) => ServeBody::full(bytes),
+            Err(e) => return cannot_read(e),
+        }
+    } else {
+        ServeBody::file(opened.file, opened.len)
+    };
+    let mut response = Response::new(body);
+    *response.headers_mut() = headers;
+    response
+}
+
+fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}
+
+/// RFC 9110 13.2.2: If-None-Match decides when present; otherwise If-Modified-Since.
+fn not_modified(headers: &HeaderMap, opened: &Opened) -> bool {
+    let mut none_match = headers.get_all(header::IF_NONE_MATCH).iter().peekable();
+    if none_match.peek().is_some() {
+        return none_match.any(|value| {
+            value
+                .to_str()
+                .is_ok_and(|list| etag_list_matches(list, &opened.etag))
+        });
+    }
+    let (Some(since), Some(modified)) =
+        (headers.get(header::IF_MODIFIED_SINCE), opened.modified_secs)
+    else {
+        return false;
+    };
+    let Some(since) = since.to_str().ok().and_then(files::parse_http_date) else {
+        return false;
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // A date in the future is invalid (RFC 9110 13.1.3): send the file.
+    since <= now && modified <= since
+}
+
+/// Weak comparison (RFC 9110 8.8.3.2) of `etag` against an If-None-Match list.
+fn etag_list_matches(list: &str, etag: &str) -> bool {
+    list.split(',').map(str::trim).any(|tag| {
+        let tag = tag.strip_prefix("W/").unwrap_or(tag);
+        tag == "*" || tag == etag
+    })
+}
+
+fn text_response(status: StatusCode, text: &'static str) -> Response<ServeBody> {
+    let mut response = Response::new(ServeBody::full(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn not_found() -> Response<ServeBody> {
+    text_response(StatusCode::NOT_FOUND, "404 Not Found\n")
+}
+
+fn unauthorized() -> Response<ServeBody> {
+    let mut response = text_response(
+        StatusCode::UNAUTHORIZED,
+        "401 Unauthorized: this registry needs a user name and password (HTTP Basic)\n",
+    );
+    set(
+        response.headers_mut(),
+        header::WWW_AUTHENTICATE,
+        &format!("Basic realm=\"{REALM}\""),
+    );
+    response
+}
+
+fn method_not_allowed() -> Response<ServeBody> {
+    let mut response = text_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "405 Method Not Allowed: this registry is read-only (GET and HEAD)\n",
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    response
+}
+
+fn internal_error() -> Response<ServeBody> {
+    text_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "500 Internal Server Error: the server's log says why\n",
+    )
+}
+
+/// A line on stderr, written with one call so that lines from concurrent requests do not
+/// mix. A closed or full stderr is not an error worth stopping for.
+pub fn log_line(line: &str) {
+    let mut text = String::with_capacity(line.len() + 1);
+    text.push_str(line);
+    text.push('\n');
+    let _ = io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// The request path for the log: bytes other than visible ASCII escaped as `%XX`.
+fn loggable(path: String) -> String {
+    if path.bytes().all(|b| b.is_ascii_graphic()) {
+        return path;
+    }
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_graphic() {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// `METHOD PATH STATUS BYTES MSms`, written when the body is finished or dropped, so BYTES
+/// is what was actually handed to the connection and MS the whole time taken.
+pub struct LogEntry {
+    method: Method,
+    path: String,
+    status: u16,
+    started: Instant,
+}
+
+impl LogEntry {
+    fn write(&self, sent: u64) {
+        let ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        log_line(&format!(
+            "{} {} {} {sent} {ms:.2}ms",
+            self.method, self.path, self.status
+        ));
+    }
+}
+
+/// A response body: nothing, bytes in memory, or a file read in chunks on the blocking pool.
+pub struct ServeBody {
+    content: Content,
+    sent: u64,
+    log: Option<LogEntry>,
+}
+
+enum Content {
+    Empty,
+    Full(Option<Bytes>),
+    File {
+        file: Arc<File>,
+        offset: u64,
+        remaining: u64,
+        reading: Option<JoinHandle<io::Result<Bytes>>>,
+    },
+}
+
+impl ServeBody {
+    fn new(content: Content) -> Self {
+        ServeBody {
+            content,
+            sent: 0,
+            log: None,
+        }
+    }
+
+    pub fn empty() -> Self {
+        Self::new(Content::Empty)
+    }
+
+    pub fn full(bytes: Bytes) -> Self {
+        Self::new(Content::Full(Some(bytes)))
+    }
+
+    /// The first `len` bytes of `file`.
+    pub fn file(file: File, len: u64) -> Self {
+        Self::new(Content::File {
+            file: Arc::new(file),
+            offset: 0,
+            remaining: len,
+            reading: None,
+        })
+    }
+}
+
+/// Reads up to `len` bytes at `offset` (fewer only at the end of the file) into a fresh
+/// buffer, without zeroing it first.
+fn read_chunk(file: &File, offset: u64, len: u64) -> io::Result<Bytes> {
+    let len = usize::try_from(len)
+        .unwrap_or(usize::MAX)
+        .min(CHUNK as usize);
+    let mut buf: Vec<u8> = Vec::with_capacity(len);
+    while buf.len() < len {
+        let at = offset + buf.len() as u64;
+        match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), at) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // The allocation may be larger than asked for: never send more than `len`.
+    buf.truncate(len);
+    Ok(Bytes::from(buf))
+}
+
+impl Body for ServeBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = self.get_mut();
+        match &mut this.content {
+            Content::Empty => Poll::Ready(None),
+            Content::Full(bytes) => match bytes.take() {
+                Some(bytes) => {
+                    this.sent += bytes.len() as u64;
+                    Poll::Ready(Some(Ok(Frame::data(bytes))))
+                }
+                None => Poll::Ready(None),
+            },
+            Content::File {
+                file,
+                offset,
+                remaining,
+                reading,
+            } => {
+                if *remaining == 0 {
+                    return Poll::Ready(None);
+                }
+                let task = reading.get_or_insert_with(|| {
+                    let file = Arc::clone(file);
+                    let (at, len) = (*offset, (*remaining).min(CHUNK));
+                    tokio::task::spawn_blocking(move || read_chunk(&file, at, len))
+                });
+                let result = match Pin::new(task).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(result) => result,
+                };
+                *reading = None;
+                let bytes = match result {
+                    Ok(Ok(bytes)) => bytes,
+                    Ok(Err(e)) => return Poll::Ready(Some(Err(e))),
+                    Err(e) => return Poll::Ready(Some(Err(io::Error::other(e)))),
+                };
+                if bytes.is_empty() {
+                    // Shorter than its Content-Length: the connection is closed mid-body, so the
+                    // client sees a truncated download rather than a wrong file.
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shrank while being sent",
+                    ))));
+                }
+                let n = bytes.len() as u64;
+                *offset += n;
+                *remaining = remaining.saturating_sub(n);
+                this.sent += n;
+                Poll::Ready(Some(Ok(Frame::data(bytes))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.content {
+            Content::Empty => true,
+            Content::Full(bytes) => bytes.is_none(),
+            Content::File { remaining, .. } => *remaining == 0,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.content {
+            Content::Empty => SizeHint::with_exact(0),
+            Content::Full(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Content::File { remaining, .. } => SizeHint::with_exact(*remaining),
+        }
+    }
+}
+
+impl Drop for ServeBody {
+    fn drop(&mut self) {
+        if let Some(entry) = self.log.take() {
+            entry.write(self.sent);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etag_lists() {
+        let etag = "\"1f-5-0.1\"";
+        assert!(etag_list_matches("\"1f-5-0.1\"", etag));
+        assert!(etag_list_matches("W/\"1f-5-0.1\"", etag));
+        assert!(etag_list_matches("\"x\", \"1f-5-0.1\"", etag));
+        assert!(etag_list_matches("*", etag));
+        assert!(!etag_list_matches("\"1f-5-0.2\"", etag));
+        assert!(!etag_list_matches("1f-5-0.1", etag));
+    }
+
+    #[test]
+    fn log_paths_are_escaped() {
+        assert_eq!(loggable("/names".to_string()), "/names");
+        assert_eq!(loggable("/a b\n\u{e9}".to_string()), "/a%20b%0A%C3%A9");
+    }
+}
