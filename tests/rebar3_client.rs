@@ -401,3 +401,99 @@ fn rebar3_refuses_registry_signed_by_another_key() {
     hexreg_registry(&public);
     assert_rebar3_refuses_other_key(&rebar3, tmp.path(), &public);
 }
+
+/// `hexreg serve` as a child process, killed when dropped.
+struct HexregServe {
+    child: std::process::Child,
+    url: String,
+}
+
+impl HexregServe {
+    /// Serves `public` on a free loopback port with Basic auth `user:pass` from HEXREG_AUTH.
+    fn start(public: &Path, auth: &str) -> HexregServe {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hexreg"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--quiet"])
+            .arg(public)
+            .env("HEXREG_AUTH", auth)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start hexreg serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut first = String::new();
+        std::io::BufReader::new(stderr)
+            .read_line(&mut first)
+            .expect("read hexreg serve's first line");
+        // "serving PUBLIC_DIR on http://127.0.0.1:PORT"
+        let url = first
+            .split_whitespace()
+            .last()
+            .filter(|u| u.starts_with("http://127.0.0.1:"))
+            .unwrap_or_else(|| panic!("unexpected first line from hexreg serve: {first:?}"))
+            .to_string();
+        HexregServe { child, url }
+    }
+}
+
+impl Drop for HexregServe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn rebar3_compiles_through_hexreg_serve_with_credentials() {
+    let Some(rebar3) = rebar3_or_skip("rebar3_compiles_through_hexreg_serve_with_credentials")
+    else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let public = tmp.path().join("public");
+    hexreg_registry(&public);
+    let public_key = fs::read_to_string(public.join("public_key")).unwrap();
+    let server = HexregServe::start(&public, "ci:s3cret");
+    let with_credentials = server.url.replace("http://", "http://ci:s3cret@");
+
+    let project = tmp.path().join("myapp");
+    write_project(&project, &with_credentials, &public_key);
+    let run = rebar3_compile(&rebar3, tmp.path(), &project);
+    assert!(
+        run.succeeded(),
+        "rebar3 compile through hexreg serve failed\n{}",
+        run.report()
+    );
+    let lib = project.join("_build/default/lib");
+    assert!(
+        lib.join("acme_erl/ebin/acme_erl.beam").is_file(),
+        "{}",
+        run.report()
+    );
+    assert!(
+        !beams(&lib.join("acme_erl_base/ebin")).is_empty(),
+        "{}",
+        run.report()
+    );
+
+    // Wrong credentials: the server answers 401 and rebar3 gets nothing.
+    let sandbox = tmp.path().join("wrong");
+    fs::create_dir_all(&sandbox).unwrap();
+    let project = sandbox.join("myapp");
+    write_project(
+        &project,
+        &server.url.replace("http://", "http://ci:wrong@"),
+        &public_key,
+    );
+    let run = rebar3_compile(&rebar3, &sandbox, &project);
+    assert!(
+        !run.succeeded(),
+        "rebar3 must fail with wrong credentials\n{}",
+        run.report()
+    );
+    assert!(
+        !project
+            .join("_build/default/lib/acme_erl/ebin/acme_erl.beam")
+            .exists()
+    );
+}
