@@ -133,8 +133,13 @@ pub fn run(opts: &BuildArgs) -> Result<()> {
     let files = scan_tarballs(&store.tarballs_dir())?;
     let packages = read_tarballs(&files, &opts.name, &mut cache, quiet)?;
 
-    crate::store::remove_leftover_temp_files(store.root())?;
-    crate::store::remove_leftover_temp_files(&store.packages_dir())?;
+    for dir in [
+        store.root().to_path_buf(),
+        store.packages_dir(),
+        store.tarballs_dir(),
+    ] {
+        crate::store::remove_leftover_temp_files(&dir)?;
+    }
     let mut writer = Writer {
         store: &store,
         repo: &opts.name,

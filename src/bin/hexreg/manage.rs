@@ -157,6 +157,13 @@ impl Session {
             );
         }
         let lock = DirLock::acquire(store.root(), args.run.lock_wait())?;
+        for dir in [
+            store.root().to_path_buf(),
+            store.packages_dir(),
+            store.tarballs_dir(),
+        ] {
+            crate::store::remove_leftover_temp_files(&dir)?;
+        }
         let mut session = Session {
             store,
             key,
@@ -386,6 +393,8 @@ fn read_new_tarball(path: &Path, repo: &str) -> Result<NewTarball, String> {
 }
 
 pub fn add(args: &AddArgs) -> Result<()> {
+    // A first `add` starts a registry, as a first `build` does.
+    crate::store::create_dir_all(Path::new(&args.registry.public_dir))?;
     let mut session = Session::open(&args.registry)?;
     let repo = session.repo.clone();
 
