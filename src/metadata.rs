@@ -471,7 +471,9 @@ fn is_bare_atom(s: &str) -> bool {
 
 fn write_escaped_char(f: &mut fmt::Formatter<'_>, c: char, quote: char) -> fmt::Result {
     match c {
-        '\\' => f.write_str("\\\\"),
+        // Not `\\`: hex_core's lexer takes the longest match, so `"a\\"` followed later by
+        // another `"` would run on to it. The octal escape has no such reading.
+        '\\' => f.write_str("\\134"),
         '\n' => f.write_str("\\n"),
         '\r' => f.write_str("\\r"),
         '\t' => f.write_str("\\t"),
@@ -2247,7 +2249,8 @@ mod tests {
 /// in mix's list-of-kvlists layout). The inverse of [`parse`] for what [`Metadata`] holds.
 pub fn render(meta: &Metadata) -> String {
     fn bin(text: &str) -> String {
-        let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
+        // Backslash as `\134`, not `\\` (see `write_escaped_char`).
+        let escaped = text.replace('\\', "\\134").replace('"', "\\\"");
         if text.is_ascii() {
             format!("<<\"{escaped}\">>")
         } else {

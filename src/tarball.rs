@@ -384,6 +384,10 @@ fn contents_valid_in_memory(contents: &[u8]) -> bool {
     if announced > IN_MEMORY_LIMIT {
         return false;
     }
+    // libdeflate skips a header CRC (FHCRC) without checking it; zlib checks it.
+    if contents.get(3).is_none_or(|flags| flags & 0x02 != 0) {
+        return false;
+    }
     let mut buffer = vec![0u8; announced];
     let mut decompressor = libdeflater::Decompressor::new();
     match decompressor.gzip_decompress(contents, &mut buffer) {
