@@ -302,7 +302,11 @@ fn read_tarballs(
     for (file, result) in files.iter().zip(results) {
         match result {
             Ok((t, stat, fresh)) => {
-                cache.put(&file.file_name, stat, &t.release, fresh);
+                if fresh {
+                    cache.put(&file.file_name, stat, &t.release);
+                } else {
+                    cache.keep(&file.file_name);
+                }
                 let entry = packages.entry(t.package).or_insert((Vec::new(), i64::MIN));
                 entry.0.push(t.release);
                 entry.1 = entry.1.max(t.mtime);

@@ -112,6 +112,8 @@ pub struct Cache {
     repository: String,
     key_fingerprint: Vec<u8>,
     old: HashMap<String, (Stat, proto::package::Release)>,
+    /// How many tarball entries were loaded (`old` gives up those this run keeps).
+    old_count: usize,
     new: Vec<CacheEntry>,
     old_resources: HashMap<String, ResourceEntry>,
     new_resources: Vec<ResourceEntry>,
@@ -140,6 +142,7 @@ impl Cache {
             repository: repository.to_string(),
             key_fingerprint: Vec::new(),
             old: HashMap::new(),
+            old_count: 0,
             new: Vec::new(),
             old_resources: HashMap::new(),
             new_resources: Vec::new(),
@@ -172,6 +175,7 @@ impl Cache {
                 .into_iter()
                 .filter_map(|e| Some((e.file_name, (e.stat?, e.release?))))
                 .collect();
+            cache.old_count = cache.old.len();
             if file.key_fingerprint == key_fingerprint {
                 cache.old_resources = file
                     .resources
@@ -193,11 +197,22 @@ impl Cache {
         Release::from_proto(release.clone()).ok()
     }
 
-    /// Records the release of a tarball for the next run; `fresh` when it was read this run.
-    pub fn put(&mut self, file_name: &str, stat: Stat, release: &Release, fresh: bool) {
+    /// Keeps the entry of a tarball [`Cache::get`] found unchanged, for the next run.
+    pub fn keep(&mut self, file_name: &str) {
+        if let Some((file_name, (stat, release))) = self.old.remove_entry(file_name) {
+            self.new.push(CacheEntry {
+                file_name,
+                stat: Some(stat),
+                release: Some(release),
+            });
+        }
+    }
+
+    /// Records the release of a tarball read this run, for the next run.
+    pub fn put(&mut self, file_name: &str, stat: Stat, release: &Release) {
         let mut proto = release.to_proto();
         proto.retired = None;
-        self.changed |= fresh;
+        self.changed = true;
         self.new.push(CacheEntry {
             file_name: file_name.to_string(),
             stat: Some(stat),
@@ -264,12 +279,12 @@ impl Cache {
     pub fn carry_over(&mut self) {
         let seen: std::collections::HashSet<String> =
             self.new.iter().map(|e| e.file_name.clone()).collect();
-        for (file_name, (stat, release)) in &self.old {
-            if !seen.contains(file_name) {
+        for (file_name, (stat, release)) in self.old.drain() {
+            if !seen.contains(&file_name) {
                 self.new.push(CacheEntry {
-                    file_name: file_name.clone(),
-                    stat: Some(*stat),
-                    release: Some(release.clone()),
+                    file_name,
+                    stat: Some(stat),
+                    release: Some(release),
                 });
             }
         }
@@ -288,7 +303,7 @@ impl Cache {
             return Ok(());
         };
         if !self.changed
-            && self.new.len() == self.old.len()
+            && self.new.len() == self.old_count
             && self.new_resources.len() == self.old_resources.len()
         {
             return Ok(());
@@ -306,7 +321,7 @@ impl Cache {
         if let Some(dir) = path.parent() {
             crate::store::create_dir_all(dir)?;
         }
-        crate::store::write_atomic(&path, &bytes)
+        crate::store::write_atomic_unflushed(&path, &bytes)
     }
 }
 

@@ -210,7 +210,16 @@ pub fn commit(mut staged: Vec<Staged>) -> Result<()> {
     let Some(first) = staged.first() else {
         return Ok(());
     };
-    sync_filesystem(&first.temp)?;
+    if staged.len() > FSYNC_EACH_UP_TO {
+        sync_filesystem(&first.temp)?;
+    } else {
+        // A few files: flushing each costs less than a whole-file-system flush.
+        for file in &staged {
+            fs::File::open(&file.temp)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("cannot flush {} to disk", file.temp.display()))?;
+        }
+    }
     let mut dirs: Vec<PathBuf> = Vec::new();
     for file in &mut staged {
         fs::rename(&file.temp, &file.path)
@@ -229,6 +238,9 @@ pub fn commit(mut staged: Vec<Staged>) -> Result<()> {
     Ok(())
 }
 
+/// Up to this many staged files are flushed one by one; more, with one `syncfs`.
+const FSYNC_EACH_UP_TO: usize = 8;
+
 /// Flushes the whole file system holding `path` (Linux `syncfs`), or just `path` elsewhere.
 fn sync_filesystem(path: &Path) -> Result<()> {
     let file = fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -244,20 +256,23 @@ fn sync_filesystem(path: &Path) -> Result<()> {
         .with_context(|| format!("cannot flush {} to disk", path.display()))
 }
 
-/// Writes `bytes` to `path` through a flushed temporary file in the same directory and a
-/// rename, so that readers see the old file or the new one, whole.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so
+/// that readers see the old file or the new one, whole. Not flushed to disk: for files whose
+/// loss in a power cut is harmless (the cache).
+pub fn write_atomic_unflushed(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     create_dir_all(dir)?;
-    let temp = temp_path(path);
-    let staged = Staged {
-        temp,
+    // Dropped on error, the staged file removes its temporary file.
+    let mut staged = Staged {
+        temp: temp_path(path),
         path: path.to_path_buf(),
     };
     fs::write(&staged.temp, bytes)
         .and_then(|()| fs::set_permissions(&staged.temp, fs::Permissions::from_mode(0o644)))
+        .and_then(|()| fs::rename(&staged.temp, &staged.path))
         .with_context(|| format!("cannot write {}", path.display()))?;
-    commit(vec![staged])
+    staged.temp = PathBuf::new();
+    Ok(())
 }
 
 /// Removes temporary files a killed run left in `dir` (not recursive).
