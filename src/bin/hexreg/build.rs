@@ -19,7 +19,7 @@ use hexreg::tarball::{self, one_line};
 use crate::cache::{self, Cache, Stat};
 use crate::progress::Progress;
 use crate::store::{Change, DirLock, LockWait, Report, Stage, Store};
-use crate::writer::Writer;
+use crate::writer::{Outcome, Writer};
 
 pub const AFTER_HELP: &str = "Example:
   hexreg build public --name=acme --private-key=key.pem
@@ -111,6 +111,10 @@ struct TarballFile {
     file_name: String,
 }
 
+/// Packages are read, encoded and signed this many at a time, so that a build holds the
+/// releases of one batch only, plus a summary (names, versions) of the others.
+const PACKAGES_PER_BATCH: usize = 512;
+
 /// A tarball read and validated.
 struct ReadTarball {
     package: String,
@@ -128,18 +132,8 @@ pub fn run(opts: &BuildArgs) -> Result<()> {
     crate::store::create_dir_all(store.root())?;
     let _lock = DirLock::acquire(store.root(), opts.run.lock_wait())?;
     let mut cache = opts.run.cache(store.root(), &opts.name, &public);
-
-    // Read everything first: an invalid tarball stops the run before anything is written.
     let files = scan_tarballs(&store.tarballs_dir())?;
-    let packages = read_tarballs(&files, &opts.name, &mut cache, quiet)?;
 
-    for dir in [
-        store.root().to_path_buf(),
-        store.packages_dir(),
-        store.tarballs_dir(),
-    ] {
-        crate::store::remove_leftover_temp_files(&dir)?;
-    }
     let mut writer = Writer {
         store: &store,
         repo: &opts.name,
@@ -149,7 +143,22 @@ pub fn run(opts: &BuildArgs) -> Result<()> {
         report: Report::default(),
         quiet,
     };
-    let result = write_all(&mut writer, opts.public_key_format.into(), packages);
+    // Read, encode and sign everything first, in memory: an invalid tarball stops the run
+    // before anything is written.
+    let (outcomes, summaries) = prepare(&mut writer, &files)?;
+    for dir in [
+        store.root().to_path_buf(),
+        store.packages_dir(),
+        store.tarballs_dir(),
+    ] {
+        crate::store::remove_leftover_temp_files(&dir)?;
+    }
+    let result = write_all(
+        &mut writer,
+        opts.public_key_format.into(),
+        outcomes,
+        &summaries,
+    );
     writer.report.print(quiet);
     result?;
     if let Err(e) = cache.save() {
@@ -158,12 +167,114 @@ pub fn run(opts: &BuildArgs) -> Result<()> {
     Ok(())
 }
 
+/// Reads every tarball (those the cache does not know) and prepares every `packages/NAME`,
+/// batch by batch, in parallel. Reports every invalid tarball, then fails; otherwise returns
+/// the prepared packages and the summaries for the indexes, sorted by name.
+fn prepare(
+    writer: &mut Writer,
+    files: &[TarballFile],
+) -> Result<(Vec<Outcome>, Vec<PackageSummary>)> {
+    let progress = Progress::new(files.len(), "reading tarballs", writer.quiet);
+    let mut outcomes = Vec::new();
+    let mut summaries: Vec<PackageSummary> = Vec::new();
+    let mut errors = Vec::new();
+    for batch in batches(files) {
+        let cache: &Cache = writer.cache;
+        let results: Vec<Result<(ReadTarball, Stat, bool), String>> = batch
+            .par_iter()
+            .map(|file| {
+                let result = read_tarball(file, writer.repo, cache);
+                progress.inc();
+                result
+            })
+            .collect();
+        let mut packages: BTreeMap<String, (Vec<Release>, i64)> = BTreeMap::new();
+        for (file, result) in batch.iter().zip(results) {
+            match result {
+                Ok((t, stat, fresh)) => {
+                    if fresh {
+                        writer.cache.put(&file.file_name, stat, &t.release);
+                    } else {
+                        writer.cache.keep(&file.file_name);
+                    }
+                    let entry = packages.entry(t.package).or_insert((Vec::new(), i64::MIN));
+                    entry.0.push(t.release);
+                    entry.1 = entry.1.max(t.mtime);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            // Only validating from here on.
+            continue;
+        }
+        let mut list = Vec::with_capacity(packages.len());
+        let mut mtimes = Vec::with_capacity(packages.len());
+        for (name, (mut releases, mtime)) in packages {
+            registry::sort_releases(&mut releases);
+            list.push((name, releases));
+            mtimes.push(mtime);
+        }
+        // Retirements are taken from the existing files here, so summaries come after.
+        outcomes.extend(writer.prepare_packages(&mut list, true)?);
+        for ((name, releases), mtime) in list.iter().zip(mtimes) {
+            summaries.push(PackageSummary::new(name, mtime, releases));
+        }
+    }
+    drop(progress);
+    if !errors.is_empty() {
+        for e in &errors {
+            eprintln!("error: {e}");
+        }
+        let dir = files
+            .first()
+            .and_then(|f| f.path.parent())
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        bail!(
+            "{} invalid tarball{} in {dir}: nothing was written; fix or remove {} and run again",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" },
+            if errors.len() == 1 { "it" } else { "them" },
+        );
+    }
+    // Files are sorted by name and a package's files are contiguous, so this is a no-op but
+    // for the guarantee.
+    summaries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((outcomes, summaries))
+}
+
+/// Splits the sorted tarball files into batches of about [`PACKAGES_PER_BATCH`] packages,
+/// never splitting a package.
+fn batches(files: &[TarballFile]) -> Vec<&[TarballFile]> {
+    let package = |f: &TarballFile| {
+        split_file_name(&f.file_name)
+            .map(|(name, _)| name.to_string())
+            .unwrap_or_else(|| f.file_name.clone())
+    };
+    let mut out = Vec::new();
+    let (mut start, mut count) = (0, 0);
+    for i in 1..=files.len() {
+        let boundary = i == files.len() || package(&files[i]) != package(&files[i - 1]);
+        if boundary {
+            count += 1;
+            if count == PACKAGES_PER_BATCH || i == files.len() {
+                out.push(&files[start..i]);
+                start = i;
+                count = 0;
+            }
+        }
+    }
+    out
+}
+
 /// Writes `public_key`, the tarballs directory, `packages/*`, `names` and `versions`, and
 /// removes stale `packages/*`.
 fn write_all(
     writer: &mut Writer,
     format: PublicKeyFormat,
-    packages: BTreeMap<String, (Vec<Release>, i64)>,
+    outcomes: Vec<Outcome>,
+    summaries: &[PackageSummary],
 ) -> Result<()> {
     let store = writer.store;
     write_public_key(store, &writer.public, Some(format), &mut writer.report)?;
@@ -176,22 +287,9 @@ fn write_all(
         );
         crate::store::create_dir_all(&tarballs_dir)?;
     }
-    let mut updated_at = Vec::with_capacity(packages.len());
-    let mut list: Vec<(String, Vec<Release>)> = packages
-        .into_iter()
-        .map(|(name, (releases, mtime))| {
-            updated_at.push(mtime);
-            (name, releases)
-        })
-        .collect();
-    writer.write_packages(&mut list, true)?;
-    let summaries: Vec<PackageSummary> = list
-        .iter()
-        .zip(updated_at)
-        .map(|((name, releases), mtime)| PackageSummary::new(name, mtime, releases))
-        .collect();
-    let stale = stale_packages(store, &summaries)?;
-    writer.write_index(&summaries, &stale)
+    writer.commit_packages(outcomes)?;
+    let stale = stale_packages(store, summaries)?;
+    writer.write_index(summaries, &stale)
 }
 
 /// Reads the private key, refusing one that would be published with the registry.
@@ -276,64 +374,6 @@ fn scan_tarballs(dir: &Path) -> Result<Vec<TarballFile>> {
     }
     files.sort_by(|a, b| a.file_name.cmp(&b.file_name));
     Ok(files)
-}
-
-/// Reads every tarball the cache does not know, in parallel; reports every invalid one, then
-/// fails, or groups the releases by package (sorted by name, releases sorted by version).
-fn read_tarballs(
-    files: &[TarballFile],
-    repo: &str,
-    cache: &mut Cache,
-    quiet: bool,
-) -> Result<BTreeMap<String, (Vec<Release>, i64)>> {
-    let progress = Progress::new(files.len(), "reading tarballs", quiet);
-    let cache_ro: &Cache = cache;
-    let results: Vec<Result<(ReadTarball, Stat, bool), String>> = files
-        .par_iter()
-        .map(|file| {
-            let result = read_tarball(file, repo, cache_ro);
-            progress.inc();
-            result
-        })
-        .collect();
-    drop(progress);
-    let mut packages: BTreeMap<String, (Vec<Release>, i64)> = BTreeMap::new();
-    let mut errors = Vec::new();
-    for (file, result) in files.iter().zip(results) {
-        match result {
-            Ok((t, stat, fresh)) => {
-                if fresh {
-                    cache.put(&file.file_name, stat, &t.release);
-                } else {
-                    cache.keep(&file.file_name);
-                }
-                let entry = packages.entry(t.package).or_insert((Vec::new(), i64::MIN));
-                entry.0.push(t.release);
-                entry.1 = entry.1.max(t.mtime);
-            }
-            Err(e) => errors.push(e),
-        }
-    }
-    if !errors.is_empty() {
-        for e in &errors {
-            eprintln!("error: {e}");
-        }
-        let dir = files
-            .first()
-            .and_then(|f| f.path.parent())
-            .map(|d| d.display().to_string())
-            .unwrap_or_default();
-        bail!(
-            "{} invalid tarball{} in {dir}: nothing was written; fix or remove {} and run again",
-            errors.len(),
-            if errors.len() == 1 { "" } else { "s" },
-            if errors.len() == 1 { "it" } else { "them" },
-        );
-    }
-    for (releases, _) in packages.values_mut() {
-        registry::sort_releases(releases);
-    }
-    Ok(packages)
 }
 
 /// Reads one tarball and checks it against its file name `NAME-VERSION.tar`.
@@ -467,6 +507,35 @@ mod tests {
         assert_eq!(split_file_name("foo.tar"), None);
         assert_eq!(split_file_name("-1.0.0.tar"), None);
         assert_eq!(split_file_name("foo-.tar"), None);
+    }
+
+    #[test]
+    fn batches_cover_every_file_and_never_split_a_package() {
+        let mut files = Vec::new();
+        for p in 0..1300 {
+            for v in 0..(p % 4 + 1) {
+                let file_name = format!("p{p:05}-{v}.0.0.tar");
+                files.push(TarballFile {
+                    path: PathBuf::from(&file_name),
+                    file_name,
+                });
+            }
+        }
+        files.push(TarballFile {
+            path: PathBuf::from("zz.tar"),
+            file_name: "zz.tar".into(),
+        });
+        let batches = batches(&files);
+        assert_eq!(batches.len(), 3);
+        assert_eq!(batches.iter().map(|b| b.len()).sum::<usize>(), files.len());
+        for pair in batches.windows(2) {
+            let last = split_file_name(&pair[0].last().unwrap().file_name)
+                .unwrap()
+                .0;
+            let first = &pair[1][0].file_name;
+            assert!(!first.starts_with(&format!("{last}-")), "{last} split");
+        }
+        assert!(super::batches(&[]).is_empty());
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use bytes::Bytes;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
@@ -26,18 +27,30 @@ use hexreg::registry::{Release, Retirement};
 /// Bump when the meaning of an entry changes.
 const FORMAT: u32 = 1;
 
+/// The cache file. Tarball entries are kept encoded (a `CacheEntry` message is wire-compatible
+/// with `bytes`): a hex.pm-sized cache holds 150,000 of them, and only the entries of the
+/// tarballs a run looks up are ever decoded, so memory stays near the file's size.
 #[derive(Clone, PartialEq, prost::Message)]
 struct CacheFile {
     #[prost(uint32, tag = "1")]
     format: u32,
     #[prost(string, tag = "2")]
     repository: String,
-    #[prost(message, repeated, tag = "3")]
-    entries: Vec<CacheEntry>,
+    #[prost(bytes = "bytes", repeated, tag = "3")]
+    entries: Vec<Bytes>,
     #[prost(bytes = "vec", tag = "4")]
     key_fingerprint: Vec<u8>,
     #[prost(message, repeated, tag = "5")]
     resources: Vec<ResourceEntry>,
+}
+
+/// The key of a `CacheEntry`: decoding only these two fields skips the release.
+#[derive(Clone, PartialEq, prost::Message)]
+struct EntryKey {
+    #[prost(string, tag = "1")]
+    file_name: String,
+    #[prost(message, optional, tag = "2")]
+    stat: Option<Stat>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -111,10 +124,14 @@ pub struct Cache {
     path: Option<PathBuf>,
     repository: String,
     key_fingerprint: Vec<u8>,
-    old: HashMap<String, (Stat, proto::package::Release)>,
+    /// Loaded tarball entries: file name → (stat, the encoded `CacheEntry`).
+    old: HashMap<String, (Stat, Bytes)>,
     /// How many tarball entries were loaded (`old` gives up those this run keeps).
     old_count: usize,
-    new: Vec<CacheEntry>,
+    /// This run's tarball entries, encoded.
+    new: Vec<Bytes>,
+    /// Their file names, for `carry_over`.
+    new_names: Vec<String>,
     old_resources: HashMap<String, ResourceEntry>,
     new_resources: Vec<ResourceEntry>,
     changed: bool,
@@ -144,6 +161,7 @@ impl Cache {
             old: HashMap::new(),
             old_count: 0,
             new: Vec::new(),
+            new_names: Vec::new(),
             old_resources: HashMap::new(),
             new_resources: Vec::new(),
             changed: false,
@@ -166,14 +184,17 @@ impl Cache {
         let path = cache_dir.join(format!("{}.cache", hexreg::tarball::hex_upper(&key[..12])));
         let mut cache = Cache::disabled(repository);
         cache.key_fingerprint = key_fingerprint.to_vec();
-        if let Some(file) = fs::read(&path).ok().and_then(|b| decode(&b))
+        if let Some(file) = fs::read(&path).ok().and_then(|b| decode(b.into()))
             && file.format == FORMAT
             && file.repository == repository
         {
             cache.old = file
                 .entries
                 .into_iter()
-                .filter_map(|e| Some((e.file_name, (e.stat?, e.release?))))
+                .filter_map(|raw| {
+                    let key = EntryKey::decode(raw.clone()).ok()?;
+                    Some((key.file_name, (key.stat?, raw)))
+                })
                 .collect();
             cache.old_count = cache.old.len();
             if file.key_fingerprint == key_fingerprint {
@@ -190,21 +211,19 @@ impl Cache {
 
     /// The release cached for `file_name` if its `stat` is unchanged.
     pub fn get(&self, file_name: &str, stat: &Stat) -> Option<Release> {
-        let (cached_stat, release) = self.old.get(file_name)?;
+        let (cached_stat, raw) = self.old.get(file_name)?;
         if cached_stat != stat {
             return None;
         }
-        Release::from_proto(release.clone()).ok()
+        let entry = CacheEntry::decode(raw.clone()).ok()?;
+        Release::from_proto(entry.release?).ok()
     }
 
     /// Keeps the entry of a tarball [`Cache::get`] found unchanged, for the next run.
     pub fn keep(&mut self, file_name: &str) {
-        if let Some((file_name, (stat, release))) = self.old.remove_entry(file_name) {
-            self.new.push(CacheEntry {
-                file_name,
-                stat: Some(stat),
-                release: Some(release),
-            });
+        if let Some((file_name, (_, raw))) = self.old.remove_entry(file_name) {
+            self.new.push(raw);
+            self.new_names.push(file_name);
         }
     }
 
@@ -213,11 +232,13 @@ impl Cache {
         let mut proto = release.to_proto();
         proto.retired = None;
         self.changed = true;
-        self.new.push(CacheEntry {
+        let entry = CacheEntry {
             file_name: file_name.to_string(),
             stat: Some(stat),
             release: Some(proto),
-        });
+        };
+        self.new.push(entry.encode_to_vec().into());
+        self.new_names.push(file_name.to_string());
     }
 
     /// What is known of registry file `rel` if its `stat` is unchanged.
@@ -277,16 +298,16 @@ impl Cache {
     /// Keeps, for the next run, every loaded entry this run did not replace: for commands that
     /// change part of a registry without scanning all of it.
     pub fn carry_over(&mut self) {
-        let seen: std::collections::HashSet<String> =
-            self.new.iter().map(|e| e.file_name.clone()).collect();
-        for (file_name, (stat, release)) in self.old.drain() {
+        let seen: std::collections::HashSet<&String> = self.new_names.iter().collect();
+        let mut kept = Vec::new();
+        for (file_name, (_, raw)) in self.old.drain() {
             if !seen.contains(&file_name) {
-                self.new.push(CacheEntry {
-                    file_name,
-                    stat: Some(stat),
-                    release: Some(release),
-                });
+                kept.push((file_name, raw));
             }
+        }
+        for (file_name, raw) in kept {
+            self.new.push(raw);
+            self.new_names.push(file_name);
         }
         let seen: std::collections::HashSet<String> =
             self.new_resources.iter().map(|e| e.path.clone()).collect();
@@ -326,9 +347,12 @@ impl Cache {
 }
 
 /// The body of a cache file whose checksum holds.
-fn decode(bytes: &[u8]) -> Option<CacheFile> {
-    let (sum, body) = bytes.split_at_checked(32)?;
-    if Sha256::digest(body).as_slice() != sum {
+fn decode(bytes: Bytes) -> Option<CacheFile> {
+    if bytes.len() < 32 {
+        return None;
+    }
+    let body = bytes.slice(32..);
+    if Sha256::digest(&body).as_slice() != &bytes[..32] {
         return None;
     }
     CacheFile::decode(body).ok()
@@ -350,12 +374,12 @@ mod tests {
         .encode_to_vec();
         let mut good = Sha256::digest(&body).to_vec();
         good.extend_from_slice(&body);
-        assert!(decode(&good).is_some());
+        assert!(decode(good.clone().into()).is_some());
         let mut flipped = good.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
-        assert!(decode(&flipped).is_none());
-        assert!(decode(&good[..20]).is_none());
-        assert!(decode(b"").is_none());
+        assert!(decode(flipped.into()).is_none());
+        assert!(decode(Bytes::copy_from_slice(&good[..20])).is_none());
+        assert!(decode(Bytes::new()).is_none());
     }
 }

@@ -20,7 +20,6 @@ use hexreg::registry::{self, PackageSummary, Release, Retirement};
 use hexreg::signing::{PrivateKey, PublicKey};
 
 use crate::cache::{Cache, KnownResource, Stat};
-use crate::progress::Progress;
 use crate::store::{Change, Report, Stage, Staged, Store};
 
 /// Writes the resources of one registry.
@@ -43,13 +42,14 @@ enum Existing {
     Read(Stat, Vec<u8>),
 }
 
-/// One resource, prepared.
-struct Outcome {
+/// One resource, prepared: encoded, compared and, if it changed, signed and sealed in memory
+/// (nothing is written before [`Writer::commit_packages`] or the end of a write).
+pub struct Outcome {
     rel: String,
     digest: [u8; 32],
     retired: Vec<(String, Retirement)>,
-    /// `Some` when the file must be written.
-    staged: Option<(Change, Staged)>,
+    /// `Some` when the file must be written: the sealed file bytes.
+    sealed: Option<(Change, Vec<u8>)>,
     /// The stat of the unchanged file.
     stat: Option<Stat>,
 }
@@ -91,35 +91,37 @@ impl Writer<'_> {
                 Change::Updating,
             ),
         };
-        let staged = if unchanged {
-            None
-        } else {
-            let sealed = registry::seal(payload, self.key);
-            Some((change, self.store.stage(&rel, &sealed)?))
-        };
+        let sealed = (!unchanged).then(|| (change, registry::seal(payload, self.key)));
         Ok(Outcome {
             rel,
             digest,
             retired,
-            staged,
+            sealed,
             stat,
         })
     }
 
-    /// Commits prepared resources and records them in the report and the cache.
+    /// Writes prepared resources (temporary files in parallel, then one commit) and records
+    /// them in the report and the cache.
     fn commit(&mut self, outcomes: Vec<Outcome>, stage: impl Fn(&str) -> Stage) -> Result<()> {
-        let mut staged = Vec::new();
+        let mut sealed = Vec::new();
         let mut written = Vec::new();
         let mut unchanged = Vec::new();
         for outcome in outcomes {
-            match outcome.staged {
-                Some((change, file)) => {
-                    staged.push(file);
+            match outcome.sealed {
+                Some((change, bytes)) => {
+                    sealed.push((outcome.rel.clone(), bytes));
                     written.push((outcome.rel, change, outcome.digest, outcome.retired));
                 }
                 None => unchanged.push(outcome),
             }
         }
+        let store = self.store;
+        let staged: Vec<Staged> = sealed
+            .par_iter()
+            .map(|(rel, bytes)| store.stage(rel, bytes))
+            .collect::<Result<_>>()?;
+        drop(sealed);
         crate::store::commit(staged)?;
         for (rel, change, digest, retired) in written {
             self.report
@@ -146,8 +148,23 @@ impl Writer<'_> {
         packages: &mut [(String, Vec<Release>)],
         keep_retirements: bool,
     ) -> Result<()> {
-        let progress = Progress::new(packages.len(), "signing packages", self.quiet);
-        let this = &*self;
+        let outcomes = self.prepare_packages(packages, keep_retirements)?;
+        self.commit_packages(outcomes)
+    }
+
+    /// Writes packages prepared by [`Writer::prepare_packages`].
+    pub fn commit_packages(&mut self, outcomes: Vec<Outcome>) -> Result<()> {
+        self.commit(outcomes, |_| Stage::Packages)
+    }
+
+    /// Encodes `packages/NAME` of each package, in parallel, and signs those whose payload
+    /// changed, writing nothing (see [`Writer::write_packages`]).
+    pub fn prepare_packages(
+        &self,
+        packages: &mut [(String, Vec<Release>)],
+        keep_retirements: bool,
+    ) -> Result<Vec<Outcome>> {
+        let this = self;
         let outcomes: Vec<Result<Outcome>> = packages
             .par_iter_mut()
             .map(|(name, releases)| {
@@ -167,14 +184,10 @@ impl Writer<'_> {
                     .iter()
                     .filter_map(|r| Some((r.version.clone(), r.retired.clone()?)))
                     .collect();
-                let outcome = this.prepare(rel, &payload, existing, retired);
-                progress.inc();
-                outcome
+                this.prepare(rel, &payload, existing, retired)
             })
             .collect();
-        drop(progress);
-        let outcomes = outcomes.into_iter().collect::<Result<Vec<_>>>()?;
-        self.commit(outcomes, |_| Stage::Packages)
+        outcomes.into_iter().collect()
     }
 
     /// Writes `names` and `versions` for `summaries` (sorted by name), then removes the
