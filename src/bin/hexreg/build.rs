@@ -107,7 +107,6 @@ impl From<KeyFormat> for PublicKeyFormat {
 
 /// A tarball file found in `tarballs/`.
 struct TarballFile {
-    path: PathBuf,
     file_name: String,
 }
 
@@ -145,7 +144,7 @@ pub fn run(opts: &BuildArgs) -> Result<()> {
     };
     // Read, encode and sign everything first, in memory: an invalid tarball stops the run
     // before anything is written.
-    let (outcomes, summaries) = prepare(&mut writer, &files)?;
+    let (outcomes, summaries) = prepare(&mut writer, &store.tarballs_dir(), &files)?;
     for dir in [
         store.root().to_path_buf(),
         store.packages_dir(),
@@ -172,6 +171,7 @@ pub fn run(opts: &BuildArgs) -> Result<()> {
 /// the prepared packages and the summaries for the indexes, sorted by name.
 fn prepare(
     writer: &mut Writer,
+    dir: &Path,
     files: &[TarballFile],
 ) -> Result<(Vec<Outcome>, Vec<PackageSummary>)> {
     let progress = Progress::new(files.len(), "reading tarballs", writer.quiet);
@@ -183,7 +183,7 @@ fn prepare(
         let results: Vec<Result<(ReadTarball, Stat, bool), String>> = batch
             .par_iter()
             .map(|file| {
-                let result = read_tarball(file, writer.repo, cache);
+                let result = read_tarball(dir, file, writer.repo, cache);
                 progress.inc();
                 result
             })
@@ -226,11 +226,7 @@ fn prepare(
         for e in &errors {
             eprintln!("error: {e}");
         }
-        let dir = files
-            .first()
-            .and_then(|f| f.path.parent())
-            .map(|d| d.display().to_string())
-            .unwrap_or_default();
+        let dir = dir.display();
         bail!(
             "{} invalid tarball{} in {dir}: nothing was written; fix or remove {} and run again",
             errors.len(),
@@ -367,10 +363,7 @@ fn scan_tarballs(dir: &Path) -> Result<Vec<TarballFile>> {
         if file_name.starts_with('.') || !file_name.ends_with(".tar") {
             continue;
         }
-        files.push(TarballFile {
-            path: entry.path(),
-            file_name,
-        });
+        files.push(TarballFile { file_name });
     }
     files.sort_by(|a, b| a.file_name.cmp(&b.file_name));
     Ok(files)
@@ -378,12 +371,14 @@ fn scan_tarballs(dir: &Path) -> Result<Vec<TarballFile>> {
 
 /// Reads one tarball and checks it against its file name `NAME-VERSION.tar`.
 fn read_tarball(
+    dir: &Path,
     file: &TarballFile,
     repo: &str,
     cache: &Cache,
 ) -> Result<(ReadTarball, Stat, bool), String> {
     // File names and metadata text may hold anything: quote them on one line.
-    let shown = one_line(&file.path.display().to_string());
+    let path = dir.join(&file.file_name);
+    let shown = one_line(&path.display().to_string());
     let (name, version) = split_file_name(&file.file_name).ok_or_else(|| {
         format!("{shown} is not named NAME-VERSION.tar (e.g. foo-1.0.0.tar), as clients expect tarballs to be")
     })?;
@@ -393,7 +388,7 @@ fn read_tarball(
             one_line(name)
         ));
     }
-    let meta = fs::metadata(&file.path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let meta = fs::metadata(&path).map_err(|e| format!("cannot read {shown}: {e}"))?;
     if !meta.is_file() {
         return Err(format!("{shown} is not a regular file"));
     }
@@ -412,7 +407,7 @@ fn read_tarball(
             tarball::TarballError::TooBig { size: meta.len() }
         ));
     }
-    let bytes = fs::read(&file.path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let bytes = fs::read(&path).map_err(|e| format!("cannot read {shown}: {e}"))?;
     let t = tarball::read(&bytes).map_err(|e| format!("{shown} {e}"))?;
     // The metadata's own name and version are checked first, so that a mismatch below never
     // advises renaming the file to a name that would be refused in turn.
@@ -515,14 +510,10 @@ mod tests {
         for p in 0..1300 {
             for v in 0..(p % 4 + 1) {
                 let file_name = format!("p{p:05}-{v}.0.0.tar");
-                files.push(TarballFile {
-                    path: PathBuf::from(&file_name),
-                    file_name,
-                });
+                files.push(TarballFile { file_name });
             }
         }
         files.push(TarballFile {
-            path: PathBuf::from("zz.tar"),
             file_name: "zz.tar".into(),
         });
         let batches = batches(&files);
