@@ -17,6 +17,7 @@ use hexreg::signing::{PrivateKey, PublicKey, PublicKeyFormat};
 use hexreg::tarball::{self, one_line};
 
 use crate::cache::{self, Cache, Stat};
+use crate::manage::RegistryArgs;
 use crate::progress::Progress;
 use crate::store::{Change, DirLock, LockWait, Report, Stage, Store};
 use crate::writer::{Outcome, Writer};
@@ -31,20 +32,11 @@ not change are left alone and not listed.";
 /// `hexreg build` arguments.
 #[derive(clap::Args)]
 pub struct BuildArgs {
-    /// The directory a web server publishes: holds tarballs/ and receives the registry.
-    #[arg(value_name = "PUBLIC_DIR")]
-    pub public_dir: String,
-    /// Repository name clients configure (e.g. `mix hex.repo add acme ...`).
-    #[arg(long, value_name = "NAME")]
-    pub name: String,
-    /// RSA private key (PEM, PKCS#1 or PKCS#8) that signs the registry; keep it outside PUBLIC_DIR.
-    #[arg(long, value_name = "KEY")]
-    pub private_key: PathBuf,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Format of the public_key file: pkcs1 (as mix writes it) or spki (for gleam's hexpm crate).
     #[arg(long, value_enum, default_value_t = KeyFormat::Pkcs1)]
     pub public_key_format: KeyFormat,
-    #[command(flatten)]
-    pub run: RunOptions,
 }
 
 /// Options every command that changes a registry takes.
@@ -121,7 +113,8 @@ struct ReadTarball {
     mtime: i64,
 }
 
-pub fn run(opts: &BuildArgs) -> Result<()> {
+pub fn run(args: &BuildArgs) -> Result<()> {
+    let opts = &args.registry;
     let key = load_private_key(&opts.private_key, Path::new(&opts.public_dir))?;
     let public = key.public_key();
     let store = Store::new(&opts.public_dir);
@@ -154,7 +147,7 @@ pub fn run(opts: &BuildArgs) -> Result<()> {
     }
     let result = write_all(
         &mut writer,
-        opts.public_key_format.into(),
+        args.public_key_format.into(),
         outcomes,
         &summaries,
     );
@@ -351,22 +344,11 @@ pub fn write_public_key(
 
 /// `tarballs/*.tar`, sorted, dotfiles skipped, not recursive (the task's `Path.wildcard`).
 fn scan_tarballs(dir: &Path) -> Result<Vec<TarballFile>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
-        let file_name = entry.file_name().to_string_lossy().into_owned();
-        if file_name.starts_with('.') || !file_name.ends_with(".tar") {
-            continue;
-        }
-        files.push(TarballFile { file_name });
-    }
-    files.sort_by(|a, b| a.file_name.cmp(&b.file_name));
-    Ok(files)
+    Ok(crate::store::list_dir(dir)?
+        .into_iter()
+        .filter(|name| !name.starts_with('.') && name.ends_with(".tar"))
+        .map(|file_name| TarballFile { file_name })
+        .collect())
 }
 
 /// Reads one tarball and checks it against its file name `NAME-VERSION.tar`.
@@ -464,28 +446,15 @@ fn mtime_seconds(meta: &fs::Metadata) -> i64 {
 
 /// `packages/*` entries (dotfiles aside) that are no current package, sorted.
 pub fn stale_packages(store: &Store, current: &[PackageSummary]) -> Result<Vec<String>> {
-    let dir = store.packages_dir();
-    let entries = match fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
-    };
-    let mut stale = Vec::new();
-    for entry in entries {
-        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
-            continue;
-        }
-        if current
-            .binary_search_by(|p| p.name.as_str().cmp(&name))
-            .is_err()
-        {
-            stale.push(name);
-        }
-    }
-    stale.sort();
-    Ok(stale)
+    Ok(crate::store::list_dir(&store.packages_dir())?
+        .into_iter()
+        .filter(|name| {
+            !name.starts_with('.')
+                && current
+                    .binary_search_by(|p| p.name.as_str().cmp(name))
+                    .is_err()
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -21,13 +21,13 @@ use crate::writer::Writer;
 /// The registry a command changes, and how.
 #[derive(clap::Args)]
 pub struct RegistryArgs {
-    /// The registry directory (holds names, versions, packages/, tarballs/).
+    /// The directory a web server publishes: holds tarballs/ and the registry files.
     #[arg(value_name = "PUBLIC_DIR")]
     pub public_dir: String,
-    /// Repository name, as given to `hexreg build`.
+    /// Repository name clients configure (e.g. `mix hex.repo add acme ...`).
     #[arg(long, value_name = "NAME")]
     pub name: String,
-    /// The RSA private key the registry is signed with.
+    /// RSA private key (PEM, PKCS#1 or PKCS#8) that signs the registry; keep it outside PUBLIC_DIR.
     #[arg(long, value_name = "KEY")]
     pub private_key: PathBuf,
     #[command(flatten)]

@@ -277,20 +277,31 @@ pub fn write_atomic_unflushed(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Removes temporary files a killed run left in `dir` (not recursive).
 pub fn remove_leftover_temp_files(dir: &Path) -> Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
-    };
-    for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-            let path = entry.path();
+    for name in list_dir(dir)? {
+        if name.starts_with(TEMP_PREFIX) {
+            let path = dir.join(name);
             fs::remove_file(&path).with_context(|| {
                 format!("cannot remove leftover temporary file {}", path.display())
             })?;
         }
     }
     Ok(())
+}
+
+/// The names in `dir`, sorted bytewise; none when it does not exist.
+pub fn list_dir(dir: &Path) -> Result<Vec<String>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
 }
 
 /// The lines a run prints on stdout, kept in the order the task prints them, which is not the

@@ -89,7 +89,7 @@ pub fn run(args: &VerifyArgs) -> Result<bool> {
     });
 
     // packages/*, read and checked in parallel.
-    let mut files: Vec<String> = list(&store.packages_dir())?;
+    let mut files: Vec<String> = crate::store::list_dir(&store.packages_dir())?;
     files.retain(|f| !f.starts_with('.'));
     let packages: Vec<(String, Option<proto::package::Package>, Problems)> = files
         .par_iter()
@@ -222,7 +222,7 @@ pub fn run(args: &VerifyArgs) -> Result<bool> {
     problems.0.extend(tarball_problems.into_iter().flatten());
 
     // Every tarball is listed.
-    let on_disk = list(&store.tarballs_dir())?;
+    let on_disk = crate::store::list_dir(&store.tarballs_dir())?;
     for file in on_disk
         .iter()
         .filter(|f| !f.starts_with('.') && f.ends_with(".tar"))
@@ -292,22 +292,6 @@ fn check<T>(
     problems: &mut Problems,
 ) -> Option<T> {
     decoded.map_err(|e| problems.add(&store.shown(rel), e)).ok()
-}
-
-/// File names in `dir`, sorted; none if it does not exist.
-fn list(dir: &Path) -> Result<Vec<String>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
-    };
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
-        names.push(entry.file_name().to_string_lossy().into_owned());
-    }
-    names.sort();
-    Ok(names)
 }
 
 fn sha256_file(path: &Path) -> std::io::Result<[u8; 32]> {
