@@ -497,3 +497,77 @@ fn rebar3_compiles_through_hexreg_serve_with_credentials() {
             .exists()
     );
 }
+
+/// hex_core, the registry client inside rebar3 and (as `mix_hex_*`) inside mix, reads back a
+/// retirement written by `hexreg retire`: rebar3's own copy (`r3_hex_registry`) verifies the
+/// signature and decodes `packages/NAME` and `versions`, run in Erlang.
+#[test]
+fn hex_core_decodes_retirements_hexreg_writes() {
+    let Some(rebar3) = rebar3_or_skip("hex_core_decodes_retirements_hexreg_writes") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let public = tmp.path().join("public");
+    hexreg_registry(&public);
+    let out = Command::new(env!("CARGO_BIN_EXE_hexreg"))
+        .env("XDG_CACHE_HOME", tmp.path().join("cache"))
+        .arg("retire")
+        .arg(&public)
+        .args([
+            "acme_erl",
+            "0.1.0",
+            "--reason=security",
+            "--message=CVE-2026-1: use 0.2.0",
+        ])
+        .arg("--name=acme")
+        .arg(format!(
+            "--private-key={}",
+            fixtures().join("private_key.pem").display()
+        ))
+        .output()
+        .expect("run hexreg retire");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let beams = tmp.path().join("rebar3-beams");
+    let script = format!(
+        r#"
+{{ok, Sections}} = escript:extract("{rebar3}", []),
+{{archive, Archive}} = lists:keyfind(archive, 1, Sections),
+{{ok, _}} = zip:extract(Archive, [{{cwd, "{beams}"}}]),
+true = code:add_path("{beams}/rebar/ebin"),
+{{ok, Pem}} = file:read_file("{public}/public_key"),
+Open = fun(Rel) ->
+    {{ok, Gz}} = file:read_file("{public}/" ++ Rel),
+    {{ok, Payload}} = r3_hex_registry:decode_and_verify_signed(zlib:gunzip(Gz), Pem),
+    Payload
+end,
+io:format("~p~n", [r3_hex_registry:decode_package(Open("packages/acme_erl"), <<"acme">>, <<"acme_erl">>)]),
+io:format("~p~n", [r3_hex_registry:decode_versions(Open("versions"), <<"acme">>)]),
+halt().
+"#,
+        rebar3 = rebar3.display(),
+        beams = beams.display(),
+        public = public.display(),
+    );
+    let out = Command::new("erl")
+        .args(["-noshell", "-eval", &script])
+        .output()
+        .expect("run erl (installed with rebar3)");
+    let stdout = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .collect::<String>();
+    assert!(
+        out.status.success() && stdout.starts_with("{ok,"),
+        "erl failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("retired=>#{message=><<\"CVE-2026-1:use0.2.0\">>,reason=>'RETIRED_SECURITY'},version=><<\"0.1.0\">>"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("retired=>[0]"), "{stdout}");
+}
