@@ -11,6 +11,7 @@
 
 mod common;
 
+use common::fixtures::fixtures;
 use common::static_server::StaticServer;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -44,10 +45,6 @@ const LOCKED: [(&str, &str, &str, &str); 2] = [
     ),
 ];
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
-}
-
 /// The rebar3 executable on PATH, if any.
 fn rebar3() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -80,12 +77,7 @@ fn copy_dir_all(src: &Path, dst: &Path) {
 }
 
 fn copy_tarballs(public: &Path) {
-    let dir = public.join("tarballs");
-    fs::create_dir_all(&dir).unwrap();
-    for name in TARBALLS {
-        fs::copy(fixtures().join("tarballs").join(name), dir.join(name))
-            .unwrap_or_else(|e| panic!("copy fixture tarball {name}: {e}"));
-    }
+    common::fixtures::copy_tarballs(public, &TARBALLS);
 }
 
 /// PUBLIC_DIR as the real `mix hex.registry build` left it (all 14 packages' resources; only the

@@ -295,9 +295,7 @@ pub fn load_private_key(path: &Path, public_dir: &Path) -> Result<PrivateKey> {
     let text = fs::read(path).with_context(|| {
         format!("cannot read private key {shown} (--private-key): check the path; create a key with `hexreg keygen --out {shown}`")
     })?;
-    PrivateKey::from_pem(&text)
-        .with_context(|| format!("private key {shown} cannot be used"))
-        .map_err(|e| anyhow::anyhow!("private key {shown} {}", e.root_cause()))
+    PrivateKey::from_pem(&text).map_err(|e| anyhow::anyhow!("private key {shown} {e}"))
 }
 
 /// Writes `public_key` when its bytes differ from what the private key implies.
@@ -358,21 +356,26 @@ fn read_tarball(
     repo: &str,
     cache: &Cache,
 ) -> Result<(ReadTarball, Stat, bool), String> {
-    // File names and metadata text may hold anything: quote them on one line.
     let path = dir.join(&file.file_name);
-    let shown = one_line(&path.display().to_string());
+    // File names and metadata text may hold anything: quote them on one line. Only errors
+    // need the text, so it is made on demand (a no-op build passes 150,000 files here).
+    let shown = || one_line(&path.display().to_string());
     let (name, version) = split_file_name(&file.file_name).ok_or_else(|| {
-        format!("{shown} is not named NAME-VERSION.tar (e.g. foo-1.0.0.tar), as clients expect tarballs to be")
+        format!(
+            "{} is not named NAME-VERSION.tar (e.g. foo-1.0.0.tar), as clients expect tarballs to be",
+            shown()
+        )
     })?;
     if !valid_package_name(name) {
         return Err(format!(
-            "{shown}: `{}` is not a valid package name (lowercase letters, digits and `_`, starting with a letter)",
+            "{}: `{}` is not a valid package name (lowercase letters, digits and `_`, starting with a letter)",
+            shown(),
             one_line(name)
         ));
     }
-    let meta = fs::metadata(&path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let meta = fs::metadata(&path).map_err(|e| format!("cannot read {}: {e}", shown()))?;
     if !meta.is_file() {
-        return Err(format!("{shown} is not a regular file"));
+        return Err(format!("{} is not a regular file", shown()));
     }
     let stat = Stat::of(&meta);
     if let Some(release) = cache.get(&file.file_name, &stat) {
@@ -383,28 +386,9 @@ fn read_tarball(
         };
         return Ok((t, stat, false));
     }
-    if meta.len() > tarball::MAX_TARBALL_SIZE {
-        return Err(format!(
-            "{shown} {}",
-            tarball::TarballError::TooBig { size: meta.len() }
-        ));
-    }
-    let bytes = fs::read(&path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let t = tarball::read(&bytes).map_err(|e| format!("{shown} {e}"))?;
-    // The metadata's own name and version are checked first, so that a mismatch below never
-    // advises renaming the file to a name that would be refused in turn.
+    let shown = shown();
+    let (_, t, release) = read_valid_tarball(&path, &shown, &meta, repo)?;
     let (meta_name, meta_version) = (one_line(&t.metadata.name), one_line(&t.metadata.version));
-    if !valid_package_name(&t.metadata.name) {
-        return Err(format!(
-            "{shown}: metadata.config names the package `{meta_name}`, which is not a valid package name (lowercase letters, digits and `_`, starting with a letter)"
-        ));
-    }
-    let release = Release::from_tarball(&t, repo).map_err(|e| {
-        format!(
-            "{shown}: metadata.config version {}",
-            one_line(&e.to_string())
-        )
-    })?;
     if t.metadata.name != name {
         return Err(format!(
             "{shown}: the file name says package `{name}` but metadata.config says `{meta_name}`; rename the file to {meta_name}-{meta_version}.tar"
@@ -422,6 +406,40 @@ fn read_tarball(
         mtime: mtime_seconds(&meta),
     };
     Ok((t, stat, true))
+}
+
+/// Reads the tarball at `path` (whose metadata is `meta`; `shown` names it in errors) and
+/// validates it: hex_core's checks, a valid package name and a SemVer version in its metadata.
+/// Returns its bytes, what it holds, and the release it makes in repository `repo`. The
+/// metadata's own name and version are checked here, before any comparison with a file name,
+/// so that no error advises a rename that would be refused in turn.
+pub fn read_valid_tarball(
+    path: &Path,
+    shown: &str,
+    meta: &fs::Metadata,
+    repo: &str,
+) -> Result<(Vec<u8>, tarball::Tarball, Release), String> {
+    if meta.len() > tarball::MAX_TARBALL_SIZE {
+        return Err(format!(
+            "{shown} {}",
+            tarball::TarballError::TooBig { size: meta.len() }
+        ));
+    }
+    let bytes = fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let t = tarball::read(&bytes).map_err(|e| format!("{shown} {e}"))?;
+    if !valid_package_name(&t.metadata.name) {
+        return Err(format!(
+            "{shown}: metadata.config names the package `{}`, which is not a valid package name (lowercase letters, digits and `_`, starting with a letter)",
+            one_line(&t.metadata.name)
+        ));
+    }
+    let release = Release::from_tarball(&t, repo).map_err(|e| {
+        format!(
+            "{shown}: metadata.config version {}",
+            one_line(&e.to_string())
+        )
+    })?;
+    Ok((bytes, t, release))
 }
 
 /// `foo-1.0.0-rc.1.tar` → (`foo`, `1.0.0-rc.1`): the name ends at the first `-`.

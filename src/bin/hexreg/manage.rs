@@ -14,7 +14,7 @@ use hexreg::registry::{self, PackageSummary, Release, Retirement};
 use hexreg::signing::{PrivateKey, PublicKey};
 use hexreg::tarball;
 
-use crate::build::{RunOptions, load_private_key, valid_package_name};
+use crate::build::{RunOptions, load_private_key, read_valid_tarball};
 use crate::store::{Change, DirLock, Report, Stage, Store};
 use crate::writer::Writer;
 
@@ -361,33 +361,13 @@ struct NewTarball {
 }
 
 fn read_new_tarball(path: &Path, repo: &str) -> Result<NewTarball, String> {
-    let shown = path.display();
+    let shown = tarball::one_line(&path.display().to_string());
     let meta = fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    if meta.len() > tarball::MAX_TARBALL_SIZE {
-        return Err(format!(
-            "{shown} {}",
-            tarball::TarballError::TooBig { size: meta.len() }
-        ));
-    }
-    let bytes = fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let t = tarball::read(&bytes).map_err(|e| format!("{shown} {e}"))?;
-    let name = t.metadata.name.clone();
-    if !valid_package_name(&name) {
-        return Err(format!(
-            "{shown}: metadata.config names the package `{}`, which is not a valid package name (lowercase letters, digits and `_`, starting with a letter)",
-            tarball::one_line(&name)
-        ));
-    }
-    let release = Release::from_tarball(&t, repo).map_err(|e| {
-        format!(
-            "{shown}: metadata.config version {}",
-            tarball::one_line(&e.to_string())
-        )
-    })?;
+    let (bytes, t, release) = read_valid_tarball(path, &shown, &meta, repo)?;
     Ok(NewTarball {
         source: path.to_path_buf(),
         bytes,
-        name,
+        name: t.metadata.name,
         release,
     })
 }
