@@ -388,13 +388,29 @@ fn contents_valid_in_memory(contents: &[u8]) -> bool {
     if contents.get(3).is_none_or(|flags| flags & 0x02 != 0) {
         return false;
     }
-    let mut buffer = vec![0u8; announced];
-    let mut decompressor = libdeflater::Decompressor::new();
-    match decompressor.gzip_decompress(contents, &mut buffer) {
-        Ok(n) if n == announced => {}
-        _ => return false,
-    }
-    let mut archive = tar::Archive::new(buffer.as_slice());
+    INFLATE.with_borrow_mut(|(decompressor, buffer)| {
+        // Grows to the largest contents seen on this thread, at most IN_MEMORY_LIMIT; bytes
+        // past `announced` from an earlier tarball are never read.
+        if buffer.len() < announced {
+            buffer.resize(announced, 0);
+        }
+        let buffer = &mut buffer[..announced];
+        match decompressor.gzip_decompress(contents, buffer) {
+            Ok(n) if n == announced => tar_walks_to_the_end(buffer),
+            _ => false,
+        }
+    })
+}
+
+std::thread_local! {
+    /// A libdeflate decompressor and its output buffer per thread, kept between tarballs.
+    static INFLATE: std::cell::RefCell<(libdeflater::Decompressor, Vec<u8>)> =
+        std::cell::RefCell::new((libdeflater::Decompressor::new(), Vec::new()));
+}
+
+/// Whether `tar` is a tar archive whose every entry can be read to its end.
+fn tar_walks_to_the_end(tar: &[u8]) -> bool {
+    let mut archive = tar::Archive::new(tar);
     let Ok(entries) = archive.entries() else {
         return false;
     };
