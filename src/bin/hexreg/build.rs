@@ -102,8 +102,9 @@ struct TarballFile {
     file_name: String,
 }
 
-/// Packages are read, encoded and signed this many at a time, so that a build holds the
-/// releases of one batch only, plus a summary (names, versions) of the others.
+/// Packages are read and encoded this many at a time, so that a build holds the releases of one
+/// batch only, plus the encoded payloads of changed packages and a summary (names, versions)
+/// of every package.
 const PACKAGES_PER_BATCH: usize = 512;
 
 /// A tarball read and validated.
@@ -135,8 +136,8 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         report: Report::default(),
         quiet,
     };
-    // Read, encode and sign everything first, in memory: an invalid tarball stops the run
-    // before anything is written.
+    // Read, validate and encode everything first, in memory: an invalid tarball stops the run
+    // before anything is written. Signing comes with writing.
     let (outcomes, summaries) = prepare(&mut writer, &store.tarballs_dir(), &files)?;
     for dir in [
         store.root().to_path_buf(),

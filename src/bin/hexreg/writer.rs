@@ -1,6 +1,6 @@
-//! Writing registry resources: encode, compare with what is there, sign and stage what changed,
-//! commit in a crash-safe order, and report each change. Shared by every command that changes
-//! a registry.
+//! Writing registry resources: encode, compare with what is there, then sign, seal and stage
+//! what changed, commit in a crash-safe order, and report each change. Shared by every command
+//! that changes a registry.
 //!
 //! Order: `packages/*` first (flushed and renamed together), then `names` and `versions`, then
 //! the removal of stale `packages/*`. A run killed at any point leaves every file whole, and
@@ -42,14 +42,14 @@ enum Existing {
     Read(Stat, Vec<u8>),
 }
 
-/// One resource, prepared: encoded, compared and, if it changed, signed and sealed in memory
-/// (nothing is written before [`Writer::commit_packages`] or the end of a write).
+/// One resource, prepared: encoded and compared with the file in place (nothing is signed or
+/// written before [`Writer::commit_packages`] or the end of a write).
 pub struct Outcome {
     rel: String,
     digest: [u8; 32],
     retired: Vec<(String, Retirement)>,
-    /// `Some` when the file must be written: the sealed file bytes.
-    sealed: Option<(Change, Vec<u8>)>,
+    /// `Some` when the file must be written: the payload to sign and seal.
+    changed: Option<(Change, Vec<u8>)>,
     /// The stat of the unchanged file.
     stat: Option<Stat>,
 }
@@ -71,57 +71,58 @@ impl Writer<'_> {
         Ok(Existing::Read(stat, bytes))
     }
 
-    /// Encodes `payload` for `rel`, and signs and stages it unless the file already holds it.
+    /// Compares `payload` for `rel` with the file in place, keeping it to be written unless the
+    /// file already holds it.
     fn prepare(
         &self,
         rel: String,
-        payload: &[u8],
+        payload: Vec<u8>,
         existing: Existing,
         retired: Vec<(String, Retirement)>,
     ) -> Result<Outcome> {
-        let digest: [u8; 32] = Sha256::digest(payload).into();
+        let digest: [u8; 32] = Sha256::digest(&payload).into();
         let (unchanged, stat, change) = match existing {
             Existing::Missing => (false, None, Change::Creating),
             Existing::Known(stat, known) => {
                 (known.payload_sha256 == digest, Some(stat), Change::Updating)
             }
             Existing::Read(stat, bytes) => (
-                registry::is_current(&bytes, payload, &self.public),
+                registry::is_current(&bytes, &payload, &self.public),
                 Some(stat),
                 Change::Updating,
             ),
         };
-        let sealed = (!unchanged).then(|| (change, registry::seal(payload, self.key)));
         Ok(Outcome {
             rel,
             digest,
             retired,
-            sealed,
+            changed: (!unchanged).then_some((change, payload)),
             stat,
         })
     }
 
-    /// Writes prepared resources (temporary files in parallel, then one commit) and records
-    /// them in the report and the cache.
+    /// Writes prepared resources (each signed, sealed and written to a temporary file by one
+    /// thread, in parallel, then one commit) and records them in the report and the cache.
     fn commit(&mut self, outcomes: Vec<Outcome>, stage: impl Fn(&str) -> Stage) -> Result<()> {
-        let mut sealed = Vec::new();
+        let mut payloads = Vec::new();
         let mut written = Vec::new();
         let mut unchanged = Vec::new();
         for outcome in outcomes {
-            match outcome.sealed {
-                Some((change, bytes)) => {
-                    sealed.push((outcome.rel.clone(), bytes));
+            match outcome.changed {
+                Some((change, payload)) => {
+                    payloads.push((outcome.rel.clone(), payload));
                     written.push((outcome.rel, change, outcome.digest, outcome.retired));
                 }
                 None => unchanged.push(outcome),
             }
         }
-        let store = self.store;
-        let staged: Vec<Staged> = sealed
-            .par_iter()
-            .map(|(rel, bytes)| store.stage(rel, bytes))
+        let (store, key) = (self.store, self.key);
+        // Signing dominates; writing each file as soon as it is sealed overlaps the system
+        // calls with the other threads' signing, and holds one sealed file per thread.
+        let staged: Vec<Staged> = payloads
+            .into_par_iter()
+            .map(|(rel, payload)| store.stage(&rel, &registry::seal(&payload, key)))
             .collect::<Result<_>>()?;
-        drop(sealed);
         crate::store::commit(staged)?;
         for (rel, change, digest, retired) in written {
             self.report
@@ -157,8 +158,8 @@ impl Writer<'_> {
         self.commit(outcomes, |_| Stage::Packages)
     }
 
-    /// Encodes `packages/NAME` of each package, in parallel, and signs those whose payload
-    /// changed, writing nothing (see [`Writer::write_packages`]).
+    /// Encodes `packages/NAME` of each package, in parallel, and compares it with the file in
+    /// place, signing and writing nothing (see [`Writer::write_packages`]).
     pub fn prepare_packages(
         &self,
         packages: &mut [(String, Vec<Release>)],
@@ -184,7 +185,7 @@ impl Writer<'_> {
                     .iter()
                     .filter_map(|r| Some((r.version.clone(), r.retired.clone()?)))
                     .collect();
-                this.prepare(rel, &payload, existing, retired)
+                this.prepare(rel, payload, existing, retired)
             })
             .collect();
         outcomes.into_iter().collect()
@@ -199,7 +200,7 @@ impl Writer<'_> {
             ("versions", registry::versions_payload(self.repo, summaries)),
         ] {
             let existing = self.existing(rel)?;
-            outcomes.push(self.prepare(rel.to_string(), &payload, existing, Vec::new())?);
+            outcomes.push(self.prepare(rel.to_string(), payload, existing, Vec::new())?);
         }
         self.commit(outcomes, |rel| {
             if rel == "names" {
