@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::io::{self, Seek, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -329,20 +330,43 @@ impl Cache {
         {
             return Ok(());
         }
-        let body = CacheFile {
+        // The body is written piece by piece (concatenated protobuf messages merge, and
+        // repeated fields append), so a hex.pm-sized cache is never held twice in memory.
+        let head = CacheFile {
             format: FORMAT,
             repository: self.repository,
-            entries: self.new,
+            entries: Vec::new(),
             key_fingerprint: self.key_fingerprint,
             resources: self.new_resources,
         }
         .encode_to_vec();
-        let mut bytes = Sha256::digest(&body).to_vec();
-        bytes.extend_from_slice(&body);
-        if let Some(dir) = path.parent() {
-            crate::store::create_dir_all(dir)?;
-        }
-        crate::store::write_atomic_unflushed(&path, &bytes)
+        let entries = self.new;
+        crate::store::write_atomic_unflushed(&path, |file| {
+            let mut out = io::BufWriter::with_capacity(1 << 16, &mut *file);
+            // The checksum goes first; it is known once the body is written.
+            out.write_all(&[0; 32])?;
+            let mut digest = Sha256::new();
+            let mut put = |piece: &[u8]| {
+                digest.update(piece);
+                out.write_all(piece)
+            };
+            put(&head)?;
+            let mut piece = Vec::new();
+            for chunk in entries.chunks(1024) {
+                piece.clear();
+                CacheFile {
+                    entries: chunk.to_vec(),
+                    ..CacheFile::default()
+                }
+                .encode(&mut piece)
+                .map_err(io::Error::other)?;
+                put(&piece)?;
+            }
+            out.flush()?;
+            drop(out);
+            file.seek(io::SeekFrom::Start(0))?;
+            file.write_all(&digest.finalize())
+        })
     }
 }
 
@@ -381,5 +405,63 @@ mod tests {
         assert!(decode(flipped.into()).is_none());
         assert!(decode(Bytes::copy_from_slice(&good[..20])).is_none());
         assert!(decode(Bytes::new()).is_none());
+    }
+
+    fn release(i: usize) -> Release {
+        let proto = proto::package::Release {
+            version: format!("1.{i}.0"),
+            inner_checksum: vec![i as u8; 32],
+            outer_checksum: Some(vec![!(i as u8); 32]),
+            ..Default::default()
+        };
+        Release::from_proto(proto).unwrap()
+    }
+
+    fn stat(i: usize) -> Stat {
+        Stat {
+            size: i as u64,
+            mtime_ns: 7,
+            ctime_ns: 8,
+            inode: 1000 + i as u64,
+            dev: 1,
+        }
+    }
+
+    #[test]
+    fn a_saved_cache_loads_back_whole() {
+        // More entries than one written piece holds, so pieces must merge on load.
+        let count = 2500;
+        let dir = tempfile::tempdir().unwrap();
+        let public = dir.path().join("public");
+        fs::create_dir(&public).unwrap();
+        let mut cache = Cache::load(dir.path(), &public, "acme", b"key");
+        for i in 0..count {
+            cache.put(&format!("foo-1.{i}.0.tar"), stat(i), &release(i));
+        }
+        cache.put_resource("names", stat(1), [3; 32], Vec::new(), true);
+        cache.save().unwrap();
+
+        let loaded = Cache::load(dir.path(), &public, "acme", b"key");
+        assert_eq!(loaded.old_count, count);
+        for i in 0..count {
+            let got = loaded.get(&format!("foo-1.{i}.0.tar"), &stat(i)).unwrap();
+            assert_eq!(got.version, release(i).version);
+            assert_eq!(got.inner_checksum, release(i).inner_checksum);
+            assert_eq!(got.outer_checksum, release(i).outer_checksum);
+        }
+        assert_eq!(
+            loaded.resource("names", &stat(1)).unwrap().payload_sha256,
+            [3; 32]
+        );
+        // Another repository name or key: entries or resources are not trusted.
+        assert_eq!(
+            Cache::load(dir.path(), &public, "other", b"key").old_count,
+            0
+        );
+        assert!(
+            Cache::load(dir.path(), &public, "acme", b"other key")
+                .resource("names", &stat(1))
+                .is_none()
+        );
     }
 }

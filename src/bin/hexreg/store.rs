@@ -256,10 +256,13 @@ fn sync_filesystem(path: &Path) -> Result<()> {
         .with_context(|| format!("cannot flush {} to disk", path.display()))
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so
-/// that readers see the old file or the new one, whole. Not flushed to disk: for files whose
-/// loss in a power cut is harmless (the cache).
-pub fn write_atomic_unflushed(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `path` through a temporary file in the same directory (filled by `write`) and a
+/// rename, so that readers see the old file or the new one, whole. Not flushed to disk: for
+/// files whose loss in a power cut is harmless (the cache).
+pub fn write_atomic_unflushed(
+    path: &Path,
+    write: impl FnOnce(&mut fs::File) -> io::Result<()>,
+) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     create_dir_all(dir)?;
     // Dropped on error, the staged file removes its temporary file.
@@ -267,7 +270,8 @@ pub fn write_atomic_unflushed(path: &Path, bytes: &[u8]) -> Result<()> {
         temp: temp_path(path),
         path: path.to_path_buf(),
     };
-    fs::write(&staged.temp, bytes)
+    fs::File::create(&staged.temp)
+        .and_then(|mut file| write(&mut file))
         .and_then(|()| fs::set_permissions(&staged.temp, fs::Permissions::from_mode(0o644)))
         .and_then(|()| fs::rename(&staged.temp, &staged.path))
         .with_context(|| format!("cannot write {}", path.display()))?;
