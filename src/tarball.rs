@@ -408,20 +408,28 @@ std::thread_local! {
         std::cell::RefCell::new((libdeflater::Decompressor::new(), Vec::new()));
 }
 
-/// Whether `tar` is a tar archive whose every entry can be read to its end.
+/// Whether `tar` is a tar archive whose every entry can be read to its end. Entries' data is
+/// skipped, not copied: each entry's data and padding must lie within `tar`, which is what
+/// reading them would check (seeking past the end does not fail). Sparse entries, whose data
+/// is laid out differently, are left to the streaming path.
 fn tar_walks_to_the_end(tar: &[u8]) -> bool {
-    let mut archive = tar::Archive::new(tar);
-    let Ok(entries) = archive.entries() else {
+    let mut archive = tar::Archive::new(io::Cursor::new(tar));
+    let Ok(entries) = archive.entries_with_seek() else {
         return false;
     };
     for entry in entries {
-        match entry {
-            Ok(mut entry) => {
-                if io::copy(&mut entry, &mut io::sink()).is_err() {
-                    return false;
-                }
-            }
-            Err(_) => return false,
+        let Ok(entry) = entry else {
+            return false;
+        };
+        if entry.header().entry_type().is_gnu_sparse() {
+            return false;
+        }
+        let end = entry
+            .size()
+            .checked_next_multiple_of(512)
+            .and_then(|padded| padded.checked_add(entry.raw_file_position()));
+        if end.is_none_or(|end| end > tar.len() as u64) {
+            return false;
         }
     }
     true
@@ -549,6 +557,29 @@ mod tests {
             read(&good[..700]),
             Err(TarballError::NotTar(_)) | Err(TarballError::MissingEntries(_))
         ));
+    }
+
+    #[test]
+    fn the_in_memory_walk_refuses_what_reading_would() {
+        let tar = write_tar(
+            [
+                ("a.txt", &b"hello"[..], 0o644),
+                ("b.txt", &[7u8; 600][..], 0o644),
+            ]
+            .into_iter(),
+        );
+        assert!(tar_walks_to_the_end(&tar));
+        // Cut in the last entry's data, in its padding, or in a header: reading stops short.
+        let b_data = 512 * 3;
+        for len in [b_data + 100, b_data + 600, b_data + 1000, 512 + 100] {
+            assert!(!tar_walks_to_the_end(&tar[..len]), "cut at {len}");
+            assert!(
+                !contents_valid_in_memory(&gzip(&tar[..len])),
+                "cut at {len}"
+            );
+            assert!(check_contents(&gzip(&tar[..len])).is_err(), "cut at {len}");
+        }
+        assert!(contents_valid_in_memory(&gzip(&tar)));
     }
 
     #[test]
