@@ -19,7 +19,7 @@ impl Progress {
         }
         let bar = ProgressBar::new(len as u64);
         if let Ok(style) =
-            ProgressStyle::with_template("{msg:>18} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
+            ProgressStyle::with_template("{msg:>18} [{bar:40}] {pos}/{len}, {eta} left")
         {
             bar.set_style(style.progress_chars("=> "));
         }

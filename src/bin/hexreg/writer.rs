@@ -20,6 +20,7 @@ use hexreg::registry::{self, PackageSummary, Release, Retirement};
 use hexreg::signing::{PrivateKey, PublicKey};
 
 use crate::cache::{Cache, KnownResource, Stat};
+use crate::progress::Progress;
 use crate::store::{Change, Report, Stage, Staged, Store};
 
 /// Writes the resources of one registry.
@@ -117,12 +118,19 @@ impl Writer<'_> {
             }
         }
         let (store, key) = (self.store, self.key);
+        // Only `packages/*` come in numbers worth a bar.
+        let progress = Progress::new(payloads.len(), "signing packages", self.quiet);
         // Signing dominates; writing each file as soon as it is sealed overlaps the system
         // calls with the other threads' signing, and holds one sealed file per thread.
         let staged: Vec<Staged> = payloads
             .into_par_iter()
-            .map(|(rel, payload)| store.stage(&rel, &registry::seal(&payload, key)))
+            .map(|(rel, payload)| {
+                let staged = store.stage(&rel, &registry::seal(&payload, key));
+                progress.inc();
+                staged
+            })
             .collect::<Result<_>>()?;
+        drop(progress);
         crate::store::commit(staged)?;
         for (rel, change, digest, retired) in written {
             self.report
