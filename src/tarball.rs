@@ -569,9 +569,16 @@ mod tests {
             .into_iter(),
         );
         assert!(tar_walks_to_the_end(&tar));
-        // Cut in the last entry's data, in its padding, or in a header: reading stops short.
+        // Cut in the last entry's data, in its padding, in the first entry's data, or in the
+        // second header: reading stops short.
         let b_data = 512 * 3;
-        for len in [b_data + 100, b_data + 600, b_data + 1000, 512 + 100] {
+        for len in [
+            b_data + 100,
+            b_data + 600,
+            b_data + 1000,
+            512 + 100,
+            1024 + 100,
+        ] {
             assert!(!tar_walks_to_the_end(&tar[..len]), "cut at {len}");
             assert!(
                 !contents_valid_in_memory(&gzip(&tar[..len])),
