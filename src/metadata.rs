@@ -29,6 +29,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 
 use crate::tarball::one_line;
 
@@ -612,7 +613,8 @@ impl Punct {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Tok {
     Atom(String),
-    Str(Vec<u32>),
+    /// Where the string's codes lie in the lexer's code buffer.
+    Str(Range<usize>),
     /// The decimal digits, unconverted.
     Int(String),
     Punct(Punct),
@@ -634,8 +636,19 @@ fn syntax(line: usize, column: usize, message: impl Into<String>) -> MetadataErr
     }
 }
 
+/// What the lexer makes of a file: its tokens, the codes their strings index, and the line and
+/// column just past its end.
+struct Lexed {
+    tokens: Vec<Token>,
+    codes: Vec<u32>,
+    eof: (usize, usize),
+}
+
 struct Lexer {
     chars: Vec<char>,
+    /// The codes of every string and quoted atom, one after the other: a `Tok::Str` is a range
+    /// of it, so a string costs no allocation of its own.
+    codes: Vec<u32>,
     pos: usize,
     line: usize,
     column: usize,
@@ -656,6 +669,7 @@ impl Lexer {
             Err(_) => bytes.iter().map(|&b| char::from(b)).collect(),
         };
         Lexer {
+            codes: Vec::with_capacity(chars.len()),
             chars,
             pos: 0,
             line: 1,
@@ -679,9 +693,24 @@ impl Lexer {
         }
     }
 
-    /// All tokens, and the position just past the end of the input.
-    fn tokens(mut self) -> Result<(Vec<Token>, (usize, usize))> {
-        let mut out = Vec::new();
+    /// Moves to `pos` (not past the end), counting lines and columns.
+    fn bump_to(&mut self, pos: usize) {
+        let pos = pos.min(self.chars.len());
+        for &c in &self.chars[self.pos.min(pos)..pos] {
+            if c == '\n' {
+                self.line += 1;
+                self.column = 1;
+            } else {
+                self.column += 1;
+            }
+        }
+        self.pos = self.pos.max(pos);
+    }
+
+    /// All tokens, the codes of their strings, and the position just past the end of the input.
+    fn tokens(mut self) -> Result<Lexed> {
+        // About one token per four chars in typical metadata: one allocation, not a dozen.
+        let mut out = Vec::with_capacity(self.chars.len() / 4);
         while let Some(c) = self.peek_at(0) {
             if is_whitespace(c) {
                 self.bump();
@@ -707,7 +736,11 @@ impl Lexer {
                 '\'' => {
                     let codes = self.quoted('\'')?;
                     // Escapes only produce valid code points (at most 0o777).
-                    let text: Option<String> = codes.into_iter().map(char::from_u32).collect();
+                    let text: Option<String> = self.codes[codes.clone()]
+                        .iter()
+                        .map(|&c| char::from_u32(c))
+                        .collect();
+                    self.codes.truncate(codes.start);
                     Tok::Atom(text.ok_or_else(|| syntax(line, column, "invalid quoted atom"))?)
                 }
                 '.' => {
@@ -745,7 +778,11 @@ impl Lexer {
             };
             out.push(Token { tok, line, column });
         }
-        Ok((out, (self.line, self.column)))
+        Ok(Lexed {
+            tokens: out,
+            codes: self.codes,
+            eof: (self.line, self.column),
+        })
     }
 
     /// A `"..."` string or `'...'` atom starting at the current position.
@@ -753,12 +790,28 @@ impl Lexer {
     /// The extent is the longest match of leex's `Q(\\\^.|\\.|[^Q])*Q` (where
     /// `.` is any char but newline), found by running the NFA; the interior is
     /// then unescaped left to right as `safe_erl_term:escape/1` does.
-    fn quoted(&mut self, quote: char) -> Result<Vec<u32>> {
+    /// Its codes are appended to [`Lexer::codes`]; returns where they lie there.
+    fn quoted(&mut self, quote: char) -> Result<Range<usize>> {
         const LOOP: u8 = 1; // inside the literal; a quote may end it
         const ESC: u8 = 2; // after a backslash
         const CTRL: u8 = 4; // after a backslash and a caret
         let (line, column) = (self.line, self.column);
         let start = self.pos + 1;
+        // Most literals hold no backslash: they end at the first quote, and each char is its
+        // own code.
+        let plain_end = self
+            .chars
+            .get(start..)
+            .and_then(|rest| rest.iter().position(|&c| c == quote || c == '\\'))
+            .map(|offset| start + offset)
+            .filter(|&at| self.chars.get(at) == Some(&quote));
+        if let Some(end) = plain_end {
+            let at = self.codes.len();
+            let plain = self.chars[start..end].iter().map(|&c| u32::from(c));
+            self.codes.extend(plain);
+            self.bump_to(end + 1);
+            return Ok(at..self.codes.len());
+        }
         let mut states = LOOP;
         let mut end = None;
         let mut i = start;
@@ -805,10 +858,10 @@ impl Lexer {
                 format!("{what} ends with a lone backslash before its closing `{quote}`"),
             )
         })?;
-        while self.pos <= end {
-            self.bump();
-        }
-        Ok(codes)
+        self.bump_to(end + 1);
+        let at = self.codes.len();
+        self.codes.extend_from_slice(&codes);
+        Ok(at..self.codes.len())
     }
 }
 
@@ -884,9 +937,10 @@ struct Form {
 }
 
 fn parse_forms(bytes: &[u8]) -> Result<Vec<Form>> {
-    let (tokens, eof) = Lexer::new(bytes).tokens()?;
+    let Lexed { tokens, codes, eof } = Lexer::new(bytes).tokens()?;
     let mut parser = Parser {
         tokens,
+        codes,
         pos: 0,
         eof,
     };
@@ -902,6 +956,8 @@ fn parse_forms(bytes: &[u8]) -> Result<Vec<Form>> {
 
 struct Parser {
     tokens: Vec<Token>,
+    /// [`Lexer::codes`]: what `Tok::Str` ranges index.
+    codes: Vec<u32>,
     pos: usize,
     /// Line and column just past the end of the input.
     eof: (usize, usize),
@@ -928,7 +984,8 @@ enum Segment {
         line: usize,
         column: usize,
     },
-    Str(Vec<u32>),
+    /// A range of [`Parser::codes`].
+    Str(Range<usize>),
 }
 
 impl Parser {
@@ -940,12 +997,45 @@ impl Parser {
         matches!(self.peek(), Some(Token { tok: Tok::Punct(q), .. }) if *q == p)
     }
 
+    /// Takes the current token out of the list (no copy of its text) and moves past it. A
+    /// caller that does not want it gives it back with [`Parser::unread`].
     fn next(&mut self) -> Option<Token> {
-        let tok = self.tokens.get(self.pos).cloned();
-        if tok.is_some() {
-            self.pos += 1;
+        let slot = self.tokens.get_mut(self.pos)?;
+        let tok = match &mut slot.tok {
+            // Text is moved out; what is left in its place is never described, since only a
+            // punctuation token is ever stepped back onto without being put back.
+            Tok::Atom(text) | Tok::Int(text) => {
+                let text = std::mem::take(text);
+                match slot.tok {
+                    Tok::Atom(_) => Tok::Atom(text),
+                    _ => Tok::Int(text),
+                }
+            }
+            other => other.clone(),
+        };
+        self.pos += 1;
+        Some(Token {
+            tok,
+            line: slot.line,
+            column: slot.column,
+        })
+    }
+
+    /// After [`Parser::next`] gave `taken`, steps back one token for an error to describe:
+    /// puts back what was taken, or with nothing taken, steps back onto the token before.
+    fn back(&mut self, taken: Option<Token>) {
+        match taken {
+            Some(token) => self.unread(token),
+            None => self.pos = self.pos.saturating_sub(1),
         }
-        tok
+    }
+
+    /// Puts back the token [`Parser::next`] just took, so that an error can describe it.
+    fn unread(&mut self, token: Token) {
+        self.pos = self.pos.saturating_sub(1);
+        if let Some(slot) = self.tokens.get_mut(self.pos) {
+            *slot = token;
+        }
     }
 
     /// Line and column of the current token, or of the end of the input.
@@ -987,17 +1077,28 @@ impl Parser {
         }
     }
 
-    /// Adjacent string literals concatenate, as in Erlang.
-    fn strings(&mut self, mut codes: Vec<u32>) -> Vec<u32> {
+    /// Adjacent string literals concatenate, as in Erlang: the range of [`Parser::codes`]
+    /// holding `first` and the strings right after it.
+    fn strings(&mut self, first: Range<usize>) -> Range<usize> {
+        let mut range = first;
         while let Some(Token {
             tok: Tok::Str(more),
             ..
         }) = self.peek()
         {
-            codes.extend_from_slice(more);
+            let more = more.clone();
+            if more.start == range.end {
+                // Adjacent literals were lexed one after the other: their codes already are.
+                range.end = more.end;
+            } else {
+                let at = self.codes.len();
+                self.codes.extend_from_within(range);
+                self.codes.extend_from_within(more);
+                range = at..self.codes.len();
+            }
             self.pos += 1;
         }
-        codes
+        range
     }
 
     fn term(&mut self, depth: usize) -> Result<Term> {
@@ -1015,7 +1116,10 @@ impl Parser {
         match token.tok {
             Tok::Atom(a) => Ok(Term::Atom(a)),
             Tok::Int(digits) => Ok(Term::Integer(integer(false, &digits, line, column)?)),
-            Tok::Str(codes) => Ok(Term::String(self.strings(codes))),
+            Tok::Str(codes) => {
+                let range = self.strings(codes);
+                Ok(Term::String(self.codes[range].to_vec()))
+            }
             Tok::Punct(sign @ (Punct::Minus | Punct::Plus)) => match self.next() {
                 Some(Token {
                     tok: Tok::Int(digits),
@@ -1027,8 +1131,8 @@ impl Parser {
                     line,
                     column,
                 )?)),
-                _ => {
-                    self.pos = self.pos.saturating_sub(1);
+                other => {
+                    self.back(other);
                     Err(self.error_expected(&format!("an integer after `{}`", sign.text())))
                 }
             },
@@ -1051,8 +1155,8 @@ impl Parser {
                 nested(depth)?;
                 self.binary()
             }
-            _ => {
-                self.pos = self.pos.saturating_sub(1);
+            tok => {
+                self.unread(Token { tok, line, column });
                 Err(self.error_expected("a term"))
             }
         }
@@ -1121,7 +1225,8 @@ impl Parser {
 
     fn segment(&mut self, out: &mut Vec<u8>) -> Result<()> {
         let (line, column) = self.here();
-        let segment = match self.next().map(|t| (t.tok, t.line, t.column)) {
+        let token = self.next();
+        let segment = match token.map(|t| (t.tok, t.line, t.column)) {
             Some((Tok::Int(digits), line, column)) => Segment::Int {
                 negative: false,
                 digits,
@@ -1139,14 +1244,14 @@ impl Parser {
                     line,
                     column,
                 },
-                _ => {
-                    self.pos = self.pos.saturating_sub(1);
+                other => {
+                    self.back(other);
                     return Err(self.error_expected(&format!("an integer after `{}`", sign.text())));
                 }
             },
             Some((Tok::Str(codes), _, _)) => Segment::Str(self.strings(codes)),
-            _ => {
-                self.pos = self.pos.saturating_sub(1);
+            other => {
+                self.back(other.map(|(tok, line, column)| Token { tok, line, column }));
                 return Err(self.error_expected("an integer or a string in a binary"));
             }
         };
@@ -1191,7 +1296,9 @@ impl Parser {
                 }
             }
             Segment::Str(codes) => {
-                for code in codes {
+                let codes = &self.codes[codes];
+                out.reserve(codes.len());
+                for &code in codes {
                     if utf8 {
                         let c = char::from_u32(code).ok_or_else(|| {
                             syntax(
@@ -1232,7 +1339,7 @@ impl Parser {
                     ));
                 }
                 _ => {
-                    self.pos = self.pos.saturating_sub(1);
+                    self.unread(token);
                     return Err(self.error_expected("a segment type such as `utf8`"));
                 }
             }
@@ -1491,6 +1598,12 @@ mod tests {
         assert_eq!(value(r#"<<"ab" "cd">>"#), bin(b"abcd"));
         assert_eq!(value(r#"<<"é" "ü"/utf8>>"#), bin("éü".as_bytes()));
         assert_eq!(value(r#""""#), s(""));
+        // Escaped and plain literals mix; a quoted atom between strings splits them.
+        assert_eq!(value(r#""a\n" "b" "\101""#), s("a\nbA"));
+        assert_eq!(
+            value(r#"{"a" "b", 'c\td', "e\"" "f"}"#),
+            Term::Tuple(vec![s("ab"), atom("c\td"), s("e\"f")])
+        );
     }
 
     #[test]
