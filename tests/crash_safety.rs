@@ -106,6 +106,97 @@ fn builds_killed_at_any_moment_leave_a_whole_registry() {
     assert!(packages.values().all(|v| v.len() == 2 + 25));
 }
 
+/// The files and directories a first build may leave in `public`, besides `tarballs/`.
+fn outputs(public: &Path) -> Vec<String> {
+    let mut found: Vec<String> = fs::read_dir(public)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "tarballs")
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn first_builds_killed_at_any_moment_leave_all_of_packages_or_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let public = tmp.path().join("public");
+    corpus(&public, 300, 2);
+    let key = public_key();
+    let first_build = || {
+        for name in outputs(&public) {
+            let path = public.join(&name);
+            if path.is_dir() {
+                fs::remove_dir_all(&path).unwrap();
+            } else {
+                fs::remove_file(&path).unwrap();
+            }
+        }
+        command(tmp.path())
+            .args(build_args(&private_key()))
+            .arg("--no-cache")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let started = Instant::now();
+    assert!(first_build().wait().unwrap().success());
+    let full = started.elapsed();
+
+    // A first build stages `packages/` whole under a temporary name, then renames it: killed at
+    // any moment, it leaves no `packages/` or all of it, and an index only beside all of it.
+    let mut staging = 0;
+    for n in 1..=20u32 {
+        let mut child = first_build();
+        std::thread::sleep(full * n / 18);
+        let _ = child.kill();
+        child.wait().unwrap();
+        let left = outputs(&public);
+        let staged = left
+            .iter()
+            .any(|name| name.starts_with(".hexreg-tmp-packages"));
+        staging += usize::from(staged);
+        let packages = public.join("packages");
+        if packages.exists() {
+            assert_eq!(fs::read_dir(&packages).unwrap().count(), 300, "{left:?}");
+            for p in 0..300 {
+                let rel = format!("packages/pkg{p:04}");
+                let opened = hexreg::registry::open(&fs::read(public.join(&rel)).unwrap())
+                    .unwrap_or_else(|e| panic!("{rel} {e}"));
+                opened.verify(&key).unwrap_or_else(|e| panic!("{rel} {e}"));
+            }
+        }
+        if public.join("names").exists() || public.join("versions").exists() {
+            assert!(packages.exists(), "an index without packages/: {left:?}");
+            check_after_kill(&public, "acme", &key);
+        }
+    }
+    eprintln!("first builds of {full:?} killed while staging packages/: {staging} of 20");
+
+    // A build over what a killed first build left removes its staged directory.
+    let mut child = first_build();
+    while !outputs(&public)
+        .iter()
+        .any(|name| name.starts_with(".hexreg-tmp-packages"))
+    {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the build ended before staging"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+    build(tmp.path(), &private_key());
+    assert_eq!(temp_files(&public), Vec::<String>::new());
+    assert_eq!(check_registry(&public, "acme", &key).len(), 300);
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&public.join("packages")), 0o755);
+    assert_eq!(mode(&public.join("packages/pkg0000")), 0o644);
+}
+
 #[test]
 fn a_held_lock_makes_no_wait_fail_and_others_wait() {
     let tmp = tempfile::tempdir().unwrap();

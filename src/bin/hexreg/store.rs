@@ -6,7 +6,9 @@
 //! 0644, flushed to disk, then renamed over the old one. A build killed at any moment (or a
 //! machine that loses power) leaves either the old or the new file, never a truncated one.
 //! Many files are staged first and flushed with one `syncfs`, so a build that rewrites
-//! thousands of files does not pay one disk flush per file.
+//! thousands of files does not pay one disk flush per file. A directory that does not exist
+//! yet (`packages/` in a first build) is staged whole under a temporary name and renamed into
+//! place once ([`StagedDir`]): a killed first build leaves all of it or none.
 
 use std::fs;
 use std::io::{self, Write};
@@ -193,6 +195,100 @@ impl Drop for Staged {
     }
 }
 
+/// A new directory filled beside the missing directory it is to become, then put in place with
+/// one rename: how a fresh registry gets its `packages/`, without a rename per file.
+pub struct StagedDir {
+    temp: PathBuf,
+    path: PathBuf,
+    files: usize,
+}
+
+impl Drop for StagedDir {
+    /// A staged directory that was never committed (an error came first) is removed.
+    fn drop(&mut self) {
+        if !self.temp.as_os_str().is_empty() {
+            let _ = fs::remove_dir_all(&self.temp);
+        }
+    }
+}
+
+impl StagedDir {
+    /// A new, empty temporary directory (mode 0755) beside `path`, when nothing exists at
+    /// `path`; `None` when something does.
+    pub fn create(path: &Path) -> Result<Option<StagedDir>> {
+        match fs::symlink_metadata(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Ok(_) => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+        let parent = path.parent().unwrap_or(Path::new("."));
+        create_dir_all(parent)?;
+        let temp = temp_path(path);
+        // A directory left by a killed run with this process id is not ours to reuse.
+        if fs::symlink_metadata(&temp).is_ok() {
+            remove_temp(&temp)?;
+        }
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&temp)
+            .and_then(|()| fs::set_permissions(&temp, fs::Permissions::from_mode(0o755)))
+            .with_context(|| format!("cannot create directory {}", temp.display()))?;
+        Ok(Some(StagedDir {
+            temp,
+            path: path.to_path_buf(),
+            files: 0,
+        }))
+    }
+
+    /// Writes the file `name` (mode 0644) into the staged directory and returns its metadata,
+    /// which the final rename of the directory does not change.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> Result<fs::Metadata> {
+        let path = self.temp.join(name);
+        let shown = self.path.join(name);
+        (|| -> io::Result<fs::Metadata> {
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
+            file.write_all(bytes)?;
+            file.set_permissions(fs::Permissions::from_mode(0o644))?;
+            file.metadata()
+        })()
+        .with_context(|| format!("cannot write {}", shown.display()))
+    }
+
+    /// Counts files written by other threads through [`StagedDir::write`], to choose how to
+    /// flush them.
+    pub fn add_files(&mut self, n: usize) {
+        self.files += n;
+    }
+
+    /// Flushes the files to disk, renames the directory into place, and flushes its parent, so
+    /// that the directory is durable, whole, before anything written after this call.
+    pub fn commit(mut self) -> Result<()> {
+        if self.files > FSYNC_EACH_UP_TO {
+            sync_filesystem(&self.temp)?;
+        } else {
+            for name in list_dir(&self.temp)? {
+                let path = self.temp.join(name);
+                fs::File::open(&path)
+                    .and_then(|f| f.sync_all())
+                    .with_context(|| format!("cannot flush {} to disk", path.display()))?;
+            }
+            fs::File::open(&self.temp)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("cannot flush directory {}", self.temp.display()))?;
+        }
+        fs::rename(&self.temp, &self.path)
+            .with_context(|| format!("cannot create directory {}", self.path.display()))?;
+        self.temp = PathBuf::new();
+        let parent = self.path.parent().unwrap_or(Path::new("."));
+        fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("cannot flush directory {}", parent.display()))
+    }
+}
+
 /// `.hexreg-tmp-NAME.PID` beside `path`.
 fn temp_path(path: &Path) -> PathBuf {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -279,17 +375,26 @@ pub fn write_atomic_unflushed(
     Ok(())
 }
 
-/// Removes temporary files a killed run left in `dir` (not recursive).
+/// Removes temporary files (and staged directories) a killed run left in `dir`.
 pub fn remove_leftover_temp_files(dir: &Path) -> Result<()> {
     for name in list_dir(dir)? {
         if name.starts_with(TEMP_PREFIX) {
-            let path = dir.join(name);
-            fs::remove_file(&path).with_context(|| {
-                format!("cannot remove leftover temporary file {}", path.display())
-            })?;
+            remove_temp(&dir.join(name))?;
         }
     }
     Ok(())
+}
+
+/// Removes a temporary file, or a staged directory with what it holds (a symbolic link is
+/// removed, never followed).
+fn remove_temp(path: &Path) -> Result<()> {
+    let is_dir = fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+    if is_dir {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    }
+    .with_context(|| format!("cannot remove leftover temporary file {}", path.display()))
 }
 
 /// The names in `dir`, sorted bytewise; none when it does not exist.

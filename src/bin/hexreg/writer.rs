@@ -21,7 +21,7 @@ use hexreg::signing::{PrivateKey, PublicKey};
 
 use crate::cache::{Cache, KnownResource, Stat};
 use crate::progress::Progress;
-use crate::store::{Change, Report, Stage, Staged, Store};
+use crate::store::{Change, Report, Stage, Staged, StagedDir, Store};
 
 /// Writes the resources of one registry.
 pub struct Writer<'a> {
@@ -122,22 +122,52 @@ impl Writer<'_> {
         let progress = Progress::new(payloads.len(), "signing packages", self.quiet);
         // Signing dominates; writing each file as soon as it is sealed overlaps the system
         // calls with the other threads' signing, and holds one sealed file per thread.
-        let staged: Vec<Staged> = payloads
-            .into_par_iter()
-            .map(|(rel, payload)| {
-                let staged = store.stage(&rel, &registry::seal(&payload, key));
-                progress.inc();
-                staged
-            })
-            .collect::<Result<_>>()?;
-        drop(progress);
-        crate::store::commit(staged)?;
-        for (rel, change, digest, retired) in written {
+        let seal = |payload: &[u8]| {
+            let sealed = registry::seal(payload, key);
+            progress.inc();
+            sealed
+        };
+        // A registry without `packages/` (a first build) gets the whole directory in one
+        // rename, its files written in place inside it: their stat is final when written.
+        let all_packages = payloads
+            .iter()
+            .all(|(rel, _)| rel.strip_prefix("packages/").is_some());
+        let new_dir = if all_packages && !payloads.is_empty() {
+            StagedDir::create(&store.packages_dir())?
+        } else {
+            None
+        };
+        let stats: Vec<Option<Stat>> = if let Some(mut dir) = new_dir {
+            let stats: Vec<Option<Stat>> = payloads
+                .into_par_iter()
+                .map(|(rel, payload)| {
+                    let name = rel.strip_prefix("packages/").unwrap_or(&rel);
+                    let meta = dir.write(name, &seal(&payload))?;
+                    Ok(Some(Stat::of(&meta)))
+                })
+                .collect::<Result<_>>()?;
+            drop(progress);
+            dir.add_files(stats.len());
+            dir.commit()?;
+            stats
+        } else {
+            let staged: Vec<Staged> = payloads
+                .into_par_iter()
+                .map(|(rel, payload)| store.stage(&rel, &seal(&payload)))
+                .collect::<Result<_>>()?;
+            drop(progress);
+            crate::store::commit(staged)?;
+            // A rename changes the file's ctime: stat it where it now is.
+            written
+                .par_iter()
+                .map(|(rel, ..)| fs::metadata(store.path(rel)).ok().map(|m| Stat::of(&m)))
+                .collect()
+        };
+        for ((rel, change, digest, retired), stat) in written.into_iter().zip(stats) {
             self.report
                 .change(stage(&rel), change, self.store.shown(&rel));
-            if let Ok(meta) = fs::metadata(self.store.path(&rel)) {
-                self.cache
-                    .put_resource(&rel, Stat::of(&meta), digest, retired, true);
+            if let Some(stat) = stat {
+                self.cache.put_resource(&rel, stat, digest, retired, true);
             }
         }
         for outcome in unchanged {
