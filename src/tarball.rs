@@ -571,6 +571,29 @@ mod tests {
     }
 
     #[test]
+    fn a_file_cut_in_the_last_entry_is_refused() {
+        let good = create(META, &[("lib/foo.ex", b"defmodule Foo do end")]);
+        // `contents.tar.gz` comes last: its data ends before the padding and the two zero
+        // blocks that end the archive.
+        let contents = outer_entries(&good).unwrap()[3];
+        let data_end = contents.as_ptr() as usize - good.as_ptr() as usize + contents.len();
+        assert!(!data_end.is_multiple_of(512), "the test needs padding after the data");
+        let padded_end = data_end.next_multiple_of(512);
+        // Whole without the end-of-archive blocks: still read, as hex_core reads it.
+        assert!(read(&good[..padded_end]).is_ok());
+        // Cut in the padding, or in the data.
+        for cut in [padded_end - 1, data_end + 1, data_end] {
+            let e = read(&good[..cut]).unwrap_err();
+            assert!(
+                matches!(&e, TarballError::NotTar(m) if m.contains("unexpected EOF during skip")),
+                "cut at {cut}: {e}"
+            );
+        }
+        let e = read(&good[..data_end - 1]).unwrap_err();
+        assert!(e.to_string().contains("runs past the end"), "{e}");
+    }
+
+    #[test]
     fn the_in_memory_walk_refuses_what_reading_would() {
         let tar = write_tar(
             [
