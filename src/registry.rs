@@ -234,9 +234,14 @@ pub fn versions_payload(repo: &str, packages: &[PackageSummary]) -> Vec<u8> {
 /// The bytes of a resource file: `gzip(Signed{payload, sign(payload)})`, gzip as Erlang's
 /// `zlib:gzip/1` writes it (zlib level 6, zero mtime, OS byte 3).
 pub fn seal(payload: &[u8], key: &PrivateKey) -> Vec<u8> {
+    seal_signed(payload, key.sign(payload))
+}
+
+/// [`seal`] with the payload's signature already made (by [`PrivateKey::sign_all`]).
+pub fn seal_signed(payload: &[u8], signature: Vec<u8>) -> Vec<u8> {
     let signed = proto::signed::Signed {
         payload: payload.to_vec(),
-        signature: Some(key.sign(payload)),
+        signature: Some(signature),
     }
     .encode_to_vec();
     gzip(&signed)

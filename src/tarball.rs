@@ -577,7 +577,10 @@ mod tests {
         // blocks that end the archive.
         let contents = outer_entries(&good).unwrap()[3];
         let data_end = contents.as_ptr() as usize - good.as_ptr() as usize + contents.len();
-        assert!(!data_end.is_multiple_of(512), "the test needs padding after the data");
+        assert!(
+            !data_end.is_multiple_of(512),
+            "the test needs padding after the data"
+        );
         let padded_end = data_end.next_multiple_of(512);
         // Whole without the end-of-archive blocks: still read, as hex_core reads it.
         assert!(read(&good[..padded_end]).is_ok());

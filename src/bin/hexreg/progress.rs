@@ -28,8 +28,12 @@ impl Progress {
     }
 
     pub fn inc(&self) {
+        self.inc_by(1);
+    }
+
+    pub fn inc_by(&self, n: usize) {
         if let Some(bar) = &self.bar {
-            bar.inc(1);
+            bar.inc(n as u64);
         }
     }
 }

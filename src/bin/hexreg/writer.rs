@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use hexreg::registry::{self, PackageSummary, Release, Retirement};
-use hexreg::signing::{PrivateKey, PublicKey};
+use hexreg::signing::{PrivateKey, PublicKey, SIGN_ALL_GROUP};
 
 use crate::cache::{Cache, KnownResource, Stat};
 use crate::progress::Progress;
@@ -120,13 +120,6 @@ impl Writer<'_> {
         let (store, key) = (self.store, self.key);
         // Only `packages/*` come in numbers worth a bar.
         let progress = Progress::new(payloads.len(), "signing packages", self.quiet);
-        // Signing dominates; writing each file as soon as it is sealed overlaps the system
-        // calls with the other threads' signing, and holds one sealed file per thread.
-        let seal = |payload: &[u8]| {
-            let sealed = registry::seal(payload, key);
-            progress.inc();
-            sealed
-        };
         // A registry without `packages/` (a first build) gets the whole directory in one
         // rename, its files written in place inside it: their stat is final when written.
         let all_packages = payloads
@@ -138,23 +131,18 @@ impl Writer<'_> {
             None
         };
         let stats: Vec<Option<Stat>> = if let Some(mut dir) = new_dir {
-            let stats: Vec<Option<Stat>> = payloads
-                .into_par_iter()
-                .map(|(rel, payload)| {
-                    let name = rel.strip_prefix("packages/").unwrap_or(&rel);
-                    let meta = dir.write(name, &seal(&payload))?;
-                    Ok(Some(Stat::of(&meta)))
-                })
-                .collect::<Result<_>>()?;
+            let stats = sign_and_write(key, &payloads, &progress, |rel, sealed| {
+                let name = rel.strip_prefix("packages/").unwrap_or(rel);
+                Ok(Some(Stat::of(&dir.write(name, sealed)?)))
+            })?;
             drop(progress);
             dir.add_files(stats.len());
             dir.commit()?;
             stats
         } else {
-            let staged: Vec<Staged> = payloads
-                .into_par_iter()
-                .map(|(rel, payload)| store.stage(&rel, &seal(&payload)))
-                .collect::<Result<_>>()?;
+            let staged: Vec<Staged> = sign_and_write(key, &payloads, &progress, |rel, sealed| {
+                store.stage(rel, sealed)
+            })?;
             drop(progress);
             crate::store::commit(staged)?;
             // A rename changes the file's ctime: stat it where it now is.
@@ -255,6 +243,35 @@ impl Writer<'_> {
         }
         Ok(())
     }
+}
+
+/// Signs and seals `payloads` (relative path, payload) and writes each with `write`, in
+/// parallel: signing dominates, so each thread signs a group at a time (eight at once with
+/// crypto_mb) and writes each file as soon as it is sealed, which overlaps the system calls with
+/// the other threads' signing and holds one group per thread. Results come in payload order.
+fn sign_and_write<T: Send>(
+    key: &PrivateKey,
+    payloads: &[(String, Vec<u8>)],
+    progress: &Progress,
+    write: impl Fn(&str, &[u8]) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let groups = payloads
+        .par_chunks(SIGN_ALL_GROUP)
+        .map(|group| {
+            let texts: Vec<&[u8]> = group.iter().map(|(_, p)| p.as_slice()).collect();
+            let signatures = key.sign_all(&texts);
+            let written = group
+                .iter()
+                .zip(signatures)
+                .map(|((rel, payload), signature)| {
+                    write(rel, &registry::seal_signed(payload, signature))
+                })
+                .collect::<Result<Vec<T>>>();
+            progress.inc_by(group.len());
+            written
+        })
+        .collect::<Result<Vec<Vec<T>>>>()?;
+    Ok(groups.into_iter().flatten().collect())
 }
 
 /// The retirements recorded in an existing `packages/NAME` file. A file that cannot be read back
