@@ -147,10 +147,16 @@ impl PrivateKey {
         false
     }
 
+    /// How many payloads a thread best gives [`PrivateKey::sign_all`] at a time: crypto_mb's
+    /// eight lanes, or one when aws-lc signs alone (so that every core gets work).
+    pub fn group_len(&self) -> usize {
+        if self.multi_buffer() { 8 } else { 1 }
+    }
+
     /// Signs each of `payloads`: the same signatures as [`PrivateKey::sign`] on each, made
     /// eight at a time by crypto_mb when [`PrivateKey::multi_buffer`], one by one otherwise.
     /// One thread: callers that have many payloads give each thread a group of
-    /// [`SIGN_ALL_GROUP`] payloads.
+    /// [`PrivateKey::group_len`] payloads.
     pub fn sign_all(&self, payloads: &[&[u8]]) -> Vec<Vec<u8>> {
         #[cfg(crypto_mb)]
         if let Some(multi) = &self.multi {
@@ -236,10 +242,6 @@ impl PrivateKey {
         self.public_key().to_pem(PublicKeyFormat::Pkcs1)
     }
 }
-
-/// How many payloads a thread best gives [`PrivateKey::sign_all`] at a time: a multiple of
-/// crypto_mb's eight lanes.
-pub const SIGN_ALL_GROUP: usize = 8;
 
 /// EMSA-PKCS1-v1_5 encoding (RFC 8017, 9.2) of `payload` with SHA-512, for a modulus of `len`
 /// bytes: `00 01 FF..FF 00`, the DER DigestInfo of SHA-512, then the digest.

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use hexreg::registry::{self, PackageSummary, Release, Retirement};
-use hexreg::signing::{PrivateKey, PublicKey, SIGN_ALL_GROUP};
+use hexreg::signing::{PrivateKey, PublicKey};
 
 use crate::cache::{Cache, KnownResource, Stat};
 use crate::progress::Progress;
@@ -256,7 +256,7 @@ fn sign_and_write<T: Send>(
     write: impl Fn(&str, &[u8]) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
     let groups = payloads
-        .par_chunks(SIGN_ALL_GROUP)
+        .par_chunks(key.group_len())
         .map(|group| {
             let texts: Vec<&[u8]> = group.iter().map(|(_, p)| p.as_slice()).collect();
             let signatures = key.sign_all(&texts);
