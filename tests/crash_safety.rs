@@ -42,6 +42,24 @@ fn corpus(public: &Path, count: usize, releases: usize) {
     }
 }
 
+/// Starts `hexreg build public` in `cwd` without the cache, its output discarded.
+fn spawn_quiet_build(cwd: &Path) -> std::process::Child {
+    command(cwd)
+        .args(build_args(&private_key()))
+        .arg("--no-cache")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Kills `child` with SIGKILL after `delay` (or finds it finished) and reaps it.
+fn kill_after(mut child: std::process::Child, delay: Duration) {
+    std::thread::sleep(delay);
+    let _ = child.kill();
+    child.wait().unwrap();
+}
+
 fn temp_files(public: &Path) -> Vec<String> {
     let mut found = Vec::new();
     for dir in [public.to_path_buf(), public.join("packages")] {
@@ -69,13 +87,7 @@ fn builds_killed_at_any_moment_leave_a_whole_registry() {
         for p in 0..300 {
             add(&public, &format!("pkg{p:04}"), &format!("1.{n}.0"), &[]);
         }
-        command(tmp.path())
-            .args(build_args(&private_key()))
-            .arg("--no-cache")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+        spawn_quiet_build(tmp.path())
     };
     let started = Instant::now();
     assert!(round(0).wait().unwrap().success());
@@ -86,10 +98,7 @@ fn builds_killed_at_any_moment_leave_a_whole_registry() {
     // writing names and versions, or done.
     let mut mid_write = 0;
     for n in 1..=24u64 {
-        let mut child = round(n);
-        std::thread::sleep(full * n as u32 / 22);
-        let _ = child.kill();
-        child.wait().unwrap();
+        kill_after(round(n), full * n as u32 / 22);
         // Whatever the moment, every file is whole, verifiable and consistent.
         let packages = check_after_kill(&public, "acme", &key);
         let newest = format!("1.{n}.0");
@@ -133,13 +142,7 @@ fn first_builds_killed_at_any_moment_leave_all_of_packages_or_none() {
                 fs::remove_file(&path).unwrap();
             }
         }
-        command(tmp.path())
-            .args(build_args(&private_key()))
-            .arg("--no-cache")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+        spawn_quiet_build(tmp.path())
     };
     let started = Instant::now();
     assert!(first_build().wait().unwrap().success());
@@ -149,10 +152,7 @@ fn first_builds_killed_at_any_moment_leave_all_of_packages_or_none() {
     // any moment, it leaves no `packages/` or all of it, and an index only beside all of it.
     let mut staging = 0;
     for n in 1..=20u32 {
-        let mut child = first_build();
-        std::thread::sleep(full * n / 18);
-        let _ = child.kill();
-        child.wait().unwrap();
+        kill_after(first_build(), full * n / 18);
         let left = outputs(&public);
         let staged = left
             .iter()
