@@ -451,15 +451,27 @@ mod tests {
     #[test]
     fn sign_all_is_multi_buffer_where_crypto_mb_runs() {
         let key = PrivateKey::from_pem(KEY).unwrap();
+        let pkcs1 = pem_text("RSA PRIVATE KEY", &pkcs1_private_der(&key));
+        // PKCS#8 and PKCS#1 forms, and every size crypto_mb takes.
+        let keys = [
+            PrivateKey::from_pem(pkcs1.as_bytes()).unwrap(),
+            PrivateKey::from_pem(PrivateKey::generate_pem(3072).unwrap().as_bytes()).unwrap(),
+            PrivateKey::from_pem(PrivateKey::generate_pem(4096).unwrap().as_bytes()).unwrap(),
+        ];
         let avx512_ifma = cpu_has_avx512_ifma();
-        if cfg!(crypto_mb) && avx512_ifma {
-            assert!(
-                key.multi_buffer(),
-                "crypto_mb is linked and the CPU runs it"
-            );
-        }
-        if !cfg!(crypto_mb) {
-            assert!(!key.multi_buffer());
+        for k in keys.iter().chain([&key]) {
+            if cfg!(crypto_mb) && avx512_ifma {
+                let bits = k.bits();
+                assert!(
+                    k.multi_buffer(),
+                    "crypto_mb is linked and the CPU runs it ({bits})"
+                );
+                assert_eq!(k.group_len(), 8);
+            }
+            if !cfg!(crypto_mb) {
+                assert!(!k.multi_buffer());
+                assert_eq!(k.group_len(), 1);
+            }
         }
         eprintln!(
             "crypto_mb linked: {}, AVX-512 IFMA: {avx512_ifma}, multi-buffer: {}",
