@@ -200,7 +200,6 @@ impl Drop for Staged {
 pub struct StagedDir {
     temp: PathBuf,
     path: PathBuf,
-    files: usize,
 }
 
 impl Drop for StagedDir {
@@ -236,7 +235,6 @@ impl StagedDir {
         Ok(Some(StagedDir {
             temp,
             path: path.to_path_buf(),
-            files: 0,
         }))
     }
 
@@ -257,35 +255,20 @@ impl StagedDir {
         .with_context(|| format!("cannot write {}", shown.display()))
     }
 
-    /// Counts files written by other threads through [`StagedDir::write`], to choose how to
-    /// flush them.
-    pub fn add_files(&mut self, n: usize) {
-        self.files += n;
-    }
-
-    /// Flushes the files to disk, renames the directory into place, and flushes its parent, so
-    /// that the directory is durable, whole, before anything written after this call.
+    /// Flushes the files and the directory to disk, renames the directory into place, and
+    /// flushes its parent, so that the directory is durable, whole, before anything written
+    /// after this call.
     pub fn commit(mut self) -> Result<()> {
-        if self.files > FSYNC_EACH_UP_TO {
-            sync_filesystem(&self.temp)?;
-        } else {
-            for name in list_dir(&self.temp)? {
-                let path = self.temp.join(name);
-                fs::File::open(&path)
-                    .and_then(|f| f.sync_all())
-                    .with_context(|| format!("cannot flush {} to disk", path.display()))?;
-            }
-            fs::File::open(&self.temp)
-                .and_then(|d| d.sync_all())
-                .with_context(|| format!("cannot flush directory {}", self.temp.display()))?;
-        }
+        let mut paths: Vec<PathBuf> = list_dir(&self.temp)?
+            .into_iter()
+            .map(|name| self.temp.join(name))
+            .collect();
+        paths.push(self.temp.clone());
+        flush(&paths)?;
         fs::rename(&self.temp, &self.path)
             .with_context(|| format!("cannot create directory {}", self.path.display()))?;
         self.temp = PathBuf::new();
-        let parent = self.path.parent().unwrap_or(Path::new("."));
-        fs::File::open(parent)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("cannot flush directory {}", parent.display()))
+        flush_one(self.path.parent().unwrap_or(Path::new(".")))
     }
 }
 
@@ -303,19 +286,10 @@ fn temp_path(path: &Path) -> PathBuf {
 /// each over its final path, in order, then flushes the directories holding them, so the
 /// renames are durable before anything written after this call.
 pub fn commit(mut staged: Vec<Staged>) -> Result<()> {
-    let Some(first) = staged.first() else {
+    if staged.is_empty() {
         return Ok(());
-    };
-    if staged.len() > FSYNC_EACH_UP_TO {
-        sync_filesystem(&first.temp)?;
-    } else {
-        // A few files: flushing each costs less than a whole-file-system flush.
-        for file in &staged {
-            fs::File::open(&file.temp)
-                .and_then(|f| f.sync_all())
-                .with_context(|| format!("cannot flush {} to disk", file.temp.display()))?;
-        }
     }
+    flush(&staged.iter().map(|s| s.temp.clone()).collect::<Vec<_>>())?;
     let mut dirs: Vec<PathBuf> = Vec::new();
     for file in &mut staged {
         fs::rename(&file.temp, &file.path)
@@ -327,11 +301,26 @@ pub fn commit(mut staged: Vec<Staged>) -> Result<()> {
         }
     }
     for dir in dirs {
-        fs::File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("cannot flush directory {}", dir.display()))?;
+        flush_one(&dir)?;
     }
     Ok(())
+}
+
+/// Flushes `paths` (files, or directories that got new entries) to disk: each on its own when
+/// they are few, which costs less than flushing the whole file system; else one `syncfs` of the
+/// file system holding them (all of them are on it).
+fn flush(paths: &[PathBuf]) -> Result<()> {
+    match paths.first() {
+        Some(first) if paths.len() > FSYNC_EACH_UP_TO => sync_filesystem(first),
+        _ => paths.iter().try_for_each(|path| flush_one(path)),
+    }
+}
+
+/// Flushes one file or directory to disk.
+fn flush_one(path: &Path) -> Result<()> {
+    fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot flush {} to disk", path.display()))
 }
 
 /// Up to this many staged files are flushed one by one; more, with one `syncfs`.

@@ -130,13 +130,12 @@ impl Writer<'_> {
         } else {
             None
         };
-        let stats: Vec<Option<Stat>> = if let Some(mut dir) = new_dir {
+        let stats: Vec<Option<Stat>> = if let Some(dir) = new_dir {
             let stats = sign_and_write(key, &payloads, &progress, |rel, sealed| {
                 let name = rel.strip_prefix("packages/").unwrap_or(rel);
                 Ok(Some(Stat::of(&dir.write(name, sealed)?)))
             })?;
             drop(progress);
-            dir.add_files(stats.len());
             dir.commit()?;
             stats
         } else {
