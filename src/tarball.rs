@@ -155,7 +155,7 @@ fn outer_entries(bytes: &[u8]) -> Result<[&[u8]; 4], TarballError> {
         .map_err(|e| TarballError::NotTar(tar_error(&e, None)))?;
     let mut any = false;
     let mut previous: Option<&str> = None;
-    let mut padded_end: u64 = 0;
+    let mut last_is_whole = true;
     for entry in entries {
         let entry = entry.map_err(|e| TarballError::NotTar(tar_error(&e, previous)))?;
         any = true;
@@ -196,10 +196,11 @@ fn outer_entries(bytes: &[u8]) -> Result<[&[u8]; 4], TarballError> {
         }
         found[slot] = Some(&bytes[start..end]);
         previous = Some(ENTRIES[slot]);
-        padded_end = (start as u64).saturating_add(size.next_multiple_of(512));
+        last_is_whole = padding_ends_within(&entry, bytes.len());
     }
-    // A seek past the end ends the walk as if the archive ended there.
-    if padded_end > bytes.len() as u64 {
+    // A seek past the end ends the walk as if the archive ended there: only the last entry can
+    // be cut short.
+    if !last_is_whole {
         let skip = io::Error::other("unexpected EOF during skip");
         return Err(TarballError::NotTar(tar_error(&skip, previous)));
     }
@@ -435,15 +436,21 @@ fn tar_walks_to_the_end(tar: &[u8]) -> bool {
         if entry.header().entry_type().is_gnu_sparse() {
             return false;
         }
-        let end = entry
-            .size()
-            .checked_next_multiple_of(512)
-            .and_then(|padded| padded.checked_add(entry.raw_file_position()));
-        if end.is_none_or(|end| end > tar.len() as u64) {
+        if !padding_ends_within(&entry, tar.len()) {
             return false;
         }
     }
     true
+}
+
+/// Whether `entry`'s data and the padding after it lie within an archive of `len` bytes: what
+/// reading (or skipping) them checks, and seeking past them does not.
+fn padding_ends_within<R: io::Read>(entry: &tar::Entry<'_, R>, len: usize) -> bool {
+    entry
+        .size()
+        .checked_next_multiple_of(512)
+        .and_then(|padded| padded.checked_add(entry.raw_file_position()))
+        .is_some_and(|end| end <= len as u64)
 }
 
 /// Writes an outer tarball of the given entries, in the given order, as hex_core does (ustar,
