@@ -1001,16 +1001,11 @@ impl Parser {
     /// caller that does not want it gives it back with [`Parser::unread`].
     fn next(&mut self) -> Option<Token> {
         let slot = self.tokens.get_mut(self.pos)?;
+        // Text is moved out; what is left in its place is never described, since only a
+        // punctuation token is ever stepped back onto without being put back.
         let tok = match &mut slot.tok {
-            // Text is moved out; what is left in its place is never described, since only a
-            // punctuation token is ever stepped back onto without being put back.
-            Tok::Atom(text) | Tok::Int(text) => {
-                let text = std::mem::take(text);
-                match slot.tok {
-                    Tok::Atom(_) => Tok::Atom(text),
-                    _ => Tok::Int(text),
-                }
-            }
+            Tok::Atom(text) => Tok::Atom(std::mem::take(text)),
+            Tok::Int(text) => Tok::Int(std::mem::take(text)),
             other => other.clone(),
         };
         self.pos += 1;

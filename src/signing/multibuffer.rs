@@ -176,10 +176,7 @@ impl Key {
         let mut checks: [Vec<u8>; LANES] = std::array::from_fn(|_| vec![0u8; self.len]);
         let mut buffer = vec![0u8; self.buffer_len];
         let from: [*const u8; LANES] = std::array::from_fn(|i| messages[i].as_ptr());
-        let to: [*mut u8; LANES] = {
-            let mut it = signatures.iter_mut();
-            std::array::from_fn(|_| it.next().map_or(std::ptr::null_mut(), |s| s.as_mut_ptr()))
-        };
+        let to: [*mut u8; LANES] = std::array::from_fn(|i| signatures[i].as_mut_ptr());
         let lanes = |words: &Vec<u64>| -> [*const u64; LANES] { [words.as_ptr(); LANES] };
         let (p, q, dp, dq, iq, n) = (
             lanes(&self.p),
@@ -207,10 +204,7 @@ impl Key {
             )
         };
         let from: [*const u8; LANES] = std::array::from_fn(|i| signatures[i].as_ptr());
-        let to: [*mut u8; LANES] = {
-            let mut it = checks.iter_mut();
-            std::array::from_fn(|_| it.next().map_or(std::ptr::null_mut(), |s| s.as_mut_ptr()))
-        };
+        let to: [*mut u8; LANES] = std::array::from_fn(|i| checks[i].as_mut_ptr());
         // SAFETY: as above, with the modulus (the modulus length in 64-bit words).
         let checked = unsafe {
             mbx_rsa_public_mb8(
