@@ -1016,12 +1016,11 @@ impl Parser {
         })
     }
 
-    /// After [`Parser::next`] gave `taken`, steps back one token for an error to describe:
-    /// puts back what was taken, or with nothing taken, steps back onto the token before.
+    /// After [`Parser::next`] gave `taken`, puts it back for an error to describe; with
+    /// nothing taken (the file ended), the error describes the end of the file.
     fn back(&mut self, taken: Option<Token>) {
-        match taken {
-            Some(token) => self.unread(token),
-            None => self.pos = self.pos.saturating_sub(1),
+        if let Some(token) = taken {
+            self.unread(token);
         }
     }
 
@@ -1758,6 +1757,17 @@ mod tests {
         assert_eq!(
             e,
             "syntax error at line 1, column 6: expected an integer after `-` but found `-`"
+        );
+        // A file that ends where the integer should be says so, not "found `-`".
+        let e = err_terms(b"{a,-");
+        assert_eq!(
+            e,
+            "syntax error at line 1, column 5: expected an integer after `-` but found the end of the file"
+        );
+        let e = err_terms(b"{<<\"a\">>, <<");
+        assert!(
+            e.contains("expected an integer or a string in a binary but found the end of the file"),
+            "{e}"
         );
         let e = err_terms(b"{a,-b}.");
         assert!(
