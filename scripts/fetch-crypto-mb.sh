@@ -28,8 +28,16 @@ fi
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 python3 -m pip download --quiet --no-deps --only-binary=:all: \
-    --platform manylinux_2_28_x86_64 --dest "$tmp" "ipp-crypto-static==${version}"
-echo "${sha256}  $tmp/$wheel" | sha256sum --check --quiet -
+    --platform manylinux_2_28_x86_64 --dest "$tmp" "ipp-crypto-static==${version}" || {
+    echo "error: could not download ipp-crypto-static ${version} from PyPI (see pip's message" \
+        "above); hexreg still builds without it, signing with aws-lc" >&2
+    exit 1
+}
+if ! echo "${sha256}  $tmp/$wheel" | sha256sum --check --quiet - >/dev/null 2>&1; then
+    echo "error: the downloaded $wheel does not have the pinned SHA-256 ${sha256};" \
+        "nothing was installed. Check your PyPI mirror (PIP_INDEX_URL)" >&2
+    exit 1
+fi
 python3 - "$tmp/$wheel" "$dest" "$version" <<'PY'
 import pathlib, sys, zipfile
 wheel, dest, version = sys.argv[1], pathlib.Path(sys.argv[2]), sys.argv[3]
