@@ -1,16 +1,27 @@
 //! hexreg: builds, checks and serves signed Hex package registries.
 //!
-//! The library holds the formats, free of file-system and process concerns:
+//! The formats, free of I/O:
 //! - [`tarball`]: package tarballs, read and validated as hex_core does, and written;
 //! - [`metadata`]: the `metadata.config` Erlang-term file inside a tarball;
 //! - [`version`]: SemVer parsing and Elixir's version order;
+//! - [`package_name`]: package names and tarball file names;
 //! - [`registry`]: the registry model and its signed, gzipped protobuf resources;
+//! - [`resource_path`]: where each file of a registry lives;
 //! - [`signing`]: RSA keys, PKCS#1 v1.5 / SHA-512 signatures, the `public_key` file;
 //! - [`proto`]: the protobuf messages generated from `proto/*.proto`.
+//!
+//! The engine, over storage:
+//! - [`storage`]: the operations a registry needs of where it is kept, and
+//!   [`storage::local::LocalDir`], a local directory;
+//! - [`engine`]: build, add, remove, retire, unretire and verify, for every front end.
 
+pub mod engine;
 pub mod metadata;
+pub mod package_name;
 pub mod proto;
 pub mod registry;
+pub mod resource_path;
 pub mod signing;
+pub mod storage;
 pub mod tarball;
 pub mod version;

@@ -43,13 +43,37 @@ pub enum ResourceError {
     WrongPackage { expected: String, found: String },
 }
 
+/// Why a release is retired: `RetirementReason` of `package.proto`.
+pub use crate::proto::package::RetirementReason;
+
 /// A retirement of a release, as `RetirementStatus` in `package.proto`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retirement {
-    /// `RetirementReason` value (0 other, 1 invalid, 2 security, 3 deprecated, 4 renamed).
-    pub reason: i32,
+    /// Why.
+    pub reason: RetirementReason,
     /// Free text shown to users.
     pub message: Option<String>,
+}
+
+impl Retirement {
+    /// The retirement as `package.proto` encodes it.
+    pub fn to_proto(&self) -> proto::package::RetirementStatus {
+        proto::package::RetirementStatus {
+            reason: self.reason as i32,
+            message: self.message.clone(),
+        }
+    }
+
+    /// A retirement read back from a registry file; fails on a reason `package.proto` does not
+    /// define (a newer schema), which hexreg could not write back unchanged.
+    pub fn from_proto(status: proto::package::RetirementStatus) -> Result<Self, ReleaseError> {
+        let reason = RetirementReason::try_from(status.reason)
+            .map_err(|_| ReleaseError::Reason(status.reason))?;
+        Ok(Retirement {
+            reason,
+            message: status.message,
+        })
+    }
 }
 
 /// One release of a package, as the registry records it.
@@ -100,13 +124,7 @@ impl Release {
             version: self.version.clone(),
             inner_checksum: self.inner_checksum.to_vec(),
             dependencies: self.dependencies.clone(),
-            retired: self
-                .retired
-                .as_ref()
-                .map(|r| proto::package::RetirementStatus {
-                    reason: r.reason,
-                    message: r.message.clone(),
-                }),
+            retired: self.retired.as_ref().map(Retirement::to_proto),
             outer_checksum: Some(self.outer_checksum.to_vec()),
             advisory_indexes: Vec::new(),
             published_at: None,
@@ -133,10 +151,7 @@ impl Release {
             inner_checksum,
             outer_checksum,
             dependencies: release.dependencies,
-            retired: release.retired.map(|r| Retirement {
-                reason: r.reason,
-                message: r.message,
-            }),
+            retired: release.retired.map(Retirement::from_proto).transpose()?,
         })
     }
 }
@@ -148,6 +163,8 @@ pub enum ReleaseError {
     Version(version::VersionError),
     #[error("release {1} has no valid {0} (32 bytes expected)")]
     Checksum(&'static str, String),
+    #[error("a release has retirement reason {0}, which package.proto does not define")]
+    Reason(i32),
 }
 
 /// Sorts releases ascending as Elixir's `Version.compare/2` orders them.
@@ -390,6 +407,20 @@ pub fn decode_package(
         });
     }
     Ok(package)
+}
+
+/// Opens a `packages/NAME` resource file: gunzips it, checks its signature with `key`, decodes
+/// it and checks its repository and package name. The one way verify, the commands that change
+/// a registry and the writer read a package back.
+pub fn open_package(
+    file: &[u8],
+    key: &PublicKey,
+    repo: &str,
+    name: &str,
+) -> Result<proto::package::Package, ResourceError> {
+    let opened = open(file)?;
+    opened.verify(key)?;
+    decode_package(&opened.payload, repo, name)
 }
 
 /// Whether an existing resource file already holds exactly `payload`, signed by `key`. PKCS#1

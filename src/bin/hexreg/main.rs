@@ -1,15 +1,15 @@
-//! The `hexreg` command line: parses arguments, runs a command, prints errors as
-//! `error: ...` on stderr and sets the exit status (0 success, 1 failure, 2 usage).
+//! The `hexreg` command line: parses arguments, runs a command on the library's engine, prints
+//! errors as `error: ...` on stderr and sets the exit status (0 success, 1 failure, 2 usage;
+//! `verify`: 1 problems found, 2 could not check).
 
 mod build;
-mod cache;
 mod keygen;
 mod manage;
+mod options;
+mod output;
 mod progress;
 mod serve;
-mod store;
 mod verify;
-mod writer;
 
 use std::process::ExitCode;
 
@@ -41,7 +41,7 @@ tarball, and replaces files atomically.",
 struct Cli {
     /// Threads to use [default: all cores].
     #[arg(long, short, global = true, value_name = "N")]
-    jobs: Option<usize>,
+    jobs: Option<options::Jobs>,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,11 +76,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(jobs) = cli.jobs {
-        if jobs == 0 {
-            eprintln!("error: --jobs must be at least 1");
-            return ExitCode::from(2);
-        }
+    let jobs = cli.jobs.map(usize::from);
+    if let Some(jobs) = jobs {
         // Fails only if a pool was built already, which nothing does before this point.
         let _ = rayon::ThreadPoolBuilder::new()
             .num_threads(jobs)
@@ -94,11 +91,14 @@ fn main() -> ExitCode {
         Command::Unretire(args) => manage::unretire(&args),
         Command::Keygen(args) => keygen::run(&args),
         Command::Verify(args) => match verify::run(&args) {
-            Ok(true) => Ok(()),
-            Ok(false) => return ExitCode::FAILURE,
-            Err(e) => Err(e),
+            Ok(verify::Outcome::Sound) => Ok(()),
+            Ok(verify::Outcome::Problems) => return ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
         },
-        Command::Serve(args) => serve::run(args, cli.jobs),
+        Command::Serve(args) => serve::run(args, jobs),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,46 +2,59 @@
 //! is not given, so CI logs and pipes get nothing.
 
 use std::io::IsTerminal;
+use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// A progress bar, or nothing.
-pub struct Progress {
-    bar: Option<ProgressBar>,
+/// The engine's progress, as a bar per phase, or nothing.
+pub struct Bar {
+    quiet: bool,
+    bar: Mutex<Option<ProgressBar>>,
 }
 
-impl Progress {
-    /// A bar of `len` steps labelled `what`, if progress is wanted and there is more than a
-    /// handful of work.
-    pub fn new(len: usize, what: &str, quiet: bool) -> Progress {
-        if quiet || len < 64 || !std::io::stderr().is_terminal() {
-            return Progress { bar: None };
+impl Bar {
+    /// Bars unless `quiet`.
+    pub fn new(quiet: bool) -> Bar {
+        Bar {
+            quiet,
+            bar: Mutex::new(None),
         }
-        let bar = ProgressBar::new(len as u64);
+    }
+
+    fn with(&self, f: impl FnOnce(&mut Option<ProgressBar>)) {
+        f(&mut self.bar.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+impl hexreg::engine::Progress for Bar {
+    /// A bar of `total` steps labelled `what`, if there is more than a handful of work.
+    fn start(&self, what: &'static str, total: usize) {
+        if self.quiet || total < 64 || !std::io::stderr().is_terminal() {
+            return;
+        }
+        let bar = ProgressBar::new(total as u64);
         if let Ok(style) =
             ProgressStyle::with_template("{msg:>18} [{bar:40}] {pos}/{len}, {eta} left")
         {
             bar.set_style(style.progress_chars("=> "));
         }
-        bar.set_message(what.to_string());
-        Progress { bar: Some(bar) }
+        bar.set_message(what);
+        self.with(|slot| *slot = Some(bar));
     }
 
-    pub fn inc(&self) {
-        self.inc_by(1);
+    fn advance(&self, n: usize) {
+        self.with(|slot| {
+            if let Some(bar) = slot {
+                bar.inc(n as u64);
+            }
+        });
     }
 
-    pub fn inc_by(&self, n: usize) {
-        if let Some(bar) = &self.bar {
-            bar.inc(n as u64);
-        }
-    }
-}
-
-impl Drop for Progress {
-    fn drop(&mut self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
+    fn finish(&self) {
+        self.with(|slot| {
+            if let Some(bar) = slot.take() {
+                bar.finish_and_clear();
+            }
+        });
     }
 }

@@ -2,31 +2,31 @@
 //! tarballs, and of the payload each registry file holds, so that a rebuild need not read back
 //! files it would not change.
 //!
-//! An entry is keyed by the tarball's file name and its `stat`: size, modification and change
-//! times (nanoseconds), inode and device. Any write to a file changes its ctime, which no tool
-//! can set back, so a changed tarball never matches its old entry. The file is a protobuf body
+//! An entry is keyed by the tarball's file name and its storage version token (for a local
+//! file: size, modification and change times in nanoseconds, inode and device; any write to a
+//! file changes its ctime, which no tool can set back), so a changed tarball never matches its
+//! old entry, and a name alone never does. The file is a protobuf body
 //! preceded by its SHA-256: a cache that is truncated, corrupt, of another format or for another
 //! repository name is ignored (and rebuilt), never trusted.
 //!
-//! The cache lives outside PUBLIC_DIR (by default in `$XDG_CACHE_HOME/hexreg` or
+//! The cache lives outside the registry (by default in `$XDG_CACHE_HOME/hexreg` or
 //! `~/.cache/hexreg`), so no static server publishes it.
 
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Seek, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
 use bytes::Bytes;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use hexreg::proto;
-use hexreg::registry::{Release, Retirement};
+use crate::proto;
+use crate::registry::{Release, Retirement};
+use crate::storage::Version;
 
-/// Bump when the meaning of an entry changes.
-const FORMAT: u32 = 1;
+/// Bump when the meaning of an entry changes (2: storage version tokens instead of `stat`).
+const FORMAT: u32 = 2;
 
 /// The cache file. Tarball entries are kept encoded (a `CacheEntry` message is wire-compatible
 /// with `bytes`): a hex.pm-sized cache holds 150,000 of them, and only the entries of the
@@ -50,16 +50,16 @@ struct CacheFile {
 struct EntryKey {
     #[prost(string, tag = "1")]
     file_name: String,
-    #[prost(message, optional, tag = "2")]
-    stat: Option<Stat>,
+    #[prost(bytes = "vec", tag = "2")]
+    version: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct ResourceEntry {
     #[prost(string, tag = "1")]
     path: String,
-    #[prost(message, optional, tag = "2")]
-    stat: Option<Stat>,
+    #[prost(bytes = "vec", tag = "2")]
+    version: Vec<u8>,
     #[prost(bytes = "vec", tag = "3")]
     payload_sha256: Vec<u8>,
     #[prost(message, repeated, tag = "4")]
@@ -87,37 +87,10 @@ pub struct KnownResource {
 struct CacheEntry {
     #[prost(string, tag = "1")]
     file_name: String,
-    #[prost(message, optional, tag = "2")]
-    stat: Option<Stat>,
+    #[prost(bytes = "vec", tag = "2")]
+    version: Vec<u8>,
     #[prost(message, optional, tag = "3")]
     release: Option<proto::package::Release>,
-}
-
-/// What identifies one version of a file's content.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, prost::Message)]
-pub struct Stat {
-    #[prost(uint64, tag = "1")]
-    size: u64,
-    #[prost(int64, tag = "2")]
-    mtime_ns: i64,
-    #[prost(int64, tag = "3")]
-    ctime_ns: i64,
-    #[prost(uint64, tag = "4")]
-    inode: u64,
-    #[prost(uint64, tag = "5")]
-    dev: u64,
-}
-
-impl Stat {
-    pub fn of(meta: &fs::Metadata) -> Stat {
-        Stat {
-            size: meta.size(),
-            mtime_ns: meta.mtime().saturating_mul(1_000_000_000) + meta.mtime_nsec(),
-            ctime_ns: meta.ctime().saturating_mul(1_000_000_000) + meta.ctime_nsec(),
-            inode: meta.ino(),
-            dev: meta.dev(),
-        }
-    }
 }
 
 /// The cache of one registry: entries loaded from disk, and the entries of this run.
@@ -125,8 +98,8 @@ pub struct Cache {
     path: Option<PathBuf>,
     repository: String,
     key_fingerprint: Vec<u8>,
-    /// Loaded tarball entries: file name → (stat, the encoded `CacheEntry`).
-    old: HashMap<String, (Stat, Bytes)>,
+    /// Loaded tarball entries: file name → (version token, the encoded `CacheEntry`).
+    old: HashMap<String, (Version, Bytes)>,
     /// How many tarball entries were loaded (`old` gives up those this run keeps).
     old_count: usize,
     /// This run's tarball entries, encoded.
@@ -138,8 +111,8 @@ pub struct Cache {
     changed: bool,
 }
 
-/// Where the cache of `public_dir` lives: one file per registry directory, under `dir` or the
-/// user's cache directory. `None` when there is no such directory.
+/// The user's cache directory for hexreg: `$XDG_CACHE_HOME/hexreg`, else `$HOME/.cache/hexreg`;
+/// `None` when neither variable is set.
 pub fn default_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
@@ -169,20 +142,17 @@ impl Cache {
         }
     }
 
-    /// Loads the cache of `public_dir` (which must exist) from `cache_dir`, for a registry
-    /// signed by the key of `key_fingerprint`. A missing or unusable cache file gives an empty
-    /// cache.
+    /// Loads the cache of the registry identified by `registry_id` (its resolved directory, or
+    /// its bucket URL: one cache file each) from `cache_dir`, for a registry signed by the key of
+    /// `key_fingerprint`. A missing or unusable cache file gives an empty cache.
     pub fn load(
         cache_dir: &Path,
-        public_dir: &Path,
+        registry_id: &[u8],
         repository: &str,
         key_fingerprint: &[u8],
     ) -> Cache {
-        let canonical = public_dir
-            .canonicalize()
-            .unwrap_or_else(|_| public_dir.to_path_buf());
-        let key = Sha256::digest(canonical.as_os_str().as_encoded_bytes());
-        let path = cache_dir.join(format!("{}.cache", hexreg::tarball::hex_upper(&key[..12])));
+        let key = Sha256::digest(registry_id);
+        let path = cache_dir.join(format!("{}.cache", crate::tarball::hex_upper(&key[..12])));
         let mut cache = Cache::disabled(repository);
         cache.key_fingerprint = key_fingerprint.to_vec();
         if let Some(file) = fs::read(&path).ok().and_then(|b| decode(b.into()))
@@ -194,7 +164,7 @@ impl Cache {
                 .into_iter()
                 .filter_map(|raw| {
                     let key = EntryKey::decode(raw.clone()).ok()?;
-                    Some((key.file_name, (key.stat?, raw)))
+                    Some((key.file_name, (Version(key.version), raw)))
                 })
                 .collect();
             cache.old_count = cache.old.len();
@@ -210,10 +180,10 @@ impl Cache {
         cache
     }
 
-    /// The release cached for `file_name` if its `stat` is unchanged.
-    pub fn get(&self, file_name: &str, stat: &Stat) -> Option<Release> {
-        let (cached_stat, raw) = self.old.get(file_name)?;
-        if cached_stat != stat {
+    /// The release cached for `file_name` if its version is unchanged.
+    pub fn get(&self, file_name: &str, version: &Version) -> Option<Release> {
+        let (cached, raw) = self.old.get(file_name)?;
+        if cached != version || version.0.is_empty() {
             return None;
         }
         let entry = CacheEntry::decode(raw.clone()).ok()?;
@@ -229,37 +199,31 @@ impl Cache {
     }
 
     /// Records the release of a tarball read this run, for the next run.
-    pub fn put(&mut self, file_name: &str, stat: Stat, release: &Release) {
+    pub fn put(&mut self, file_name: &str, version: Version, release: &Release) {
         let mut proto = release.to_proto();
         proto.retired = None;
         self.changed = true;
         let entry = CacheEntry {
             file_name: file_name.to_string(),
-            stat: Some(stat),
+            version: version.0,
             release: Some(proto),
         };
         self.new.push(entry.encode_to_vec().into());
         self.new_names.push(file_name.to_string());
     }
 
-    /// What is known of registry file `rel` if its `stat` is unchanged.
-    pub fn resource(&self, rel: &str, stat: &Stat) -> Option<KnownResource> {
+    /// What is known of registry file `rel` if its version is unchanged.
+    pub fn resource(&self, rel: &str, version: &Version) -> Option<KnownResource> {
         let entry = self.old_resources.get(rel)?;
-        if entry.stat.as_ref() != Some(stat) {
+        if entry.version != version.0 || version.0.is_empty() {
             return None;
         }
         let retired = entry
             .retired
             .iter()
             .map(|r| {
-                let status = r.status.as_ref()?;
-                Some((
-                    r.version.clone(),
-                    Retirement {
-                        reason: status.reason,
-                        message: status.message.clone(),
-                    },
-                ))
+                let status = Retirement::from_proto(r.status.clone()?).ok()?;
+                Some((r.version.clone(), status))
             })
             .collect::<Option<Vec<_>>>()?;
         Some(KnownResource {
@@ -272,23 +236,20 @@ impl Cache {
     pub fn put_resource(
         &mut self,
         rel: &str,
-        stat: Stat,
+        version: Version,
         payload_sha256: [u8; 32],
         retired: Vec<(String, Retirement)>,
         fresh: bool,
     ) {
         let entry = ResourceEntry {
             path: rel.to_string(),
-            stat: Some(stat),
+            version: version.0,
             payload_sha256: payload_sha256.to_vec(),
             retired: retired
                 .into_iter()
                 .map(|(version, r)| RetiredVersion {
                     version,
-                    status: Some(proto::package::RetirementStatus {
-                        reason: r.reason,
-                        message: r.message,
-                    }),
+                    status: Some(r.to_proto()),
                 })
                 .collect(),
         };
@@ -320,7 +281,7 @@ impl Cache {
     }
 
     /// Writes the cache if it changed (a tarball read or gone, a registry file written).
-    pub fn save(mut self) -> Result<()> {
+    pub fn save(mut self) -> io::Result<()> {
         let Some(path) = self.path.take() else {
             return Ok(());
         };
@@ -341,7 +302,7 @@ impl Cache {
         }
         .encode_to_vec();
         let entries = self.new;
-        crate::store::write_atomic_unflushed(&path, |file| {
+        crate::storage::local::write_atomic_unflushed(&path, |file| {
             let mut out = io::BufWriter::with_capacity(1 << 16, &mut *file);
             // The checksum goes first; it is known once the body is written.
             out.write_all(&[0; 32])?;
@@ -417,14 +378,8 @@ mod tests {
         Release::from_proto(proto).unwrap()
     }
 
-    fn stat(i: usize) -> Stat {
-        Stat {
-            size: i as u64,
-            mtime_ns: 7,
-            ctime_ns: 8,
-            inode: 1000 + i as u64,
-            dev: 1,
-        }
+    fn stat(i: usize) -> Version {
+        Version(format!("v{i}").into_bytes())
     }
 
     #[test]
@@ -432,16 +387,15 @@ mod tests {
         // More entries than one written piece holds, so pieces must merge on load.
         let count = 2500;
         let dir = tempfile::tempdir().unwrap();
-        let public = dir.path().join("public");
-        fs::create_dir(&public).unwrap();
-        let mut cache = Cache::load(dir.path(), &public, "acme", b"key");
+        let public = b"/srv/public";
+        let mut cache = Cache::load(dir.path(), public, "acme", b"key");
         for i in 0..count {
             cache.put(&format!("foo-1.{i}.0.tar"), stat(i), &release(i));
         }
         cache.put_resource("names", stat(1), [3; 32], Vec::new(), true);
         cache.save().unwrap();
 
-        let loaded = Cache::load(dir.path(), &public, "acme", b"key");
+        let loaded = Cache::load(dir.path(), public, "acme", b"key");
         assert_eq!(loaded.old_count, count);
         for i in 0..count {
             let got = loaded.get(&format!("foo-1.{i}.0.tar"), &stat(i)).unwrap();
@@ -455,11 +409,11 @@ mod tests {
         );
         // Another repository name or key: entries or resources are not trusted.
         assert_eq!(
-            Cache::load(dir.path(), &public, "other", b"key").old_count,
+            Cache::load(dir.path(), public, "other", b"key").old_count,
             0
         );
         assert!(
-            Cache::load(dir.path(), &public, "acme", b"other key")
+            Cache::load(dir.path(), public, "acme", b"other key")
                 .resource("names", &stat(1))
                 .is_none()
         );

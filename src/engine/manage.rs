@@ -1,0 +1,407 @@
+//! Add, remove, retire and unretire: change one package of a registry from the registry itself.
+//! The signed resources are the state: `names` and `versions` give every package,
+//! `packages/NAME` the releases of the one being changed, each verified with the key pair's
+//! public half before it is trusted. No other tarball needs to be present, and no other
+//! package's file is rewritten.
+
+use std::collections::BTreeMap;
+
+use super::{ChangeKind, Error, Registry, Stage};
+use crate::registry::{self, PackageSummary, Release, ResourceError, Retirement};
+use crate::resource_path::ResourcePath;
+use crate::storage::{Condition, Version};
+use crate::tarball;
+
+/// A tarball given to [`Registry::add`], validated by [`NewTarball::validate`].
+#[derive(Debug, Clone)]
+pub struct NewTarball {
+    /// Where it came from, as shown in messages (a path, an upload).
+    pub source: String,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// The package it is a release of.
+    pub name: String,
+    /// The release it makes.
+    pub release: Release,
+}
+
+impl NewTarball {
+    /// Validates `bytes` (from `source`) as a release of repository `repo`.
+    pub fn validate(source: &str, bytes: Vec<u8>, repo: &str) -> Result<NewTarball, String> {
+        let shown = tarball::one_line(source);
+        let (t, release) = super::build::validate_tarball(&shown, &bytes, repo)?;
+        Ok(NewTarball {
+            source: source.to_string(),
+            bytes,
+            name: t.metadata.name,
+            release,
+        })
+    }
+}
+
+/// The packages of a registry, from its `names` and `versions`.
+type Index = BTreeMap<String, PackageSummary>;
+
+impl Registry<'_> {
+    /// Reads, verifies and decodes resource `path`, if it exists.
+    fn payload(&self, path: &ResourcePath) -> Result<Option<Vec<u8>>, Error> {
+        let key = path.key();
+        let Some(object) = self.storage.read(&key)? else {
+            return Ok(None);
+        };
+        let shown = self.shown(&key);
+        let opened = registry::open(&object.bytes).map_err(|source| Error::Resource {
+            path: shown.clone(),
+            source,
+        })?;
+        opened
+            .verify(&self.signer.public)
+            .map_err(|source| Error::Untrusted {
+                path: shown,
+                source,
+                key: self.signer.name.clone(),
+            })?;
+        Ok(Some(opened.payload))
+    }
+
+    /// Every package of the registry, from `names` and `versions`.
+    fn load_index(&self) -> Result<Index, Error> {
+        let names = self.payload(&ResourcePath::Names)?;
+        let versions = self.payload(&ResourcePath::Versions)?;
+        let (names, versions) = match (names, versions) {
+            (None, None) => return Ok(BTreeMap::new()),
+            (Some(n), Some(v)) => (n, v),
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(Error::HalfIndex {
+                    root: self.shown("").trim_end_matches('/').to_string(),
+                });
+            }
+        };
+        let wrong = |path: &str| {
+            let path = self.shown(path);
+            move |source: ResourceError| Error::WrongIndex { path, source }
+        };
+        let names = registry::decode_names(&names, &self.repo).map_err(wrong("names"))?;
+        let versions =
+            registry::decode_versions(&versions, &self.repo).map_err(wrong("versions"))?;
+        let mut updated: BTreeMap<String, i64> = names
+            .packages
+            .into_iter()
+            .map(|p| (p.name, p.updated_at.map_or(0, |t| t.seconds)))
+            .collect();
+        let mut summaries = BTreeMap::new();
+        for p in versions.packages {
+            let Some(updated_at) = updated.remove(&p.name) else {
+                return Err(Error::IndexMismatch {
+                    listed_in: self.shown("versions"),
+                    missing_from: self.shown("names"),
+                    package: p.name,
+                });
+            };
+            summaries.insert(
+                p.name.clone(),
+                PackageSummary {
+                    name: p.name,
+                    updated_at,
+                    versions: p.versions,
+                    retired: p.retired,
+                },
+            );
+        }
+        if let Some(name) = updated.keys().next() {
+            return Err(Error::IndexMismatch {
+                listed_in: self.shown("names"),
+                missing_from: self.shown("versions"),
+                package: name.clone(),
+            });
+        }
+        Ok(summaries)
+    }
+
+    /// The releases in `packages/NAME`, sorted; `None` if the file does not exist.
+    fn load_package(&self, name: &str) -> Result<Option<Vec<Release>>, Error> {
+        let path = ResourcePath::package(name);
+        let key = path.key();
+        let Some(object) = self.storage.read(&key)? else {
+            return Ok(None);
+        };
+        let shown = self.shown(&key);
+        let package = registry::open_package(&object.bytes, &self.signer.public, &self.repo, name)
+            .map_err(|source| match source {
+                ResourceError::BadSignature | ResourceError::Unsigned => Error::Untrusted {
+                    path: shown.clone(),
+                    source,
+                    key: self.signer.name.clone(),
+                },
+                source => Error::Resource {
+                    path: shown.clone(),
+                    source,
+                },
+            })?;
+        let mut releases = package
+            .releases
+            .into_iter()
+            .map(|r| {
+                Release::from_proto(r).map_err(|source| Error::BadRelease {
+                    path: shown.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        registry::sort_releases(&mut releases);
+        Ok(Some(releases))
+    }
+
+    /// The releases of `package`, or an error saying it is not in the registry.
+    fn existing_package(&self, package: &str) -> Result<Vec<Release>, Error> {
+        self.load_package(package)?.ok_or_else(|| Error::NoPackage {
+            package: package.to_string(),
+            root: self.shown("").trim_end_matches('/').to_string(),
+            path: self.shown(&ResourcePath::package(package).key()),
+        })
+    }
+
+    /// Writes the changed packages, then the index (`index` updated with them, without
+    /// `removed` packages), then deletes `delete` (tarballs no release refers to any more).
+    fn write_changes(
+        &mut self,
+        mut index: Index,
+        mut changed: Vec<(String, Vec<Release>)>,
+        removed: &[String],
+        delete: &[ResourcePath],
+    ) -> Result<(), Error> {
+        self.write_public_key(None)?;
+        let files = self.package_files()?;
+        self.write_packages(&files, &mut changed, false)?;
+        for (name, releases) in &changed {
+            let updated_at = index.get(name).map_or(0, |s| s.updated_at);
+            index.insert(
+                name.clone(),
+                PackageSummary::new(name, updated_at, releases),
+            );
+        }
+        for name in removed {
+            index.remove(name);
+        }
+        let summaries: Vec<PackageSummary> = index.into_values().collect();
+        self.write_index(&summaries, removed)?;
+        for path in delete {
+            let key = path.key();
+            if self.storage.delete(&key)? {
+                self.changes
+                    .file(Stage::Deletions, ChangeKind::Removing, &key);
+            }
+        }
+        self.cache.carry_over();
+        Ok(())
+    }
+
+    /// Adds releases from tarballs validated by [`NewTarball::validate`] (an `Err` is a
+    /// tarball that failed validation, reported with the other refusals): each tarball is
+    /// stored at `tarballs/NAME-VERSION.tar` and its package's `packages/NAME`, `names` and
+    /// `versions` are updated. A release already published with other bytes is refused unless
+    /// `replace`; re-adding an identical tarball changes nothing. Every refusal is reported at
+    /// once and nothing is written.
+    pub fn add(
+        &mut self,
+        new: Vec<Result<NewTarball, String>>,
+        replace: bool,
+    ) -> Result<(), Error> {
+        let mut index = self.load_index()?;
+        let mut problems = Vec::new();
+        let mut unique: Vec<NewTarball> = Vec::new();
+        for t in new {
+            let t = match t {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.push(e);
+                    continue;
+                }
+            };
+            if let Some(other) = unique
+                .iter()
+                .find(|o| o.name == t.name && o.release.version == t.release.version)
+            {
+                problems.push(format!(
+                    "{} and {} are both {} {}: give one",
+                    other.source, t.source, t.name, t.release.version
+                ));
+            } else {
+                unique.push(t);
+            }
+        }
+
+        // Decide every change before writing anything.
+        let mut packages: BTreeMap<String, Vec<Release>> = BTreeMap::new();
+        // Tarballs to store, with the version of the file they replace.
+        let mut copies: Vec<(&NewTarball, Option<Version>)> = Vec::new();
+        // (package, version) of each release added or replaced.
+        let mut added: Vec<(String, String)> = Vec::new();
+        for t in &unique {
+            if !packages.contains_key(&t.name) {
+                let releases = self.load_package(&t.name)?.unwrap_or_default();
+                packages.insert(t.name.clone(), releases);
+            }
+            let releases = packages.entry(t.name.clone()).or_default();
+            let key = ResourcePath::tarball(&t.name, &t.release.version).key();
+            let on_disk = self.storage.read(&key)?;
+            let differs_on_disk = on_disk.as_ref().is_some_and(|o| o.bytes != t.bytes);
+            let on_disk_version = on_disk.map(|o| o.version);
+            let shown = || self.shown(&key);
+            match releases.iter().position(|r| r.version == t.release.version) {
+                Some(i) if releases[i].outer_checksum == t.release.outer_checksum => {
+                    if differs_on_disk && !replace {
+                        problems.push(format!(
+                            "{} differs from {}, which the registry does not describe: pass --replace to overwrite it",
+                            t.source,
+                            shown()
+                        ));
+                    } else if on_disk_version.is_none() || differs_on_disk {
+                        copies.push((t, on_disk_version));
+                    }
+                }
+                Some(i) => {
+                    if !replace {
+                        problems.push(format!(
+                            "{}: {} {} is already published with another tarball (outer checksum {}, this one {}); releases are immutable for clients that locked them: pass --replace only if you must",
+                            t.source,
+                            t.name,
+                            t.release.version,
+                            tarball::hex_upper(&releases[i].outer_checksum),
+                            tarball::hex_upper(&t.release.outer_checksum)
+                        ));
+                        continue;
+                    }
+                    releases[i] = t.release.clone();
+                    copies.push((t, on_disk_version));
+                    added.push((t.name.clone(), t.release.version.clone()));
+                }
+                None => {
+                    if differs_on_disk && !replace {
+                        problems.push(format!(
+                            "{} already exists with other content: pass --replace to overwrite it",
+                            shown()
+                        ));
+                        continue;
+                    }
+                    releases.push(t.release.clone());
+                    registry::sort_releases(releases);
+                    if on_disk_version.is_none() || differs_on_disk {
+                        copies.push((t, on_disk_version));
+                    }
+                    added.push((t.name.clone(), t.release.version.clone()));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::AddRefused { problems });
+        }
+
+        // Tarballs first: a release must never be listed before its tarball is there.
+        let mut modified: BTreeMap<String, i64> = BTreeMap::new();
+        if !copies.is_empty() {
+            let batch = self.storage.batch();
+            for (t, version) in &copies {
+                let key = ResourcePath::tarball(&t.name, &t.release.version).key();
+                batch.put(&key, &t.bytes, Condition::after(version.as_ref()))?;
+            }
+            for entry in batch.commit()? {
+                modified.insert(entry.name, entry.modified);
+            }
+            for (t, version) in &copies {
+                let key = ResourcePath::tarball(&t.name, &t.release.version).key();
+                let kind = if version.is_some() {
+                    ChangeKind::Updating
+                } else {
+                    ChangeKind::Creating
+                };
+                self.changes.file(Stage::TarballsDir, kind, &key);
+            }
+        }
+        // Each package with a new release: its `updated_at` becomes the newest modification
+        // time of the new tarballs, as a build would compute it.
+        for (name, version) in &added {
+            let key = ResourcePath::tarball(name, version).key();
+            let mtime = match modified.get(&key) {
+                Some(mtime) => *mtime,
+                None => self.storage.read(&key)?.map_or(0, |o| o.modified),
+            };
+            let entry = index.entry(name.clone()).or_insert_with(|| PackageSummary {
+                name: name.clone(),
+                updated_at: mtime,
+                versions: Vec::new(),
+                retired: Vec::new(),
+            });
+            entry.updated_at = entry.updated_at.max(mtime);
+        }
+        let changed: Vec<(String, Vec<Release>)> = packages
+            .into_iter()
+            .filter(|(name, _)| added.iter().any(|(n, _)| n == name))
+            .collect();
+        self.write_changes(index, changed, &[], &[])
+    }
+
+    /// Removes release `version` of `package` (every release when `None`): updates
+    /// `packages/NAME` (removed when no release is left), `names` and `versions`, then deletes
+    /// the removed releases' tarballs.
+    pub fn remove(&mut self, package: &str, version: Option<&str>) -> Result<(), Error> {
+        let index = self.load_index()?;
+        let mut releases = self.existing_package(package)?;
+        let gone: Vec<Release> = match version {
+            Some(version) => {
+                let i = find_version(&releases, package, version)?;
+                vec![releases.remove(i)]
+            }
+            None => std::mem::take(&mut releases),
+        };
+        let delete: Vec<ResourcePath> = gone
+            .iter()
+            .map(|r| ResourcePath::tarball(package, &r.version))
+            .collect();
+        if releases.is_empty() {
+            self.write_changes(index, Vec::new(), &[package.to_string()], &delete)
+        } else {
+            self.write_changes(index, vec![(package.to_string(), releases)], &[], &delete)
+        }
+    }
+
+    /// Marks release `version` of `package` retired.
+    pub fn retire(
+        &mut self,
+        package: &str,
+        version: &str,
+        retirement: Retirement,
+    ) -> Result<(), Error> {
+        self.set_retirement(package, version, Some(retirement))
+    }
+
+    /// Clears the retirement of release `version` of `package`.
+    pub fn unretire(&mut self, package: &str, version: &str) -> Result<(), Error> {
+        self.set_retirement(package, version, None)
+    }
+
+    fn set_retirement(
+        &mut self,
+        package: &str,
+        version: &str,
+        retirement: Option<Retirement>,
+    ) -> Result<(), Error> {
+        let index = self.load_index()?;
+        let mut releases = self.existing_package(package)?;
+        let i = find_version(&releases, package, version)?;
+        releases[i].retired = retirement;
+        self.write_changes(index, vec![(package.to_string(), releases)], &[], &[])
+    }
+}
+
+/// Index of `version` in `releases`, or an error listing the versions there are.
+fn find_version(releases: &[Release], package: &str, version: &str) -> Result<usize, Error> {
+    releases
+        .iter()
+        .position(|r| r.version == version)
+        .ok_or_else(|| Error::NoVersion {
+            package: package.to_string(),
+            version: version.to_string(),
+            have: releases.iter().map(|r| r.version.clone()).collect(),
+        })
+}

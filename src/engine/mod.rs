@@ -1,0 +1,237 @@
+//! The registry engine: every operation that reads or changes a registry, over a
+//! [`Storage`](crate::storage::Storage), for every front end (the command line, `serve`).
+//!
+//! A [`Registry`] is a repository name, its signing key and a storage whose lock it holds. Its
+//! operations ([`Registry::build`], [`Registry::add`], [`Registry::remove`],
+//! [`Registry::retire`], [`Registry::unretire`]) decide every change before writing anything,
+//! then write in a crash-safe order: tarballs, `packages/*`, `names` and `versions`, and last
+//! the removal of what is gone. Each records what it changed in [`Changes`]. [`verify`] reads
+//! a registry and returns every problem it finds.
+
+pub mod build;
+pub mod cache;
+pub mod changes;
+pub mod manage;
+pub mod verify;
+mod writer;
+
+use crate::registry::ReleaseError;
+use crate::registry::ResourceError;
+use crate::signing::{PrivateKey, PublicKey};
+use crate::storage::{Lock, Storage, StorageError};
+
+pub use build::BuildOptions;
+pub use cache::Cache;
+pub use changes::{Change, ChangeKind, Changes, Stage};
+pub use manage::NewTarball;
+pub use verify::{Verification, verify};
+
+/// Why an operation failed. Nothing was written unless the error says so.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Signing failed.
+    #[error("{0}")]
+    Sign(String),
+    /// Some tarballs of a build are invalid (each problem names its file).
+    #[error(
+        "{} invalid tarball{} in {dir}: nothing was written; fix or remove {} and run again",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" },
+        if problems.len() == 1 { "it" } else { "them" }
+    )]
+    InvalidTarballs {
+        /// The tarballs directory, as shown.
+        dir: String,
+        /// One line per invalid tarball.
+        problems: Vec<String>,
+    },
+    /// Some tarballs given to `add` are invalid or conflict with the registry.
+    #[error("nothing was added: fix the tarballs above and run again")]
+    AddRefused {
+        /// One line per refused tarball.
+        problems: Vec<String>,
+    },
+    /// A registry file cannot be read back.
+    #[error("{path} {source}")]
+    Resource {
+        /// The file, as shown.
+        path: String,
+        /// Why.
+        source: ResourceError,
+    },
+    /// A registry file is not signed by the key this run signs with.
+    #[error(
+        "{path} {source}: it was not signed by {key} (is --private-key the registry's key?); `hexreg verify` lists every problem"
+    )]
+    Untrusted {
+        /// The file, as shown.
+        path: String,
+        /// Why.
+        source: ResourceError,
+        /// The private key, as the user named it.
+        key: String,
+    },
+    /// An index belongs to another repository, or is not an index.
+    #[error("{path} {source} (check --name)")]
+    WrongIndex {
+        /// The file, as shown.
+        path: String,
+        /// Why.
+        source: ResourceError,
+    },
+    /// A release record in a `packages/NAME` file cannot be used.
+    #[error("{path}: {source}")]
+    BadRelease {
+        /// The file, as shown.
+        path: String,
+        /// Why.
+        source: ReleaseError,
+    },
+    /// Only one of `names` and `versions` exists.
+    #[error(
+        "{root} has only one of `names` and `versions`: rebuild the registry from its tarballs with `hexreg build`"
+    )]
+    HalfIndex {
+        /// The registry, as shown.
+        root: String,
+    },
+    /// `names` and `versions` disagree on the packages.
+    #[error(
+        "{listed_in} lists package `{package}` but {missing_from} does not: run `hexreg verify`, then `hexreg build`"
+    )]
+    IndexMismatch {
+        /// The index listing the package, as shown.
+        listed_in: String,
+        /// The other, as shown.
+        missing_from: String,
+        /// The package.
+        package: String,
+    },
+    /// No such package.
+    #[error("package `{package}` is not in the registry {root} (no {path})")]
+    NoPackage {
+        /// The package.
+        package: String,
+        /// The registry, as shown.
+        root: String,
+        /// Its missing `packages/NAME` file, as shown.
+        path: String,
+    },
+    /// No such version.
+    #[error("package `{package}` has no version `{version}` (it has: {})", have.join(", "))]
+    NoVersion {
+        /// The package.
+        package: String,
+        /// The version asked for.
+        version: String,
+        /// The versions there are.
+        have: Vec<String>,
+    },
+}
+
+/// Reports the progress of long phases (reading tarballs, signing packages); by default,
+/// nothing.
+pub trait Progress: Sync {
+    /// A phase of `total` steps begins.
+    fn start(&self, _what: &'static str, _total: usize) {}
+    /// `n` more steps are done.
+    fn advance(&self, _n: usize) {}
+    /// The phase is over.
+    fn finish(&self) {}
+}
+
+/// A [`Progress`] that reports nothing.
+pub struct Silent;
+
+impl Progress for Silent {}
+
+/// The key that signs a registry, and how the user named it (for messages).
+pub struct Signer {
+    /// The private key.
+    pub key: PrivateKey,
+    /// Its public half, which verifies what the registry holds.
+    pub public: PublicKey,
+    /// How the user named it, e.g. the `--private-key` path.
+    pub name: String,
+}
+
+impl Signer {
+    /// `key`, named `name` in messages.
+    pub fn new(key: PrivateKey, name: &str) -> Self {
+        let public = key.public_key();
+        Signer {
+            key,
+            public,
+            name: name.to_string(),
+        }
+    }
+}
+
+/// A registry open for changes: its storage, whose lock it holds, its repository name, its
+/// signing key, the cache of what earlier runs read, and the changes made so far.
+pub struct Registry<'a> {
+    storage: &'a dyn Storage,
+    repo: String,
+    signer: &'a Signer,
+    cache: Cache,
+    progress: &'a dyn Progress,
+    changes: Changes,
+    _lock: Lock,
+}
+
+impl<'a> Registry<'a> {
+    /// The registry of repository `repo` in `storage`, whose lock `lock` is. Without a cache
+    /// ([`Registry::with_cache`]), every tarball and registry file is read.
+    pub fn open(storage: &'a dyn Storage, repo: &str, signer: &'a Signer, lock: Lock) -> Self {
+        Registry {
+            storage,
+            repo: repo.to_string(),
+            signer,
+            cache: Cache::disabled(repo),
+            progress: &Silent,
+            changes: Changes::default(),
+            _lock: lock,
+        }
+    }
+
+    /// Uses `cache` to skip what earlier runs read.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// Reports long phases to `progress`.
+    pub fn with_progress(mut self, progress: &'a dyn Progress) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// The repository name.
+    pub fn repository(&self) -> &str {
+        &self.repo
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &'a dyn Storage {
+        self.storage
+    }
+
+    /// Takes the changes made so far (also after a failed operation: what it did before
+    /// failing).
+    pub fn take_changes(&mut self) -> Changes {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Closes the registry, releasing its lock, and gives back the cache to save.
+    pub fn into_cache(self) -> Cache {
+        self.cache
+    }
+
+    /// `storage.display(path)`, made one line (file names may hold anything).
+    fn shown(&self, path: &str) -> String {
+        crate::tarball::one_line(&self.storage.display(path))
+    }
+}

@@ -1,0 +1,267 @@
+//! Verify: checks a registry as a client would see it, and more: every resource gunzips,
+//! verifies and belongs to the repository; `names`, `versions` and `packages/` agree; every
+//! release's tarball is there with its recorded checksum; every tarball is listed. Reads only;
+//! takes no lock.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use super::Error;
+use crate::proto;
+use crate::registry::{self, ResourceError};
+use crate::resource_path::{PACKAGES_DIR, ResourcePath, TARBALLS_DIR};
+use crate::signing::PublicKey;
+use crate::storage::Storage;
+use crate::tarball;
+
+/// What [`verify`] found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Verification {
+    /// Every problem, as `PATH: what`.
+    pub problems: Vec<String>,
+    /// Packages whose `packages/NAME` file is sound.
+    pub packages: usize,
+    /// Their releases.
+    pub releases: usize,
+}
+
+impl Verification {
+    fn add(&mut self, path: &str, what: impl std::fmt::Display) {
+        self.problems.push(format!("{path}: {what}"));
+    }
+
+    /// Whether no problem was found.
+    pub fn is_sound(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Checks every resource, signature and tarball of the registry of repository `repo` in
+/// `storage`, signed by `key`. Fails only when the registry cannot be listed; every problem
+/// with its content is in the result.
+pub fn verify(storage: &dyn Storage, repo: &str, key: &PublicKey) -> Result<Verification, Error> {
+    let mut found = Verification::default();
+    let shown = |path: &str| tarball::one_line(&storage.display(path));
+    let names = open(storage, &ResourcePath::Names, key, &mut found).and_then(|p| {
+        check(
+            registry::decode_names(&p, repo),
+            &shown("names"),
+            &mut found,
+        )
+    });
+    let versions = open(storage, &ResourcePath::Versions, key, &mut found).and_then(|p| {
+        check(
+            registry::decode_versions(&p, repo),
+            &shown("versions"),
+            &mut found,
+        )
+    });
+
+    // packages/*, read and checked in parallel.
+    let files: Vec<String> = storage
+        .list(PACKAGES_DIR)?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e.name)
+        .filter(|f| !f.starts_with('.'))
+        .collect();
+    let packages: Vec<(String, Option<proto::package::Package>, Verification)> = files
+        .par_iter()
+        .map(|name| {
+            let mut problems = Verification::default();
+            let path = ResourcePath::package(name).key();
+            let shown = shown(&path);
+            let package = match storage.read(&path) {
+                Ok(Some(object)) => registry::open_package(&object.bytes, key, repo, name)
+                    .map_err(|e| problems.add(&shown, e))
+                    .ok(),
+                Ok(None) => {
+                    problems.add(&shown, "is missing");
+                    None
+                }
+                Err(e) => {
+                    problems.add(&shown, e);
+                    None
+                }
+            };
+            (name.clone(), package, problems)
+        })
+        .collect();
+    let mut by_name: BTreeMap<String, proto::package::Package> = BTreeMap::new();
+    // Packages whose file is unusable: their tarballs are not reported as unlisted too.
+    let mut unreadable: BTreeSet<String> = BTreeSet::new();
+    for (name, package, mut problems) in packages {
+        found.problems.append(&mut problems.problems);
+        match package {
+            Some(package) => {
+                by_name.insert(name, package);
+            }
+            None => {
+                unreadable.insert(name);
+            }
+        }
+    }
+
+    // The indexes against each other and against packages/.
+    if let (Some(names), Some(versions)) = (&names, &versions) {
+        let listed: Vec<&str> = names.packages.iter().map(|p| p.name.as_str()).collect();
+        let versioned: Vec<&str> = versions.packages.iter().map(|p| p.name.as_str()).collect();
+        if listed != versioned {
+            found.add(
+                &shown("versions"),
+                "does not list the same packages as names",
+            );
+        }
+        for p in &versions.packages {
+            let path = ResourcePath::package(&p.name).key();
+            match by_name.get(&p.name) {
+                None if !files.contains(&p.name) => {
+                    found.add(&shown(&path), "is missing, but versions lists the package")
+                }
+                None => {}
+                Some(package) => {
+                    let have: Vec<&str> = package
+                        .releases
+                        .iter()
+                        .map(|r| r.version.as_str())
+                        .collect();
+                    if have != p.versions.iter().map(String::as_str).collect::<Vec<_>>() {
+                        found.add(
+                            &shown("versions"),
+                            format!(
+                                "lists {} versions [{}] but {} has [{}]",
+                                p.name,
+                                p.versions.join(", "),
+                                path,
+                                have.join(", ")
+                            ),
+                        );
+                    }
+                    let retired: Vec<i32> = package
+                        .releases
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| r.retired.is_some())
+                        .map(|(i, _)| i as i32)
+                        .collect();
+                    if retired != p.retired {
+                        found.add(
+                            &shown("versions"),
+                            format!("retired indexes of {} do not match {path}", p.name),
+                        );
+                    }
+                }
+            }
+        }
+        for name in by_name.keys() {
+            if !listed.contains(&name.as_str()) {
+                found.add(
+                    &shown(&ResourcePath::package(name).key()),
+                    "is not listed in names",
+                );
+            }
+        }
+    }
+
+    // Every release's tarball, with its outer checksum.
+    let mut expected: BTreeSet<String> = BTreeSet::new();
+    let mut jobs = Vec::new();
+    for (name, package) in &by_name {
+        for release in &package.releases {
+            let path = ResourcePath::tarball(name, &release.version);
+            if let ResourcePath::Tarball(file) = &path {
+                expected.insert(file.clone());
+            }
+            jobs.push((path.key(), release.outer_checksum.clone()));
+        }
+    }
+    let tarball_problems: Vec<Option<String>> = jobs
+        .par_iter()
+        .map(|(path, checksum)| {
+            let shown = shown(path);
+            let Some(checksum) = checksum else {
+                return Some(format!(
+                    "{shown}: its release has no outer_checksum (rebar3 refuses such a package)"
+                ));
+            };
+            match storage.read(path) {
+                Ok(Some(object)) => {
+                    let actual: [u8; 32] = Sha256::digest(&object.bytes).into();
+                    (actual.as_slice() != checksum.as_slice()).then(|| {
+                        format!(
+                            "{shown}: sha256 is {}, but the registry records {}",
+                            tarball::hex_upper(&actual),
+                            tarball::hex_upper(checksum)
+                        )
+                    })
+                }
+                Ok(None) => Some(format!(
+                    "{shown}: is missing, but the registry lists this release"
+                )),
+                Err(e) => Some(format!("{shown}: {e}")),
+            }
+        })
+        .collect();
+    found
+        .problems
+        .extend(tarball_problems.into_iter().flatten());
+
+    // Every tarball is listed.
+    let present = storage.list(TARBALLS_DIR)?.unwrap_or_default();
+    for file in present
+        .iter()
+        .map(|e| &e.name)
+        .filter(|f| !f.starts_with('.') && f.ends_with(".tar"))
+    {
+        let package = file.split('-').next().unwrap_or_default();
+        if !expected.contains(file) && !unreadable.contains(package) {
+            found.add(
+                &shown(&ResourcePath::Tarball(file.clone()).key()),
+                "is not listed in the registry (run `hexreg build`, or remove it)",
+            );
+        }
+    }
+    found.packages = by_name.len();
+    found.releases = jobs.len();
+    Ok(found)
+}
+
+/// Reads, gunzips and verifies a resource; records a problem and returns `None` on failure.
+fn open(
+    storage: &dyn Storage,
+    path: &ResourcePath,
+    key: &PublicKey,
+    found: &mut Verification,
+) -> Option<Vec<u8>> {
+    let key_path = path.key();
+    let shown = tarball::one_line(&storage.display(&key_path));
+    let bytes = match storage.read(&key_path) {
+        Ok(Some(object)) => object.bytes,
+        Ok(None) => {
+            found.add(&shown, "is missing");
+            return None;
+        }
+        Err(e) => {
+            found.add(&shown, e);
+            return None;
+        }
+    };
+    let opened = match registry::open(&bytes) {
+        Ok(opened) => opened,
+        Err(e) => {
+            found.add(&shown, e);
+            return None;
+        }
+    };
+    if let Err(e) = opened.verify(key) {
+        found.add(&shown, e);
+        return None;
+    }
+    Some(opened.payload)
+}
+
+fn check<T>(decoded: Result<T, ResourceError>, shown: &str, found: &mut Verification) -> Option<T> {
+    decoded.map_err(|e| found.add(shown, e)).ok()
+}

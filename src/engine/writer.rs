@@ -1,0 +1,314 @@
+//! Writing registry resources: encode, compare with what is there, then sign, seal and stage
+//! what changed, commit in a crash-safe order, and record each change. Shared by every
+//! operation that changes a registry.
+//!
+//! Order: `packages/*` first (one batch, durable together), then `names` and `versions` (a
+//! second batch), then the removal of stale `packages/*`. A run killed at any point leaves every
+//! file whole, and every package the indexes list has its `packages/` file.
+//!
+//! Whether a file already holds the wanted payload is known without reading it when the cache
+//! recorded the file (same version token, same signing key) with that payload's digest;
+//! otherwise the file is read, gunzipped and its signature checked.
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use super::{ChangeKind, Error, Registry, Stage};
+use crate::registry::{self, PackageSummary, Release, Retirement};
+use crate::resource_path::{PACKAGES_DIR, ResourcePath};
+use crate::storage::{Condition, Entry, Version};
+
+/// What is at a resource's path before it is written.
+pub(super) enum Existing {
+    Missing,
+    /// Recorded by the cache: not read.
+    Known(Version, super::cache::KnownResource),
+    /// Read.
+    Read(Version, Vec<u8>),
+}
+
+/// One resource, prepared: encoded and compared with the file in place (nothing is signed or
+/// written before [`Registry::commit_resources`]).
+pub(super) struct Outcome {
+    path: ResourcePath,
+    digest: [u8; 32],
+    retired: Vec<(String, Retirement)>,
+    /// `Some` when the file must be written: how, and the payload to sign and seal.
+    changed: Option<(ChangeKind, Condition, Vec<u8>)>,
+    /// The version of the unchanged file.
+    version: Option<Version>,
+}
+
+/// The files of `packages/` by name, as listed once per operation.
+pub(super) struct PackageFiles(HashMap<String, Entry>);
+
+impl PackageFiles {
+    pub(super) fn names(&self) -> impl Iterator<Item = &String> {
+        self.0.keys()
+    }
+}
+
+impl Registry<'_> {
+    /// Lists `packages/`.
+    pub(super) fn package_files(&self) -> Result<PackageFiles, Error> {
+        let entries = self.storage.list(PACKAGES_DIR)?.unwrap_or_default();
+        Ok(PackageFiles(
+            entries
+                .into_iter()
+                .filter(|e| !e.name.starts_with('.'))
+                .map(|e| (e.name.clone(), e))
+                .collect(),
+        ))
+    }
+
+    /// Looks at `path` (listed as `listed`, or not listed) before writing it.
+    fn existing(&self, path: &ResourcePath, listed: Option<&Entry>) -> Result<Existing, Error> {
+        let Some(entry) = listed else {
+            return Ok(Existing::Missing);
+        };
+        let key = path.key();
+        if let Some(known) = self.cache.resource(&key, &entry.version) {
+            return Ok(Existing::Known(entry.version.clone(), known));
+        }
+        Ok(match self.storage.read(&key)? {
+            Some(object) => Existing::Read(object.version, object.bytes),
+            None => Existing::Missing,
+        })
+    }
+
+    /// Compares `payload` for `path` with the file in place, keeping it to be written unless
+    /// the file already holds it.
+    fn prepare(
+        &self,
+        path: ResourcePath,
+        payload: Vec<u8>,
+        existing: Existing,
+        retired: Vec<(String, Retirement)>,
+    ) -> Outcome {
+        let digest: [u8; 32] = Sha256::digest(&payload).into();
+        let (unchanged, version) = match existing {
+            Existing::Missing => (false, None),
+            Existing::Known(version, known) => (known.payload_sha256 == digest, Some(version)),
+            Existing::Read(version, bytes) => (
+                registry::is_current(&bytes, &payload, &self.signer.public),
+                Some(version),
+            ),
+        };
+        let changed = (!unchanged).then(|| match &version {
+            None => (ChangeKind::Creating, Condition::Create, payload),
+            Some(v) => (ChangeKind::Updating, Condition::Replace(v.clone()), payload),
+        });
+        Outcome {
+            path,
+            digest,
+            retired,
+            changed,
+            version: if unchanged { version } else { None },
+        }
+    }
+
+    /// Writes prepared resources (each signed, sealed and staged by one thread, in parallel,
+    /// then one commit) and records them in the changes and the cache.
+    fn commit_resources(
+        &mut self,
+        outcomes: Vec<Outcome>,
+        stage: impl Fn(&ResourcePath) -> Stage,
+    ) -> Result<(), Error> {
+        let mut payloads = Vec::new();
+        let mut unchanged = Vec::new();
+        for outcome in outcomes {
+            match outcome.changed {
+                Some((kind, condition, payload)) => {
+                    payloads.push((
+                        outcome.path,
+                        kind,
+                        condition,
+                        payload,
+                        outcome.digest,
+                        outcome.retired,
+                    ));
+                }
+                None => unchanged.push(outcome),
+            }
+        }
+        if !payloads.is_empty() {
+            let batch = self.storage.batch();
+            let (key, progress) = (&self.signer.key, self.progress);
+            progress.start("signing packages", payloads.len());
+            let staged: Result<(), Error> =
+                payloads
+                    .par_iter()
+                    .try_for_each(|(path, _, condition, payload, ..)| {
+                        let signature = sign(key, payload)?;
+                        let sealed = registry::seal_signed(payload, signature);
+                        batch.put(&path.key(), &sealed, condition.clone())?;
+                        progress.advance(1);
+                        Ok(())
+                    });
+            progress.finish();
+            staged?;
+            let written: HashMap<String, Version> = batch
+                .commit()?
+                .into_iter()
+                .map(|e| (e.name, e.version))
+                .collect();
+            for (path, kind, _, _, digest, retired) in payloads {
+                let key = path.key();
+                self.changes.file(stage(&path), kind, &key);
+                if let Some(version) = written.get(&key) {
+                    self.cache
+                        .put_resource(&key, version.clone(), digest, retired, true);
+                }
+            }
+        }
+        for outcome in unchanged {
+            if let Some(version) = outcome.version {
+                self.cache.put_resource(
+                    &outcome.path.key(),
+                    version,
+                    outcome.digest,
+                    outcome.retired,
+                    false,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `packages/NAME` of each package whose payload changed. With `keep_retirements`,
+    /// releases take the retirement recorded for their version in the existing file (what
+    /// `build` does, since tarballs carry no retirement).
+    pub(super) fn write_packages(
+        &mut self,
+        files: &PackageFiles,
+        packages: &mut [(String, Vec<Release>)],
+        keep_retirements: bool,
+    ) -> Result<(), Error> {
+        let outcomes = self.prepare_packages(files, packages, keep_retirements)?;
+        self.commit_packages(outcomes)
+    }
+
+    /// Writes packages prepared by [`Registry::prepare_packages`].
+    pub(super) fn commit_packages(&mut self, outcomes: Vec<Outcome>) -> Result<(), Error> {
+        self.commit_resources(outcomes, |_| Stage::Packages)
+    }
+
+    /// Encodes `packages/NAME` of each package, in parallel, and compares it with the file in
+    /// place, signing and writing nothing (see [`Registry::write_packages`]).
+    pub(super) fn prepare_packages(
+        &self,
+        files: &PackageFiles,
+        packages: &mut [(String, Vec<Release>)],
+        keep_retirements: bool,
+    ) -> Result<Vec<Outcome>, Error> {
+        let this = self;
+        packages
+            .par_iter_mut()
+            .map(|(name, releases)| {
+                let path = ResourcePath::package(name);
+                let existing = this.existing(&path, files.0.get(name.as_str()))?;
+                if keep_retirements {
+                    match &existing {
+                        Existing::Known(_, known) => apply_retirements(&known.retired, releases),
+                        Existing::Read(_, bytes) => {
+                            apply_retirements(&read_retirements(bytes, &this.repo, name), releases)
+                        }
+                        Existing::Missing => {}
+                    }
+                }
+                let payload = registry::package_payload(&this.repo, name, releases);
+                let retired = releases
+                    .iter()
+                    .filter_map(|r| Some((r.version.clone(), r.retired.clone()?)))
+                    .collect();
+                Ok(this.prepare(path, payload, existing, retired))
+            })
+            .collect()
+    }
+
+    /// Writes `names` and `versions` for `summaries` (sorted by name), then removes the
+    /// `packages/*` files of `stale` packages.
+    pub(super) fn write_index(
+        &mut self,
+        summaries: &[PackageSummary],
+        stale: &[String],
+    ) -> Result<(), Error> {
+        let root: HashMap<String, Entry> = self
+            .storage
+            .list("")?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.regular)
+            .map(|e| (e.name.clone(), e))
+            .collect();
+        let mut outcomes = Vec::new();
+        for (path, payload) in [
+            (
+                ResourcePath::Names,
+                registry::names_payload(&self.repo, summaries),
+            ),
+            (
+                ResourcePath::Versions,
+                registry::versions_payload(&self.repo, summaries),
+            ),
+        ] {
+            let existing = self.existing(&path, root.get(&path.key()))?;
+            outcomes.push(self.prepare(path, payload, existing, Vec::new()));
+        }
+        self.commit_resources(outcomes, |path| {
+            if *path == ResourcePath::Names {
+                Stage::Names
+            } else {
+                Stage::Versions
+            }
+        })?;
+        for name in stale {
+            let path = ResourcePath::package(name).key();
+            self.storage.delete(&path)?;
+            self.changes
+                .file(Stage::Removals, ChangeKind::Removing, &path);
+        }
+        Ok(())
+    }
+}
+
+/// The retirements recorded in an existing `packages/NAME` file. A file that cannot be read back
+/// (corrupt, another repository) has none to keep. The signature is not checked: retirements
+/// survive a build that changes the key, as they do in the task. A reason `package.proto` does
+/// not define (written by a newer tool) is kept as "other": the release stays retired.
+fn read_retirements(existing: &[u8], repo: &str, name: &str) -> Vec<(String, Retirement)> {
+    let Ok(opened) = registry::open(existing) else {
+        return Vec::new();
+    };
+    let Ok(package) = registry::decode_package(&opened.payload, repo, name) else {
+        return Vec::new();
+    };
+    package
+        .releases
+        .into_iter()
+        .filter_map(|r| {
+            let status = r.retired?;
+            let retirement = Retirement::from_proto(status.clone()).unwrap_or(Retirement {
+                reason: registry::RetirementReason::RetiredOther,
+                message: status.message,
+            });
+            Some((r.version, retirement))
+        })
+        .collect()
+}
+
+/// Sets the retirement of each release whose version is listed.
+fn apply_retirements(retired: &[(String, Retirement)], releases: &mut [Release]) {
+    for (version, retirement) in retired {
+        for release in releases.iter_mut().filter(|r| &r.version == version) {
+            release.retired = Some(retirement.clone());
+        }
+    }
+}
+
+/// Signs `payload` with `key`.
+fn sign(key: &crate::signing::PrivateKey, payload: &[u8]) -> Result<Vec<u8>, Error> {
+    Ok(key.sign(payload))
+}

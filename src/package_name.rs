@@ -1,0 +1,84 @@
+//! Rules on package names and tarball file names, shared by every command that reads tarballs.
+
+use crate::tarball::one_line;
+
+/// Whether `name` is a Hex package name: `^[a-z][a-z0-9_]*$`.
+pub fn is_valid(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+}
+
+/// What a valid package name looks like, for error messages.
+pub const RULE: &str = "lowercase letters, digits and `_`, starting with a letter";
+
+/// `foo-1.0.0-rc.1.tar` → (`foo`, `1.0.0-rc.1`): the name ends at the first `-`, as the task
+/// splits it.
+pub fn split_tarball_file_name(file_name: &str) -> Option<(&str, &str)> {
+    let stem = file_name.strip_suffix(".tar")?;
+    let (name, version) = stem.split_once('-')?;
+    (!name.is_empty() && !version.is_empty()).then_some((name, version))
+}
+
+/// Checks that a tarball's file name (`file_name`, `NAME-VERSION.tar`, split as `name` and
+/// `version`) agrees with its metadata (`meta_name`, `meta_version`): clients fetch a release
+/// by the name and version the registry records, which come from the metadata. `shown` names
+/// the file in the error, which says how to fix it.
+pub fn check_agreement(
+    shown: &str,
+    (name, version): (&str, &str),
+    (meta_name, meta_version): (&str, &str),
+) -> Result<(), String> {
+    let (quoted_name, quoted_version) = (one_line(meta_name), one_line(meta_version));
+    if meta_name != name {
+        return Err(format!(
+            "{shown}: the file name says package `{name}` but metadata.config says `{quoted_name}`; rename the file to {quoted_name}-{quoted_version}.tar"
+        ));
+    }
+    if meta_version != version {
+        return Err(format!(
+            "{shown}: the file name says version `{}` but metadata.config says `{quoted_version}`; clients would fetch {name}-{quoted_version}.tar, so rename the file",
+            one_line(version)
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_split_at_the_first_dash() {
+        assert_eq!(
+            split_tarball_file_name("foo-1.0.0.tar"),
+            Some(("foo", "1.0.0"))
+        );
+        assert_eq!(
+            split_tarball_file_name("jason-1.0.0-rc.1.tar"),
+            Some(("jason", "1.0.0-rc.1"))
+        );
+        assert_eq!(split_tarball_file_name("foo.tar"), None);
+        assert_eq!(split_tarball_file_name("-1.0.0.tar"), None);
+        assert_eq!(split_tarball_file_name("foo-.tar"), None);
+    }
+
+    #[test]
+    fn package_names() {
+        assert!(is_valid("acme_erl_base"));
+        assert!(is_valid("a1"));
+        assert!(!is_valid("1a"));
+        assert!(!is_valid("Acme"));
+        assert!(!is_valid("a-b"));
+        assert!(!is_valid(""));
+    }
+
+    #[test]
+    fn file_name_and_metadata_must_agree() {
+        assert!(check_agreement("f", ("foo", "1.0.0"), ("foo", "1.0.0")).is_ok());
+        let e = check_agreement("f", ("foo", "1.0.0"), ("bar", "1.0.0")).unwrap_err();
+        assert!(e.contains("rename the file to bar-1.0.0.tar"), "{e}");
+        let e = check_agreement("f", ("foo", "1.0.0"), ("foo", "1.0.1")).unwrap_err();
+        assert!(e.contains("clients would fetch foo-1.0.1.tar"), "{e}");
+    }
+}
