@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 
 use super::{ChangeKind, Error, Registry, Stage};
+use crate::package_name;
 use crate::registry::{self, PackageSummary, Release, ResourceError, Retirement};
-use crate::resource_path::ResourcePath;
+use crate::resource_path::{ResourcePath, TARBALLS_DIR};
 use crate::storage::{Condition, Version};
 use crate::tarball;
 
@@ -42,6 +43,13 @@ impl NewTarball {
 /// The packages of a registry, from its `names` and `versions`.
 type Index = BTreeMap<String, PackageSummary>;
 
+/// Which way a change goes, for the order of its writes (see `write_changes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    Grow,
+    Shrink,
+}
+
 impl Registry<'_> {
     /// Reads, verifies and decodes resource `path`, if it exists.
     fn payload(&self, path: &ResourcePath) -> Result<Option<Vec<u8>>, Error> {
@@ -64,7 +72,9 @@ impl Registry<'_> {
         Ok(Some(opened.payload))
     }
 
-    /// Every package of the registry, from `names` and `versions`.
+    /// Every package of the registry, from `names` and `versions`. A package only one of them
+    /// lists (a run stopped between the two) is completed from what the other files record,
+    /// so that the next write of the index repairs it.
     fn load_index(&self) -> Result<Index, Error> {
         let names = self.payload(&ResourcePath::Names)?;
         let versions = self.payload(&ResourcePath::Versions)?;
@@ -91,12 +101,20 @@ impl Registry<'_> {
             .collect();
         let mut summaries = BTreeMap::new();
         for p in versions.packages {
-            let Some(updated_at) = updated.remove(&p.name) else {
-                return Err(Error::IndexMismatch {
-                    listed_in: self.shown("versions"),
-                    missing_from: self.shown("names"),
-                    package: p.name,
-                });
+            let updated_at = match updated.remove(&p.name) {
+                Some(updated_at) => updated_at,
+                // In `versions` only: a run stopped between writing `versions` and `names`.
+                // The time `names` would hold is the newest of the package's tarballs.
+                None => {
+                    let mut newest = 0;
+                    for version in &p.versions {
+                        let key = ResourcePath::tarball(&p.name, version).key();
+                        if let Some(object) = self.storage.read(&key)? {
+                            newest = newest.max(object.modified);
+                        }
+                    }
+                    newest
+                }
             };
             summaries.insert(
                 p.name.clone(),
@@ -108,12 +126,13 @@ impl Registry<'_> {
                 },
             );
         }
-        if let Some(name) = updated.keys().next() {
-            return Err(Error::IndexMismatch {
-                listed_in: self.shown("names"),
-                missing_from: self.shown("versions"),
-                package: name.clone(),
-            });
+        // In `names` only: the same stop, the other way round. The versions are those its
+        // `packages/NAME` records; without one, the package is gone.
+        for (name, updated_at) in updated {
+            if let Some(releases) = self.load_package(&name)? {
+                let summary = PackageSummary::new(&name, updated_at, &releases);
+                summaries.insert(name, summary);
+            }
         }
         Ok(summaries)
     }
@@ -161,10 +180,17 @@ impl Registry<'_> {
         })
     }
 
-    /// Writes the changed packages, then the index (`index` updated with them, without
+    /// Writes the changed packages and the index (`index` updated with them, without
     /// `removed` packages), then deletes `delete` (tarballs no release refers to any more).
+    ///
+    /// The order keeps a run stopped at any write safe and repeatable. What grows (`Grow`: add,
+    /// retire) goes packages first, then the index: the index never lists what its
+    /// `packages/NAME` lacks. What shrinks (`Shrink`: remove) goes index first, then packages,
+    /// then tarballs: a release leaves what clients resolve with before its record and its
+    /// tarball go, and until its record goes, running the command again finds it.
     fn write_changes(
         &mut self,
+        order: Order,
         mut index: Index,
         mut changed: Vec<(String, Vec<Release>)>,
         removed: &[String],
@@ -172,7 +198,9 @@ impl Registry<'_> {
     ) -> Result<(), Error> {
         self.write_public_key(None)?;
         let files = self.package_files()?;
-        self.write_packages(&files, &mut changed, false)?;
+        if order == Order::Grow {
+            self.write_packages(&files, &mut changed, false)?;
+        }
         for (name, releases) in &changed {
             let updated_at = index.get(name).map_or(0, |s| s.updated_at);
             index.insert(
@@ -185,6 +213,9 @@ impl Registry<'_> {
         }
         let summaries: Vec<PackageSummary> = index.into_values().collect();
         self.write_index(&summaries, removed)?;
+        if order == Order::Shrink {
+            self.write_packages(&files, &mut changed, false)?;
+        }
         for path in delete {
             let key = path.key();
             if self.storage.delete(&key)? {
@@ -258,6 +289,14 @@ impl Registry<'_> {
                         ));
                     } else if on_disk_version.is_none() || differs_on_disk {
                         copies.push((t, on_disk_version));
+                    }
+                    // Recorded in `packages/NAME` but not in the index: a run stopped between
+                    // the two. Adding it again completes it.
+                    let indexed = index
+                        .get(&t.name)
+                        .is_some_and(|s| s.versions.contains(&t.release.version));
+                    if !indexed {
+                        added.push((t.name.clone(), t.release.version.clone()));
                     }
                 }
                 Some(i) => {
@@ -338,7 +377,7 @@ impl Registry<'_> {
             .into_iter()
             .filter(|(name, _)| added.iter().any(|(n, _)| n == name))
             .collect();
-        self.write_changes(index, changed, &[], &[])
+        self.write_changes(Order::Grow, index, changed, &[], &[])
     }
 
     /// Removes release `version` of `package` (every release when `None`): updates
@@ -346,12 +385,15 @@ impl Registry<'_> {
     /// the removed releases' tarballs.
     pub fn remove(&mut self, package: &str, version: Option<&str>) -> Result<(), Error> {
         let index = self.load_index()?;
-        let mut releases = self.existing_package(package)?;
+        let Some(mut releases) = self.load_package(package)? else {
+            // No record: a removal stopped after it may have left tarballs to delete.
+            return self.delete_leftover_tarballs(package, version);
+        };
         let gone: Vec<Release> = match version {
-            Some(version) => {
-                let i = find_version(&releases, package, version)?;
-                vec![releases.remove(i)]
-            }
+            Some(version) => match releases.iter().position(|r| r.version == version) {
+                Some(i) => vec![releases.remove(i)],
+                None => return self.delete_leftover_tarballs(package, Some(version)),
+            },
             None => std::mem::take(&mut releases),
         };
         let delete: Vec<ResourcePath> = gone
@@ -359,10 +401,68 @@ impl Registry<'_> {
             .map(|r| ResourcePath::tarball(package, &r.version))
             .collect();
         if releases.is_empty() {
-            self.write_changes(index, Vec::new(), &[package.to_string()], &delete)
+            self.write_changes(
+                Order::Shrink,
+                index,
+                Vec::new(),
+                &[package.to_string()],
+                &delete,
+            )
         } else {
-            self.write_changes(index, vec![(package.to_string(), releases)], &[], &delete)
+            self.write_changes(
+                Order::Shrink,
+                index,
+                vec![(package.to_string(), releases)],
+                &[],
+                &delete,
+            )
         }
+    }
+
+    /// Completes a removal that stopped after the release's record was gone: deletes the
+    /// tarballs of `package` (of `version` only, if given) that no record describes. Fails as
+    /// "no such package" or "no such version" when there are none.
+    fn delete_leftover_tarballs(
+        &mut self,
+        package: &str,
+        version: Option<&str>,
+    ) -> Result<(), Error> {
+        let recorded = self.load_package(package)?.unwrap_or_default();
+        let leftovers: Vec<String> = self
+            .storage
+            .list(TARBALLS_DIR)?
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|e| {
+                let (name, v) = package_name::split_tarball_file_name(&e.name)?;
+                let wanted = name == package
+                    && version.is_none_or(|version| version == v)
+                    && !recorded.iter().any(|r| r.version == v);
+                wanted.then(|| e.name.clone())
+            })
+            .collect();
+        if leftovers.is_empty() {
+            return Err(match version {
+                Some(version) if !recorded.is_empty() => Error::NoVersion {
+                    package: package.to_string(),
+                    version: version.to_string(),
+                    have: recorded.iter().map(|r| r.version.clone()).collect(),
+                },
+                _ => Error::NoPackage {
+                    package: package.to_string(),
+                    root: self.shown("").trim_end_matches('/').to_string(),
+                    path: self.shown(&ResourcePath::package(package).key()),
+                },
+            });
+        }
+        for file in leftovers {
+            let key = ResourcePath::Tarball(file).key();
+            if self.storage.delete(&key)? {
+                self.changes
+                    .file(Stage::Deletions, ChangeKind::Removing, &key);
+            }
+        }
+        Ok(())
     }
 
     /// Marks release `version` of `package` retired.
@@ -390,7 +490,13 @@ impl Registry<'_> {
         let mut releases = self.existing_package(package)?;
         let i = find_version(&releases, package, version)?;
         releases[i].retired = retirement;
-        self.write_changes(index, vec![(package.to_string(), releases)], &[], &[])
+        self.write_changes(
+            Order::Grow,
+            index,
+            vec![(package.to_string(), releases)],
+            &[],
+            &[],
+        )
     }
 }
 

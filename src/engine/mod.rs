@@ -98,18 +98,6 @@ pub enum Error {
         /// The registry, as shown.
         root: String,
     },
-    /// `names` and `versions` disagree on the packages.
-    #[error(
-        "{listed_in} lists package `{package}` but {missing_from} does not: run `hexreg verify`, then `hexreg build`"
-    )]
-    IndexMismatch {
-        /// The index listing the package, as shown.
-        listed_in: String,
-        /// The other, as shown.
-        missing_from: String,
-        /// The package.
-        package: String,
-    },
     /// No such package.
     #[error("package `{package}` is not in the registry {root} (no {path})")]
     NoPackage {

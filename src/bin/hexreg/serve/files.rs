@@ -2,9 +2,8 @@
 //!
 //! A request path is percent-decoded one segment at a time. It is refused (the caller
 //! answers 404) when a segment decodes to something holding `/` or NUL, when any segment
-//! starts with a dot (`.`, `..`, dotfiles such as hexreg's `.hexreg-tmp-*` files and its
-//! `.hexreg.lock`), when it names PUBLIC_DIR itself or ends with `/`, or when an escape is
-//! malformed.
+//! starts with a dot (`.`, `..`, dotfiles such as hexreg's `.hexreg-tmp-*` temporary files),
+//! when it names PUBLIC_DIR itself or ends with `/`, or when an escape is malformed.
 //!
 //! What is left is opened beneath the PUBLIC_DIR handle one segment at a time with `openat`
 //! and `O_NOFOLLOW`, so the common case can neither leave PUBLIC_DIR nor be raced by a
@@ -301,7 +300,7 @@ mod tests {
             "/%2E%2e%2fsecret",
             "/..%2fsecret",
             "/packages%2facme_a",
-            "/.hexreg.lock",
+            "/.htpasswd",
             "/tarballs/.hexreg-tmp-123",
             "/%2ehidden",
             "/./names",
