@@ -12,6 +12,8 @@
 //! rebuild after one new tarball. Wall time and the peak resident memory of the hexreg process
 //! (from `wait4`) are printed, with the number of registry files each run rewrote. Each timed
 //! run starts after a `sync`, so it does not pay for flushing the corpus just written.
+//! `--hexreg PATH` times another binary (an older build, to compare side by side); `--dir DIR`
+//! keeps the corpus in DIR, so that runs of two binaries read the same files.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -27,6 +29,7 @@ struct Args {
     runs: usize,
     dir: Option<PathBuf>,
     jobs: Option<usize>,
+    hexreg: Option<PathBuf>,
 }
 
 fn parse_args() -> Args {
@@ -36,6 +39,7 @@ fn parse_args() -> Args {
         runs: 3,
         dir: None,
         jobs: None,
+        hexreg: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -46,6 +50,7 @@ fn parse_args() -> Args {
             "--runs" => args.runs = value().parse().expect("--runs N"),
             "--dir" => args.dir = Some(PathBuf::from(value())),
             "--jobs" => args.jobs = Some(value().parse().expect("--jobs N")),
+            "--hexreg" => args.hexreg = Some(PathBuf::from(value())),
             other => {
                 panic!("unknown argument {other}; see the comment at the top of examples/bench.rs")
             }
@@ -202,12 +207,14 @@ fn median(mut v: Vec<(Duration, u64)>) -> (Duration, u64) {
 
 fn main() {
     let args = parse_args();
-    let hexreg = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("hexreg");
+    let hexreg = args.hexreg.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .unwrap()
+            .parent()
+            .and_then(Path::parent)
+            .unwrap()
+            .join("hexreg")
+    });
     let temp = tempfile::tempdir().unwrap();
     let base = args
         .dir
