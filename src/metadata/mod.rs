@@ -226,9 +226,21 @@ pub fn parse(bytes: &[u8]) -> Result<Metadata> {
     })
 }
 
-/// Writes `meta` as a `metadata.config` text in the shape hex_core's `encode_metadata/1`
-/// gives it (one `{Key, Value}.` form per line, keys sorted, binaries for text, requirements
-/// in mix's list-of-kvlists layout). The inverse of [`parse`] for what [`Metadata`] holds.
+/// Writes `meta` as a `metadata.config` text that [`parse`] reads.
+///
+/// The text is five `{Key, Value}.` forms, one per line, keys in byte order: `app`,
+/// `build_tools`, `name`, `requirements` and `version`. `build_tools` is always
+/// `[<<"rebar3">>]` (it is not part of [`Metadata`]). Each text is a binary, `<<"...">>`, or
+/// `<<"..."/utf8>>` when it is not ASCII, with `\` written as `\134`, `"` as `\"` and every
+/// other character as it is. `requirements` is in mix's layout (a list of property lists), in
+/// the order of `meta.requirements`, each with the keys `app` (only when it is `Some`), `name`,
+/// `optional` (the atom `true` or `false`), `repository` (only when it is `Some`) and
+/// `requirement`.
+///
+/// It is not byte for byte what hex_core's `encode_metadata/1` writes: that pretty-prints,
+/// breaking long forms over several lines. [`parse`] gives `meta` back only when
+/// `meta.requirements` is sorted by name bytewise with no name twice, as [`parse`] returns it;
+/// otherwise it sorts them, and of two with the same name the later wins.
 pub fn render(meta: &Metadata) -> String {
     fn bin(text: &str) -> String {
         // Backslash as `\134`, not `\\` (see `write_escaped_char`).
