@@ -502,7 +502,7 @@ fn requirement(name: String, props: &[(&Term, &Term)]) -> Result<Requirement> {
     })
 }
 
-/// "an integer (5)", "a list ([1,2])", … for error messages.
+/// `an integer (5)`, `a list ([1,2])`, … for error messages.
 fn describe(term: &Term) -> String {
     let kind = match term {
         Term::Atom(_) => "an atom",
