@@ -8,6 +8,7 @@
 //! whole file. `contents.tar.gz` is checked by streaming it through gzip and tar, never held
 //! inflated in memory.
 
+use std::cell::Cell;
 use std::io::{self, Read};
 
 use sha2::{Digest, Sha256};
@@ -152,12 +153,21 @@ fn outer_entries(bytes: &[u8]) -> Result<[&[u8]; 4], TarballError> {
     let mut archive = tar::Archive::new(io::Cursor::new(bytes));
     let entries = archive
         .entries_with_seek()
-        .map_err(|e| TarballError::NotTar(tar_error(&e, None)))?;
+        .map_err(|e| TarballError::NotTar(tar_error(&e, None, None)))?;
     let mut any = false;
     let mut previous: Option<&str> = None;
     let mut last_is_whole = true;
+    // Where the next header is due: the tar reader stops there or just after when it fails.
+    let mut due: Option<u64> = Some(0);
     for entry in entries {
-        let entry = entry.map_err(|e| TarballError::NotTar(tar_error(&e, previous)))?;
+        let entry = entry.map_err(|e| {
+            // The file is all there: what follows `due` is what the reader had to go on.
+            let stop = due.map(|at| {
+                let rest = usize::try_from(at).ok().and_then(|at| bytes.get(at..));
+                why_tar_stopped(rest, true)
+            });
+            TarballError::NotTar(tar_error(&e, previous, stop.flatten()))
+        })?;
         any = true;
         let path = entry.path_bytes().into_owned();
         let Some(slot) = ENTRIES.iter().position(|e| e.as_bytes() == path.as_slice()) else {
@@ -197,12 +207,12 @@ fn outer_entries(bytes: &[u8]) -> Result<[&[u8]; 4], TarballError> {
         found[slot] = Some(&bytes[start..end]);
         previous = Some(ENTRIES[slot]);
         last_is_whole = padding_ends_within(&entry, bytes.len());
+        due = next_header(&entry);
     }
     // A seek past the end ends the walk as if the archive ended there: only the last entry can
     // be cut short.
     if !last_is_whole {
-        let skip = io::Error::other("unexpected EOF during skip");
-        return Err(TarballError::NotTar(tar_error(&skip, previous)));
+        return Err(TarballError::NotTar(TarStop::DataCut.words(previous)));
     }
     if !any {
         return Err(TarballError::NoEntries);
@@ -242,24 +252,151 @@ pub fn one_line(text: &str) -> String {
     out
 }
 
-/// Words for an error of the tar reader, met after the entry `previous` (`None`: at the
-/// start). The tar crate's own texts quote raw header bytes, useless when the file is not a
-/// tar at all; the common cases get plain words instead.
-fn tar_error(e: &io::Error, previous: Option<&str>) -> String {
-    let text = e.to_string();
-    let header = match previous {
-        None => "its first 512-byte block".to_string(),
-        Some(name) => format!("the 512-byte block after entry `{}`", one_line(name)),
-    };
-    if text.contains("failed to read entire block") {
-        format!("it ends in the middle of a tar header ({header})")
-    } else if text.contains("when getting cksum") || text.contains("checksum mismatch") {
-        format!("{header} is not a valid tar header")
-    } else if text.contains("when getting size") {
-        format!("{header} is a tar header with an invalid size field")
-    } else {
-        one_line(&text)
+/// Words for an error `e` of the tar reader, met after the entry `previous` (`None`: at the
+/// start), given what hexreg itself found wrong where the reader stopped ([`why_tar_stopped`]).
+/// The reader's own text is quoted only when hexreg found nothing: it quotes raw header bytes,
+/// useless when the file is not a tar at all.
+fn tar_error(e: &io::Error, previous: Option<&str>, stop: Option<TarStop>) -> String {
+    match stop {
+        Some(stop) => stop.words(previous),
+        None => one_line(&e.to_string()),
     }
+}
+
+/// Size of a tar block: a header, or a unit of data and its padding.
+const BLOCK: usize = 512;
+
+/// What is wrong with a tar archive where a walk through it stopped, as hexreg sees it in the
+/// bytes (see [`why_tar_stopped`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TarStop {
+    /// The input ends inside an entry's data or the padding after it.
+    DataCut,
+    /// The input ends inside a 512-byte header block.
+    HeaderCut,
+    /// A header block whose checksum field is not an octal number or not the sum of its bytes.
+    BadChecksum,
+    /// A header block, its checksum right, whose size field is not a number.
+    BadSize,
+}
+
+impl TarStop {
+    /// The words for it, met after the entry `previous` (`None`: at the start).
+    fn words(self, previous: Option<&str>) -> String {
+        let header = match previous {
+            None => "its first 512-byte block".to_string(),
+            Some(name) => format!("the 512-byte block after entry `{}`", one_line(name)),
+        };
+        match self {
+            TarStop::DataCut => "unexpected EOF during skip".to_string(),
+            TarStop::HeaderCut => format!("it ends in the middle of a tar header ({header})"),
+            TarStop::BadChecksum => format!("{header} is not a valid tar header"),
+            TarStop::BadSize => format!("{header} is a tar header with an invalid size field"),
+        }
+    }
+}
+
+/// Where the header after `entry` is due: after its data, padded to a whole block. `None` for
+/// a sparse entry, whose data is laid out differently, or past `u64`.
+fn next_header<R: io::Read>(entry: &tar::Entry<'_, R>) -> Option<u64> {
+    if entry.header().entry_type().is_gnu_sparse() {
+        return None;
+    }
+    entry
+        .size()
+        .checked_next_multiple_of(BLOCK as u64)?
+        .checked_add(entry.raw_file_position())
+}
+
+/// Checks the header blocks that start `rest`, the archive from where the tar reader's next
+/// header was due, as the reader does before it gives an entry: each block must be whole, its
+/// checksum right and its size field a number. The GNU long name and long link headers and
+/// pax extended headers that precede an entry are followed to the entry's own header, and a
+/// GNU sparse header to its extension blocks. `rest` is `None` when the archive ends before
+/// the header was due; `ended` is whether the archive ends where `rest` does (rather than
+/// having been read no further). `None` when nothing is found wrong.
+fn why_tar_stopped(rest: Option<&[u8]>, ended: bool) -> Option<TarStop> {
+    // Whatever is left at `at`, or the archive's end inside the data before it.
+    let left = |at: usize| match rest.and_then(|rest| rest.get(at..)) {
+        Some(left) => Ok(left),
+        None => Err(ended.then_some(TarStop::DataCut)),
+    };
+    // A whole block at `at`, or the archive's end inside it.
+    let block = |at: usize| -> Result<&[u8; BLOCK], Option<TarStop>> {
+        let left = left(at)?;
+        left.first_chunk::<BLOCK>()
+            .ok_or((ended && !left.is_empty()).then_some(TarStop::HeaderCut))
+    };
+    let mut at = 0usize;
+    loop {
+        let header = match block(at) {
+            Ok(header) => header,
+            Err(stop) => return stop,
+        };
+        // An all-zero block ends the archive: the reader does not check it.
+        if header.iter().all(|&b| b == 0) {
+            return None;
+        }
+        // The checksum is the sum of the header's bytes, its own field counted as spaces. The
+        // reader keeps only the low 32 bits of the field; so does this check, so that no header
+        // the reader accepted is called invalid.
+        let sum: u64 = header[..148]
+            .iter()
+            .chain(&header[156..])
+            .map(|&b| u64::from(b))
+            .sum::<u64>()
+            + 8 * u64::from(b' ');
+        match octal_field(&header[148..156]) {
+            Some(field) if field & u64::from(u32::MAX) == sum => {}
+            _ => return Some(TarStop::BadChecksum),
+        }
+        let Some(size) = size_field(&header[124..136]) else {
+            return Some(TarStop::BadSize);
+        };
+        let ustar = &header[257..263] == b"ustar\0" && &header[263..265] == b"00";
+        let gnu = &header[257..263] == b"ustar " && &header[263..265] == b" \0";
+        match header[156] {
+            // Extension headers, read with their data before the entry they describe.
+            b'L' | b'K' | b'x' if ustar || gnu => {
+                let data = usize::try_from(size.checked_next_multiple_of(BLOCK as u64)?).ok()?;
+                at = at.checked_add(BLOCK)?.checked_add(data)?;
+            }
+            // A sparse file's extension blocks follow its header, each saying whether another
+            // one follows.
+            b'S' if gnu && header[482] == 1 => {
+                at = at.checked_add(BLOCK)?;
+                loop {
+                    let extension = match block(at) {
+                        Ok(extension) => extension,
+                        Err(stop) => return stop,
+                    };
+                    if extension[504] != 1 {
+                        return None;
+                    }
+                    at = at.checked_add(BLOCK)?;
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// An octal number field of a tar header as the tar reader takes it: up to the first NUL,
+/// surrounding whitespace ignored.
+fn octal_field(field: &[u8]) -> Option<u64> {
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    let text = std::str::from_utf8(field.get(..end)?).ok()?;
+    u64::from_str_radix(text.trim(), 8).ok()
+}
+
+/// The 12-byte size field of a tar header: octal, or (high bit of its first byte set) GNU
+/// base-256, of which the last 8 bytes count.
+fn size_field(field: &[u8]) -> Option<u64> {
+    if field.first()? & 0x80 == 0 {
+        return octal_field(field);
+    }
+    let last = field.len().checked_sub(8)?;
+    Some(u64::from_be_bytes(field.get(last..)?.try_into().ok()?))
 }
 
 /// "directory", "symbolic link", … for a tar entry type that is not a regular file.
@@ -308,15 +445,85 @@ pub fn hex_upper(bytes: &[u8]) -> String {
 }
 
 /// A reader that counts what comes through it, fails past a limit, and remembers whether the
-/// failure came from below (the gzip layer) rather than from the tar reader above it.
-struct Counted<R> {
+/// failure came from below (the gzip layer) rather than from the tar reader above it. It also
+/// keeps what the tar reader read from where its next header was due (`due`, set by the walk
+/// after each entry), for [`why_tar_stopped`] to look at when the reader fails.
+struct Counted<'a, R> {
     inner: R,
     left: u64,
     exceeded: bool,
     inner_error: Option<String>,
+    /// Bytes read so far.
+    pos: u64,
+    /// Whether `inner` has ended (a read gave nothing).
+    ended: bool,
+    /// Where the walk's next header is due; `None`: not known.
+    due: &'a Cell<Option<u64>>,
+    /// The `due` that `kept` starts at.
+    kept_from: Option<u64>,
+    /// What was read from `kept_from` on, at most [`MAX_KEPT`] bytes.
+    kept: Vec<u8>,
+    /// Whether more was read from `kept_from` on than `kept` holds.
+    kept_all: bool,
 }
 
-impl<R: Read> Read for Counted<R> {
+/// Most bytes [`Counted`] keeps from where a header was due: headers and the long names and
+/// pax records before an entry.
+const MAX_KEPT: usize = 64 * 1024;
+
+impl<'a, R> Counted<'a, R> {
+    fn new(inner: R, due: &'a Cell<Option<u64>>) -> Self {
+        Counted {
+            inner,
+            left: MAX_UNCOMPRESSED_SIZE,
+            exceeded: false,
+            inner_error: None,
+            pos: 0,
+            ended: false,
+            due,
+            kept_from: None,
+            kept: Vec::new(),
+            kept_all: true,
+        }
+    }
+
+    /// Notes `bytes`, just read at `self.pos`.
+    fn keep(&mut self, bytes: &[u8]) {
+        let due = self.due.get();
+        if self.kept_from != due {
+            self.kept_from = due;
+            self.kept.clear();
+            self.kept_all = true;
+        }
+        let Some(due) = due else { return };
+        // The part of `bytes` at `due` or after.
+        let skip = usize::try_from(due.saturating_sub(self.pos)).unwrap_or(usize::MAX);
+        let Some(from_due) = bytes.get(skip..) else {
+            return;
+        };
+        let room = MAX_KEPT.saturating_sub(self.kept.len());
+        if from_due.len() > room {
+            self.kept_all = false;
+        }
+        self.kept
+            .extend_from_slice(&from_due[..from_due.len().min(room)]);
+    }
+
+    /// [`why_tar_stopped`] for what the tar reader read from where its next header was due.
+    fn why_tar_stopped(&self) -> Option<TarStop> {
+        let due = self.due.get()?;
+        if self.pos < due {
+            return why_tar_stopped(None, self.ended);
+        }
+        if self.kept_from != Some(due) {
+            // Nothing read since the header was due.
+            return why_tar_stopped(Some(&[]), self.ended);
+        }
+        why_tar_stopped(Some(&self.kept), self.ended && self.kept_all)
+    }
+}
+
+impl<R: Read> Read for Counted<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = match self.inner.read(buf) {
             Ok(n) => n,
@@ -330,6 +537,13 @@ impl<R: Read> Read for Counted<R> {
             return Err(io::Error::other("uncompressed size limit exceeded"));
         }
         self.left -= n as u64;
+        if n == 0 && !buf.is_empty() {
+            self.ended = true;
+        }
+        if let Some(read) = buf.get(..n) {
+            self.keep(read);
+        }
+        self.pos += n as u64;
         Ok(n)
     }
 }
@@ -346,26 +560,23 @@ fn check_contents(contents: &[u8]) -> Result<(), TarballError> {
     if contents_valid_in_memory(contents) {
         return Ok(());
     }
-    let counted = Counted {
-        inner: flate2::read::GzDecoder::new(contents),
-        left: MAX_UNCOMPRESSED_SIZE,
-        exceeded: false,
-        inner_error: None,
-    };
+    let due = Cell::new(Some(0));
+    let counted = Counted::new(flate2::read::GzDecoder::new(contents), &due);
     let mut archive = tar::Archive::new(counted);
     let mut previous: Option<String> = None;
     let tar_result = (|| -> io::Result<()> {
         for entry in archive.entries()? {
             let mut entry = entry?;
             previous = Some(String::from_utf8_lossy(&entry.path_bytes()).into_owned());
+            due.set(next_header(&entry));
             io::copy(&mut entry, &mut io::sink())?;
         }
         Ok(())
     })();
     let mut counted = archive.into_inner();
-    let drain_result = match tar_result {
-        Ok(()) => io::copy(&mut counted, &mut io::sink()).map(drop),
-        Err(e) => Err(e),
+    let (drain_result, stop) = match tar_result {
+        Ok(()) => (io::copy(&mut counted, &mut io::sink()).map(drop), None),
+        Err(e) => (Err(e), counted.why_tar_stopped()),
     };
     if counted.exceeded {
         return Err(TarballError::ContentsTooBig);
@@ -373,7 +584,7 @@ fn check_contents(contents: &[u8]) -> Result<(), TarballError> {
     if let Some(gzip_error) = counted.inner_error {
         return Err(TarballError::ContentsNotGzip(one_line(&gzip_error)));
     }
-    drain_result.map_err(|e| TarballError::ContentsNotTar(tar_error(&e, previous.as_deref())))
+    drain_result.map_err(|e| TarballError::ContentsNotTar(tar_error(&e, previous.as_deref(), stop)))
 }
 
 /// Largest inflated `contents.tar.gz` checked in memory; larger ones are streamed.
@@ -631,6 +842,139 @@ mod tests {
             assert!(check_contents(&gzip(&tar[..len])).is_err(), "cut at {len}");
         }
         assert!(contents_valid_in_memory(&gzip(&tar)));
+    }
+
+    /// `tar` with the header block at `at` edited by `edit`, its checksum then fixed or not.
+    fn edit_header(tar: &[u8], at: usize, fix_checksum: bool, edit: impl Fn(&mut [u8])) -> Vec<u8> {
+        let mut out = tar.to_vec();
+        let mut header = tar::Header::new_old();
+        header.as_mut_bytes().copy_from_slice(&out[at..at + BLOCK]);
+        edit(header.as_mut_bytes());
+        if fix_checksum {
+            header.set_cksum();
+        }
+        out[at..at + BLOCK].copy_from_slice(header.as_bytes());
+        out
+    }
+
+    #[test]
+    fn tar_stops_are_told_apart_by_their_bytes() {
+        // `a.txt`: header at 0, data at 512; `b.txt`: header at 1024.
+        let tar = write_tar([("a.txt", &b"hello"[..], 0o644), ("b.txt", b"x", 0o644)].into_iter());
+        let rest = |tar: &[u8]| why_tar_stopped(Some(&tar[1024..]), true);
+        assert_eq!(rest(&tar), None);
+        // Cut inside the header, inside the data before it, or exactly before it.
+        assert_eq!(rest(&tar[..1024 + 100]), Some(TarStop::HeaderCut));
+        assert_eq!(why_tar_stopped(None, true), Some(TarStop::DataCut));
+        assert_eq!(rest(&tar[..1024]), None);
+        // Read no further rather than ended: nothing to say about what is missing.
+        assert_eq!(why_tar_stopped(Some(&tar[1024..1124]), false), None);
+        assert_eq!(why_tar_stopped(None, false), None);
+        // A byte changed after the checksum was computed; a checksum field that is no number.
+        let changed = edit_header(&tar, 1024, false, |h| h[0] ^= 1);
+        assert_eq!(rest(&changed), Some(TarStop::BadChecksum));
+        let garbled = edit_header(&tar, 1024, false, |h| {
+            h[148..156].copy_from_slice(b"zzzzzzz\0")
+        });
+        assert_eq!(rest(&garbled), Some(TarStop::BadChecksum));
+        // A size field that is no number, the checksum right: the size, not the checksum.
+        let bad_size = edit_header(&tar, 1024, true, |h| {
+            h[124..136].copy_from_slice(b"12z45678901\0")
+        });
+        assert_eq!(rest(&bad_size), Some(TarStop::BadSize));
+        // Both wrong: the checksum is checked first, as the reader does.
+        let both = edit_header(&tar, 1024, false, |h| {
+            h[124..136].copy_from_slice(b"12z45678901\0")
+        });
+        assert_eq!(rest(&both), Some(TarStop::BadChecksum));
+        // Base-256 sizes are numbers.
+        let base256 = edit_header(&tar, 1024, true, |h| {
+            h[124..136].copy_from_slice(&[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
+        });
+        assert_eq!(rest(&base256), None);
+    }
+
+    #[test]
+    fn tar_stops_past_a_long_name_are_found_in_the_entry_header() {
+        // A GNU long name header at 0, the name at 512, the entry's own header at 1024.
+        let name = "n".repeat(150);
+        let tar = write_tar([(name.as_str(), &b"data"[..], 0o644)].into_iter());
+        assert_eq!(tar[156], b'L');
+        assert_eq!(why_tar_stopped(Some(&tar), true), None);
+        assert_eq!(
+            why_tar_stopped(Some(&tar[..1024 + 10]), true),
+            Some(TarStop::HeaderCut)
+        );
+        assert_eq!(
+            why_tar_stopped(Some(&tar[..600]), true),
+            Some(TarStop::DataCut)
+        );
+        let changed = edit_header(&tar, 1024, false, |h| h[0] ^= 1);
+        assert_eq!(
+            why_tar_stopped(Some(&changed), true),
+            Some(TarStop::BadChecksum)
+        );
+        // The reader says the same: each of these fails to read, with hexreg's words.
+        let contents = |tar: &[u8]| check_contents(&gzip(tar)).unwrap_err().to_string();
+        assert!(
+            contents(&tar[..1024 + 10])
+                .contains("ends in the middle of a tar header (its first 512-byte block)")
+        );
+        assert!(contents(&changed).contains("its first 512-byte block is not a valid tar header"));
+        assert!(contents(&tar[..600]).ends_with(": unexpected EOF during skip"));
+    }
+
+    #[test]
+    fn broken_tar_headers_get_hexreg_s_words() {
+        let outer = create(META, &[]);
+        // VERSION: header at 0, data at 512; CHECKSUM's header at 1024.
+        let not_tar = |bytes: &[u8]| match read(bytes) {
+            Err(TarballError::NotTar(words)) => words,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            not_tar(&edit_header(&outer, 1024, false, |h| h[0] ^= 1)),
+            "the 512-byte block after entry `VERSION` is not a valid tar header"
+        );
+        assert_eq!(
+            not_tar(&edit_header(&outer, 1024, true, |h| h[124] = b'9')),
+            "the 512-byte block after entry `VERSION` is a tar header with an invalid size field"
+        );
+        assert_eq!(
+            not_tar(&outer[..1024 + 511]),
+            "it ends in the middle of a tar header (the 512-byte block after entry `VERSION`)"
+        );
+        assert_eq!(
+            not_tar(&edit_header(&outer, 0, false, |h| h[200] ^= 1)),
+            "its first 512-byte block is not a valid tar header"
+        );
+
+        // The same inside contents.tar.gz, read as a stream.
+        let tar = write_tar([("a.txt", &b"hello"[..], 0o644), ("b.txt", b"x", 0o644)].into_iter());
+        let not_contents = |tar: &[u8]| match check_contents(&gzip(tar)) {
+            Err(TarballError::ContentsNotTar(words)) => words,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            not_contents(&edit_header(&tar, 1024, false, |h| h[0] ^= 1)),
+            "the 512-byte block after entry `a.txt` is not a valid tar header"
+        );
+        assert_eq!(
+            not_contents(&edit_header(&tar, 1024, true, |h| h[124] = b'9')),
+            "the 512-byte block after entry `a.txt` is a tar header with an invalid size field"
+        );
+        assert_eq!(
+            not_contents(&tar[..1024 + 100]),
+            "it ends in the middle of a tar header (the 512-byte block after entry `a.txt`)"
+        );
+        // Cut in a.txt's data or padding: not a header.
+        for cut in [512 + 3, 512 + 100] {
+            assert_eq!(
+                not_contents(&tar[..cut]),
+                "unexpected EOF during skip",
+                "cut at {cut}"
+            );
+        }
     }
 
     #[test]
