@@ -9,6 +9,7 @@ use std::io::Read;
 use std::path::Path;
 
 use common::fixtures::*;
+use common::package::Package;
 use prost::Message;
 
 /// Compares the registry in `public` with `fixtures/<scenario>/expected`.
@@ -180,13 +181,10 @@ fn output_is_the_same_whatever_the_number_of_threads() {
         let all = all_tarballs();
         copy_tarballs(&public, &all.iter().map(String::as_str).collect::<Vec<_>>());
         for p in 0..40 {
-            common::corpus::add(
-                &public,
-                &format!("pkg{p:02}"),
-                "1.0.0",
-                &[("acme_a", "~> 0.1")],
-            );
-            common::corpus::add(&public, &format!("pkg{p:02}"), "1.1.0-rc.1", &[]);
+            Package::new(&format!("pkg{p:02}"), "1.0.0")
+                .dep("acme_a", "~> 0.1")
+                .publish(&public);
+            Package::new(&format!("pkg{p:02}"), "1.1.0-rc.1").publish(&public);
         }
         for entry in fs::read_dir(public.join("tarballs")).unwrap() {
             set_mtime(&entry.unwrap().path(), 1_700_000_000);

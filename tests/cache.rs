@@ -8,8 +8,9 @@ use std::fs;
 use std::path::Path;
 use std::time::SystemTime;
 
-use common::corpus::{check_registry, tarball};
+use common::corpus::check_registry;
 use common::fixtures::*;
+use common::package::Package;
 use hexreg::signing::PrivateKey;
 
 fn build_args(extra: &[&str]) -> Vec<String> {
@@ -107,12 +108,14 @@ fn a_tarball_replaced_in_place_with_its_old_size_and_mtime_is_read_again() {
     let tmp = setup();
     let public = tmp.path().join("public");
     let file = public.join("tarballs/zeta-0.1.0.tar");
-    let old = tarball("zeta", "0.1.0", &[]);
+    let old = Package::new("zeta", "0.1.0").tarball();
     fs::write(&file, &old).unwrap();
     assert!(run(tmp.path(), &[]).contains("* creating public/packages/zeta"));
     let old_mtime = fs::metadata(&file).unwrap().modified().unwrap();
     // Another zeta 0.1.0 (other dependencies), padded by tar to the same size.
-    let new = tarball("zeta", "0.1.0", &[("acme_b", "~> 0.1")]);
+    let new = Package::new("zeta", "0.1.0")
+        .dep("acme_b", "~> 0.1")
+        .tarball();
     assert_eq!(
         new.len(),
         old.len(),

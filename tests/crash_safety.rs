@@ -10,8 +10,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::corpus::{add, check_after_kill, check_registry};
+use common::corpus::{check_after_kill, check_registry};
 use common::fixtures::*;
+use common::package::Package;
 use hexreg::signing::PrivateKey;
 
 fn public_key() -> hexreg::signing::PublicKey {
@@ -36,8 +37,13 @@ fn corpus(public: &Path, count: usize, releases: usize) {
         let name = format!("pkg{p:04}");
         let dep = format!("pkg{:04}", p.saturating_sub(1));
         for r in 0..releases {
-            let deps: &[(&str, &str)] = if p > 0 { &[(&dep, "~> 0.1")] } else { &[] };
-            add(public, &name, &format!("0.{r}.0"), deps);
+            let package = Package::new(&name, &format!("0.{r}.0"));
+            let package = if p > 0 {
+                package.dep(&dep, "~> 0.1")
+            } else {
+                package
+            };
+            package.publish(public);
         }
     }
 }
@@ -85,7 +91,7 @@ fn builds_killed_at_any_moment_leave_a_whole_registry() {
     // How long a build that rewrites every resource takes, uninterrupted.
     let round = |n: u64| {
         for p in 0..300 {
-            add(&public, &format!("pkg{p:04}"), &format!("1.{n}.0"), &[]);
+            Package::new(&format!("pkg{p:04}"), &format!("1.{n}.0")).publish(&public);
         }
         spawn_quiet_build(tmp.path())
     };
@@ -387,7 +393,7 @@ fn files_are_0644_and_directories_0755_whatever_the_umask() {
     fs::create_dir(&public).unwrap();
     fs::write(
         tmp.path().join("a.tar"),
-        common::corpus::tarball("a", "1.0.0", &[]),
+        Package::new("a", "1.0.0").tarball(),
     )
     .unwrap();
     let script = format!(

@@ -7,6 +7,8 @@
 //! when small, else saved under `fixtures/fuzz/<target>-<what>` and added to
 //! `CRASHES`.
 
+mod common;
+
 #[allow(dead_code)]
 #[path = "../fuzz/src/lib.rs"]
 mod harness;
@@ -14,6 +16,7 @@ mod harness;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use common::package::Package;
 use hexreg::metadata::{self, MetadataError};
 use hexreg::registry;
 use hexreg::tarball::{self, TarballError};
@@ -74,18 +77,9 @@ fn all_targets(data: &[u8]) {
     harness::registry(data);
 }
 
-/// A `{Key, Value}.` file with the four entries a package needs and one odd value.
-fn metadata_with(name_value: &str) -> Vec<u8> {
-    format!(
-        "{{<<\"app\">>,<<\"foo\">>}}.\n{{<<\"name\">>,{name_value}}}.\n\
-         {{<<\"requirements\">>,[]}}.\n{{<<\"version\">>,<<\"1.0.0\">>}}.\n"
-    )
-    .into_bytes()
-}
-
-/// A valid tarball around this metadata.config and contents.tar.gz (right CHECKSUM).
-fn tarball_of(meta: &[u8], contents: &[u8]) -> Vec<u8> {
-    harness::build_from_parts(&harness::parts_input(0, meta, contents)).unwrap()
+/// Package `foo` 1.0.0.
+fn foo() -> Package {
+    Package::new("foo", "1.0.0")
 }
 
 // ---------------------------------------------------------------------------
@@ -160,7 +154,10 @@ fn deep_nesting_is_refused_not_a_stack_overflow() {
             assert!(metadata::parse(src.as_bytes()).is_err());
             all_targets(src.as_bytes());
         }
-        let t = tarball_of(form.as_bytes(), &hexreg::tarball::write_contents(&[]));
+        let t = foo()
+            .metadata_config(&form)
+            .contents(tarball::write_contents(&[]))
+            .tarball();
         assert!(matches!(
             tarball::read(&t),
             Err(TarballError::Metadata(MetadataError::TooDeep { .. }))
@@ -184,13 +181,15 @@ fn a_one_mebibyte_string_is_read() {
     let long = "a".repeat(MIB);
     // As a binary or a string: accepted (the name is just text).
     for value in [format!("<<\"{long}\">>"), format!("\"{long}\"")] {
-        let meta = metadata_with(&value);
+        let meta = foo().metadata_term("name", &value).metadata_text();
         let m = metadata::parse(&meta).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(m.name.len(), MIB);
         harness::metadata(&meta);
     }
     // As a quoted atom: read, then refused as not text.
-    let meta = metadata_with(&format!("'{long}'"));
+    let meta = foo()
+        .metadata_term("name", &format!("'{long}'"))
+        .metadata_text();
     assert!(matches!(
         metadata::parse(&meta),
         Err(MetadataError::WrongType { .. })
@@ -209,9 +208,11 @@ fn a_one_mebibyte_string_is_read() {
         all_targets(src.as_bytes());
     }
     // The longest string metadata.config may hold, inside a tarball.
-    let meta = metadata_with(&format!("<<\"{}\">>", "b".repeat(MIB - 200)));
+    let meta = foo()
+        .metadata_term("name", &format!("<<\"{}\">>", "b".repeat(MIB - 200)))
+        .metadata_text();
     assert!(meta.len() as u64 <= tarball::MAX_METADATA_SIZE);
-    let t = tarball_of(&meta, &tarball::write_contents(&[("a", b"a")]));
+    let t = foo().metadata_config(&meta).file("a", b"a").tarball();
     assert_eq!(tarball::read(&t).unwrap().metadata.name.len(), MIB - 200);
     harness::tarball(&t);
 }
@@ -259,12 +260,12 @@ fn a_tar_entry_claiming_a_terabyte_is_refused() {
     all_targets(&t);
 
     // Inside contents.tar.gz, a file claiming 2^40 bytes: the stream ends first.
-    let meta = metadata_with("<<\"foo\">>");
+    let meta = foo().metadata_text();
     for inner in [
         lying_tar("lib/foo.ex", HUGE, b"defmodule Foo do end"),
         lying_tar("lib/foo.ex", u64::MAX, b""),
     ] {
-        let t = tarball_of(&meta, &gzip(&inner));
+        let t = foo().contents(gzip(&inner)).tarball();
         assert!(
             matches!(tarball::read(&t), Err(TarballError::ContentsNotTar(_))),
             "{:?}",
@@ -277,9 +278,9 @@ fn a_tar_entry_claiming_a_terabyte_is_refused() {
 
 #[test]
 fn truncated_gzip_is_an_error() {
-    let meta = metadata_with("<<\"foo\">>");
-    let contents = tarball::write_contents(&[("lib/foo.ex", &[b'x'; 5000])]);
-    assert!(tarball::read(&tarball_of(&meta, &contents)).is_ok());
+    let package = foo().file("lib/foo.ex", [b'x'; 5000]);
+    let contents = package.contents_tar_gz();
+    assert!(tarball::read(&package.tarball()).is_ok());
     for cut in [
         2,
         10,
@@ -288,7 +289,7 @@ fn truncated_gzip_is_an_error() {
         contents.len() - 8,
         contents.len() - 1,
     ] {
-        let t = tarball_of(&meta, &contents[..cut]);
+        let t = foo().contents(&contents[..cut]).tarball();
         let result = tarball::read(&t);
         assert!(
             matches!(
@@ -300,7 +301,7 @@ fn truncated_gzip_is_an_error() {
         harness::tarball(&t);
     }
     // A whole tarball gzipped, then truncated: refused as gzipped.
-    let whole = tarball_of(&meta, &contents);
+    let whole = package.tarball();
     let gz = gzip(&whole);
     assert!(matches!(
         tarball::read(&gz[..gz.len() / 2]),
@@ -409,16 +410,16 @@ fn display_reparses_strings_ending_in_a_backslash() {
 #[test]
 
 fn a_wrong_gzip_header_crc_is_refused() {
-    let meta = metadata_with("<<\"foo\">>");
-    let inner = gunzip(&tarball::write_contents(&[(
-        "lib/foo.ex",
-        b"defmodule Foo do end",
-    )]));
+    let inner = gunzip(
+        &foo()
+            .file("lib/foo.ex", b"defmodule Foo do end")
+            .contents_tar_gz(),
+    );
     // magic, deflate, FLG = FHCRC, mtime 0, XFL 0, OS 3, then a CRC16 that is not the header's.
     let header = b"\x1f\x8b\x08\x02\x00\x00\x00\x00\x00\x03\xab\xcd";
     let contents = harness::gzip_with_header(header, &inner);
     assert!(!harness::streaming_contents_ok(&contents));
-    let result = tarball::read(&tarball_of(&meta, &contents));
+    let result = tarball::read(&foo().contents(&contents).tarball());
     assert!(
         matches!(result, Err(TarballError::ContentsNotGzip(_))),
         "{result:?}"

@@ -7,8 +7,9 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::corpus::{check_registry, tarball};
+use common::corpus::check_registry;
 use common::fixtures::*;
+use common::package::Package;
 use hexreg::signing::PrivateKey;
 
 fn key_arg() -> String {
@@ -201,7 +202,13 @@ fn add_refuses_a_different_tarball_for_a_published_version_unless_replace() {
     let tmp = registry_without_tarballs();
     let public = tmp.path().join("public");
     let other = tmp.path().join("acme_b-0.1.0.tar");
-    fs::write(&other, tarball("acme_b", "0.1.0", &[("acme_a", "~> 0.1")])).unwrap();
+    fs::write(
+        &other,
+        Package::new("acme_b", "0.1.0")
+            .dep("acme_a", "~> 0.1")
+            .tarball(),
+    )
+    .unwrap();
     let before = registry_files(&public);
     let err = fails(
         tmp.path(),
