@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 // The tests' tarball builder: one generator for tests and benchmark alike.
 #[allow(dead_code)]
-#[path = "../tests/common/package.rs"]
+#[path = "../tests/support/package.rs"]
 mod package;
 
 use package::Package;

@@ -6,7 +6,7 @@
 //! with the support module's `Package` builder, on the library's own writer), and what the
 //! file's `error:` line must say.
 
-mod common;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -15,8 +15,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use common::fixtures::*;
-use common::package::Package;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use hexreg::metadata::Requirement;
@@ -24,6 +22,10 @@ use hexreg::tarball::{
     MAX_METADATA_SIZE, MAX_TARBALL_SIZE, MAX_UNCOMPRESSED_SIZE, one_line, write_outer,
 };
 use sha2::{Digest, Sha256};
+use support::bytes::{gzip, random_bytes};
+use support::fixtures::*;
+use support::package::Package;
+use support::run::{build, run_build};
 
 // ---------------------------------------------------------------------------
 // Generating tarballs
@@ -45,12 +47,6 @@ fn foo() -> Package {
     package("foo", "1.0.0")
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut enc = GzEncoder::new(Vec::new(), Compression::default());
-    enc.write_all(bytes).unwrap();
-    enc.finish().unwrap()
-}
-
 /// A valid `foo` 1.0.0 tarball cut to `len` bytes.
 fn truncated(len: usize) -> Vec<u8> {
     let mut bytes = foo().tarball();
@@ -66,20 +62,6 @@ fn cut_in_contents() -> Vec<u8> {
     let len = foo().contents_tar_gz().len();
     let padding = (512 - len % 512) % 512;
     truncated(n - 1024 - padding - len / 2)
-}
-
-/// Deterministic incompressible bytes (xorshift64).
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// `foo` 1.0.0 whose `contents.tar.gz` inflates to just over `MAX_UNCOMPRESSED_SIZE` (by
@@ -220,16 +202,10 @@ fn age(root: &Path) {
 
 /// A temporary directory holding `public/`, a registry built from a good tarball.
 fn registry() -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    copy_tarballs(&tmp.path().join("public"), &["acme_a-0.1.0.tar"]);
+    let (tmp, public) = temp_public(&["acme_a-0.1.0.tar"]);
     build(tmp.path(), &private_key());
-    assert!(tmp.path().join("public/packages/acme_a").is_file());
+    assert!(public.join("packages/acme_a").is_file());
     tmp
-}
-
-fn run_build(cwd: &Path) -> std::process::Output {
-    let key = format!("--private-key={}", private_key().display());
-    hexreg(cwd, &["build", "public", "--name=acme", &key])
 }
 
 /// Drops `tarballs` into a built registry, runs `hexreg build`, and checks that it fails
@@ -248,7 +224,7 @@ fn assert_rejected(cwd: &Path, expect: &[(&str, Vec<String>)]) {
     let public = cwd.join("public");
     age(&public);
     let before = snapshot(&public);
-    let out = run_build(cwd);
+    let out = run_build(cwd, &private_key(), &[]);
     let after = snapshot(&public);
 
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -562,7 +538,7 @@ fn generated_tarballs_are_accepted() {
     for (file, bytes) in &files {
         fs::write(dir.join(file), bytes).unwrap();
     }
-    let out = run_build(tmp.path());
+    let out = run_build(tmp.path(), &private_key(), &[]);
     assert!(
         out.status.success(),
         "{}",

@@ -7,33 +7,21 @@
 //! when small, else saved under `fixtures/fuzz/<target>-<what>` and added to
 //! `CRASHES`.
 
-mod common;
+mod support;
 
 #[allow(dead_code)]
 #[path = "../fuzz/src/lib.rs"]
 mod harness;
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Read;
 
-use common::package::Package;
 use hexreg::metadata::{self, MetadataError};
 use hexreg::registry;
 use hexreg::tarball::{self, TarballError};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
-}
-
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    files
-}
+use support::bytes::{gunzip, gzip};
+use support::files::files_in;
+use support::fixtures::fixtures;
+use support::package::Package;
 
 /// The entries of a plain tar, by name.
 fn tar_entries(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
@@ -53,20 +41,6 @@ fn tar_entries(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
 
 fn entry<'a>(entries: &'a [(String, Vec<u8>)], name: &str) -> &'a [u8] {
     &entries.iter().find(|(n, _)| n == name).unwrap().1
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(data).unwrap();
-    enc.finish().unwrap()
-}
-
-fn gunzip(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(data)
-        .read_to_end(&mut out)
-        .unwrap();
-    out
 }
 
 /// Every fuzz target, on every input it gets: what a fuzzer run does with one input.

@@ -1,4 +1,6 @@
-//! A check that a registry directory is whole and consistent.
+//! Whether a registry directory is whole and consistent: every resource signed and
+//! verifiable, `names`, `versions` and `packages/*` agreeing, every release's tarball there
+//! with its recorded outer checksum.
 
 use std::collections::BTreeMap;
 use std::fs;
