@@ -3,9 +3,8 @@
 //! seed of the corpus and a few hand-made hostile inputs. Each must come back (`Ok` or `Err`)
 //! without panicking. See the README's Fuzzing section for running the fuzzers themselves.
 //!
-//! A new crash `fuzz/artifacts/<target>/crash-…` becomes a test here: inline as a byte string
-//! when small, else saved under `fixtures/fuzz/<target>-<what>` and added to
-//! `CRASHES`.
+//! A new crash `fuzz/artifacts/<target>/crash-…`, minimised, becomes an entry of `CRASHES`
+//! (inline, as a byte string) and a test of the result expected once it is fixed.
 
 mod support;
 
@@ -301,17 +300,20 @@ fn truncated_gzip_is_an_error() {
 // Crashes found by the fuzz targets
 // ---------------------------------------------------------------------------
 
-/// Every input that ever made a fuzz target fail, with that target (minimised; saved under
-/// `fixtures/fuzz/` when too large to write inline).
+/// Every input that ever made a fuzz target fail, with that target (minimised). Both are fixed,
+/// each where its comment says; the tests below fail if either comes back.
 const CRASHES: &[(&str, &[u8])] = &[
     // metadata_display (found from the seeds with fuzz/metadata.dict in 35-40 s, minimised by
     // `cargo fuzz tmin`): the binary `1\` prints as `<<"1\\">>`, and `<<>>` as `<<"">>`;
-    // hex_core's longest-match rule for strings extends the first to the next `"` of the file
-    // (OPEN: src/metadata.rs).
+    // hex_core's longest-match rule for strings extends the first to the next `"` of the file.
+    // Fixed: `Term`'s Display and `metadata::render` write a backslash as `\134`
+    // (`write_escaped_char` in src/metadata.rs).
     ("metadata_display", b"{<<\"1\\134\">>,<<>>}."),
     // tarball_parts (written by hand after reading the libdeflate fast path; 13 minutes of
     // fuzzing did not reach it): contents.tar.gz of an empty tar whose gzip header has FHCRC
-    // set and a wrong header CRC (ab cd); `tarball::read` accepted it (OPEN: src/tarball.rs).
+    // set and a wrong header CRC (ab cd); `tarball::read` accepted it. Fixed: the fast path
+    // (`contents_valid_in_memory` in src/tarball.rs) leaves a header with FHCRC to the
+    // streaming check, which verifies the CRC.
     (
         "tarball_parts",
         b"\x04\x45\x00\x00\x00{<<\"app\">>,<<\"a\">>}.{<<\"name\">>,<<\"a\">>}.\
@@ -333,9 +335,8 @@ fn replay(target: &str, input: &[u8]) {
     }
 }
 
-/// Each crash, replayed through the target that found it: passes once its cause is fixed.
+/// Each crash, replayed through the target that found it: fails if its cause comes back.
 #[test]
-
 fn every_crash_replays_clean_through_its_target() {
     for (target, input) in CRASHES {
         replay(target, input);
@@ -360,12 +361,12 @@ fn crash_inputs_do_not_panic_the_readers() {
     );
 }
 
-/// `Term`'s `Display` is documented as readable back by `parse_terms`. It is not for a
+/// `Term`'s `Display` is documented as readable back by `parse_terms`. It was not for a
 /// string, binary or quoted atom that ends in a backslash (or in backslash-caret) when another
 /// literal with the same quote follows: `\\` then the closing quote is, under the leex
-/// longest-match rule, an escape sequence that lets the literal run on.
+/// longest-match rule, an escape sequence that lets the literal run on. Display now writes a
+/// backslash as `\134`, which has no such reading.
 #[test]
-
 fn display_reparses_strings_ending_in_a_backslash() {
     for src in [
         &b"{\"\\134\",\"x\"}."[..],
@@ -380,9 +381,9 @@ fn display_reparses_strings_ending_in_a_backslash() {
 
 /// The gzip header of contents.tar.gz announces a header CRC (FHCRC) that is wrong. The
 /// streaming check (flate2, like zlib and so hex_core) rejects it; `tarball::read`'s in-memory
-/// fast path (libdeflate, which skips the header CRC unchecked) accepted it.
+/// fast path (libdeflate, which skips the header CRC unchecked) accepted it, and now leaves
+/// such headers to the streaming check.
 #[test]
-
 fn a_wrong_gzip_header_crc_is_refused() {
     let inner = gunzip(
         &foo()
