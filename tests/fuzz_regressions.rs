@@ -339,6 +339,19 @@ fn replay(target: &str, input: &[u8]) {
 #[test]
 fn every_crash_replays_clean_through_its_target() {
     for (target, input) in CRASHES {
+        // The targets return without checking anything on an input the readers refuse: each
+        // crash must still get as far as what used to fail.
+        match *target {
+            "metadata_display" => assert!(
+                metadata::parse_terms(input).is_ok(),
+                "{target}: parse_terms refuses the crash input, so nothing is printed back"
+            ),
+            "tarball_parts" => assert!(
+                harness::build_from_parts(input).is_some(),
+                "{target}: the crash input builds no tarball"
+            ),
+            _ => {}
+        }
         replay(target, input);
     }
 }
@@ -375,6 +388,8 @@ fn display_reparses_strings_ending_in_a_backslash() {
         b"\"\\134\".\n\"x\".",
         b"{\"\\134^\",\"x\"}.",
     ] {
+        // metadata_display checks nothing on what parse_terms refuses.
+        assert!(metadata::parse_terms(src).is_ok(), "{}", src.escape_ascii());
         harness::metadata_display(src);
     }
 }
