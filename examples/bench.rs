@@ -6,8 +6,8 @@
 //! ```
 //!
 //! Writes N packages of 1 to `--max-releases` releases each (deterministic; genuine-format
-//! tarballs of about 8 KB made with the library's own writer, each release depending on up to
-//! three other packages) into a temporary directory, then times `target/release/hexreg build`:
+//! tarballs of about 8 KB made with the tests' `Package` builder on the library's own writer,
+//! each release depending on up to three other packages) into a temporary directory, then times `target/release/hexreg build`:
 //! a full build of a fresh registry (empty cache), a rebuild where nothing changed, and a
 //! rebuild after one new tarball. Wall time and the peak resident memory of the hexreg process
 //! (from `wait4`) are printed, with the number of registry files each run rewrote. Each timed
@@ -21,7 +21,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-use hexreg::metadata::{Metadata, Requirement};
+// The tests' tarball builder: one generator for tests and benchmark alike.
+#[allow(dead_code)]
+#[path = "../tests/support/package.rs"]
+mod package;
+
+use package::Package;
 
 struct Args {
     packages: usize,
@@ -101,31 +106,17 @@ fn package_name(i: usize) -> String {
 }
 
 fn tarball(rng: &mut Rng, name: &str, version: &str, packages: usize) -> Vec<u8> {
-    let deps: BTreeMap<String, Requirement> = (0..rng.below(4))
+    let deps: Vec<String> = (0..rng.below(4))
         .map(|_| package_name(rng.below(packages)))
         .filter(|dep| dep != name)
-        .map(|dep| {
-            let req = Requirement {
-                name: dep.clone(),
-                app: Some(dep.clone()),
-                requirement: "~> 0.1".into(),
-                optional: false,
-                repository: None,
-            };
-            (dep, req)
-        })
         .collect();
-    let meta = Metadata {
-        name: name.to_string(),
-        version: version.to_string(),
-        app: name.to_string(),
-        requirements: deps.into_values().collect(),
-    };
     let src = source(rng);
-    hexreg::tarball::create(
-        hexreg::metadata::render(&meta).as_bytes(),
-        &[(&format!("lib/{name}.ex"), src.as_bytes())],
-    )
+    deps.iter()
+        .fold(Package::new(name, version), |package, dep| {
+            package.dep(dep, "~> 0.1")
+        })
+        .file(&format!("lib/{name}.ex"), src)
+        .tarball()
 }
 
 fn generate(tarballs: &Path, packages: usize, max_releases: usize) -> (usize, u64) {

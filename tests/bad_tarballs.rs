@@ -2,10 +2,11 @@
 //! stderr, says what is wrong in words, exits with status 1, and leaves PUBLIC_DIR exactly as
 //! it was (bytes, inodes, modification and change times of every file and directory).
 //!
-//! A case is one line of the `bad!` table below: test name, file name, tarball bytes (built
-//! with the library's own writer), and what the file's `error:` line must say.
+//! A case is one line of the `bad!` table below: test name, file name, tarball bytes (made
+//! with the support module's `Package` builder, on the library's own writer), and what the
+//! file's `error:` line must say.
 
-mod common;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -14,156 +15,41 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use common::fixtures::*;
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use hexreg::metadata::Requirement;
 use hexreg::tarball::{
-    MAX_METADATA_SIZE, MAX_TARBALL_SIZE, MAX_UNCOMPRESSED_SIZE, create, hex_upper, inner_checksum,
-    one_line, write_contents, write_outer,
+    MAX_METADATA_SIZE, MAX_TARBALL_SIZE, MAX_UNCOMPRESSED_SIZE, one_line, write_outer,
 };
 use sha2::{Digest, Sha256};
+use support::bytes::{gzip, random_bytes};
+use support::fixtures::*;
+use support::package::Package;
+use support::run::{build, run_build};
 
 // ---------------------------------------------------------------------------
 // Generating tarballs
 // ---------------------------------------------------------------------------
 
-/// `metadata.config` as hex_core's `encode_metadata/1` writes it: one `{Key, Value}.` per line,
-/// keys sorted. `requirements` is the Erlang text of the value.
-fn config(name: &str, version: &str, app: &str, requirements: &str) -> Vec<u8> {
-    format!(
-        "{{<<\"app\">>,<<\"{app}\">>}}.\n\
-         {{<<\"build_tools\">>,[<<\"mix\">>]}}.\n\
-         {{<<\"name\">>,<<\"{name}\">>}}.\n\
-         {{<<\"requirements\">>,{requirements}}}.\n\
-         {{<<\"version\">>,<<\"{version}\">>}}.\n"
-    )
-    .into_bytes()
-}
-
-/// `metadata.config` of package `name` (app `name`, no dependencies).
-fn meta(name: &str, version: &str) -> Vec<u8> {
-    config(name, version, name, "[]")
-}
-
-/// `foo` 1.0.0's metadata.config with `requirements` set to the given Erlang text.
-fn requirements(text: &str) -> Vec<u8> {
-    config("foo", "1.0.0", "foo", text)
-}
-
-/// The files of every generated package.
+/// The files of every generated package: a small mix project.
 const FILES: &[(&str, &[u8])] = &[
     ("mix.exs", b"defmodule Foo.MixProject do end\n"),
     ("lib/foo.ex", b"defmodule Foo do\nend\n"),
 ];
 
-/// `contents.tar.gz` of every generated package.
-fn contents() -> Vec<u8> {
-    write_contents(FILES)
+/// Package `name` at `version` (app `name`, no dependencies) holding [`FILES`].
+fn package(name: &str, version: &str) -> Package {
+    Package::new(name, version).files(FILES)
 }
 
-/// A valid tarball holding the given metadata.config text (valid as far as the outer format
-/// goes: the metadata itself may be anything).
-fn with_config(metadata_config: impl AsRef<[u8]>) -> Vec<u8> {
-    create(metadata_config.as_ref(), FILES)
-}
-
-/// A valid tarball of package `name` at `version`.
-fn good(name: &str, version: &str) -> Vec<u8> {
-    with_config(meta(name, version))
-}
-
-/// An outer tarball of the given VERSION, metadata.config and contents.tar.gz, with the
-/// CHECKSUM they imply.
-fn sealed(version: &[u8], metadata_config: &[u8], contents: &[u8]) -> Vec<u8> {
-    let checksum = hex_upper(&inner_checksum(version, metadata_config, contents));
-    write_outer(&[
-        ("VERSION", version),
-        ("CHECKSUM", checksum.as_bytes()),
-        ("metadata.config", metadata_config),
-        ("contents.tar.gz", contents),
-    ])
-}
-
-/// The four entries of a valid `foo` 1.0.0 tarball, as (name, bytes).
-fn entries() -> Vec<(&'static str, Vec<u8>)> {
-    let metadata_config = meta("foo", "1.0.0");
-    let contents = contents();
-    let checksum = hex_upper(&inner_checksum(b"3", &metadata_config, &contents));
-    vec![
-        ("VERSION", b"3".to_vec()),
-        ("CHECKSUM", checksum.into_bytes()),
-        ("metadata.config", metadata_config),
-        ("contents.tar.gz", contents),
-    ]
-}
-
-/// A `foo` 1.0.0 tarball whose entry `name` holds `bytes` instead (CHECKSUM not updated).
-fn replacing(name: &str, bytes: &[u8]) -> Vec<u8> {
-    let list: Vec<(&str, Vec<u8>)> = entries()
-        .into_iter()
-        .map(|(n, b)| (n, if n == name { bytes.to_vec() } else { b }))
-        .collect();
-    outer(&list)
-}
-
-/// A `foo` 1.0.0 tarball without the given entries.
-fn without(names: &[&str]) -> Vec<u8> {
-    let list: Vec<(&str, Vec<u8>)> = entries()
-        .into_iter()
-        .filter(|(n, _)| !names.contains(n))
-        .collect();
-    outer(&list)
-}
-
-/// A `foo` 1.0.0 tarball with one more entry at the end.
-fn adding(name: &str, bytes: &[u8]) -> Vec<u8> {
-    let mut list: Vec<(&str, Vec<u8>)> = entries();
-    list.push((name, bytes.to_vec()));
-    outer(&list)
-}
-
-fn outer(list: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let refs: Vec<(&str, &[u8])> = list.iter().map(|(n, b)| (*n, b.as_slice())).collect();
-    write_outer(&refs)
-}
-
-/// A `foo` 1.0.0 tarball with an entry `name` of another type than a regular file, in place of
-/// the regular file of that name or added at the end.
-fn special(name: &str, kind: tar::EntryType, link: Option<&str>) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for (n, bytes) in entries().into_iter().filter(|(n, _)| *n != name) {
-        let mut header = tar::Header::new_ustar();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o644);
-        builder
-            .append_data(&mut header, n, bytes.as_slice())
-            .unwrap();
-    }
-    let mut header = tar::Header::new_ustar();
-    header.set_entry_type(kind);
-    header.set_size(0);
-    header.set_mode(0o755);
-    match link {
-        Some(target) => builder.append_link(&mut header, name, target).unwrap(),
-        None => builder.append_data(&mut header, name, &[][..]).unwrap(),
-    }
-    builder.into_inner().unwrap()
-}
-
-/// A valid `foo` 1.0.0 tarball, gzip'd as a whole.
-fn gzipped() -> Vec<u8> {
-    gzip(&good("foo", "1.0.0"))
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut enc = GzEncoder::new(Vec::new(), Compression::default());
-    enc.write_all(bytes).unwrap();
-    enc.finish().unwrap()
+/// `foo` 1.0.0, the package most cases break.
+fn foo() -> Package {
+    package("foo", "1.0.0")
 }
 
 /// A valid `foo` 1.0.0 tarball cut to `len` bytes.
 fn truncated(len: usize) -> Vec<u8> {
-    let mut bytes = good("foo", "1.0.0");
+    let mut bytes = foo().tarball();
     assert!(len < bytes.len());
     bytes.truncate(len);
     bytes
@@ -172,24 +58,10 @@ fn truncated(len: usize) -> Vec<u8> {
 /// A valid `foo` 1.0.0 tarball cut in the middle of contents.tar.gz's data (the last entry,
 /// followed by its padding to 512 bytes and the two zero blocks that end a tar).
 fn cut_in_contents() -> Vec<u8> {
-    let n = good("foo", "1.0.0").len();
-    let len = contents().len();
+    let n = foo().tarball().len();
+    let len = foo().contents_tar_gz().len();
     let padding = (512 - len % 512) % 512;
     truncated(n - 1024 - padding - len / 2)
-}
-
-/// Deterministic incompressible bytes (xorshift64).
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// `foo` 1.0.0 whose `contents.tar.gz` inflates to just over `MAX_UNCOMPRESSED_SIZE` (by
@@ -217,21 +89,21 @@ fn zip_bomb(with_tar_header: bool, claimed_size: Option<u32>) -> Vec<u8> {
         let at = bomb.len() - 4;
         bomb[at..].copy_from_slice(&size.to_le_bytes());
     }
-    sealed(b"3", &meta("foo", "1.0.0"), &bomb)
+    foo().contents(bomb).tarball()
 }
 
 /// A `foo` 1.0.0 tarball just over `MAX_TARBALL_SIZE`, with a correct CHECKSUM: its
 /// contents.tar.gz is incompressible bytes (not gzip, but the size is what is checked first).
 fn too_big() -> Vec<u8> {
     let contents = random_bytes(MAX_TARBALL_SIZE as usize - 2048, 7);
-    let bytes = sealed(b"3", &meta("foo", "1.0.0"), &contents);
+    let bytes = foo().contents(contents).tarball();
     assert!(bytes.len() as u64 > MAX_TARBALL_SIZE);
     bytes
 }
 
 /// `foo` 1.0.0's metadata.config padded to just over `MAX_METADATA_SIZE` with a description.
 fn big_metadata() -> Vec<u8> {
-    let mut text = meta("foo", "1.0.0");
+    let mut text = foo().metadata_text();
     let pad =
         MAX_METADATA_SIZE as usize + 1 - text.len() - "{<<\"description\">>,<<\"\">>}.\n".len();
     text.extend_from_slice(
@@ -243,22 +115,19 @@ fn big_metadata() -> Vec<u8> {
 
 /// A contents.tar.gz that is a gzip stream cut short.
 fn truncated_gzip() -> Vec<u8> {
-    let mut gz = write_contents(&[("priv/data", &random_bytes(4096, 3))]);
+    let mut gz = Package::new("foo", "1.0.0")
+        .file("priv/data", random_bytes(4096, 3))
+        .contents_tar_gz();
     gz.truncate(gz.len() / 2);
     gz
 }
 
 /// A contents.tar.gz whose gzip trailer (CRC32) is wrong.
 fn bad_crc_gzip() -> Vec<u8> {
-    let mut gz = contents();
+    let mut gz = foo().contents_tar_gz();
     let n = gz.len();
     gz[n - 8] ^= 0xff;
     gz
-}
-
-/// The checksum hexreg computes for `foo` 1.0.0 with the given metadata.config.
-fn actual_checksum(metadata_config: &[u8]) -> String {
-    hex_upper(&inner_checksum(b"3", metadata_config, &contents()))
 }
 
 // ---------------------------------------------------------------------------
@@ -333,16 +202,10 @@ fn age(root: &Path) {
 
 /// A temporary directory holding `public/`, a registry built from a good tarball.
 fn registry() -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    copy_tarballs(&tmp.path().join("public"), &["acme_a-0.1.0.tar"]);
+    let (tmp, public) = temp_public(&["acme_a-0.1.0.tar"]);
     build(tmp.path(), &private_key());
-    assert!(tmp.path().join("public/packages/acme_a").is_file());
+    assert!(public.join("packages/acme_a").is_file());
     tmp
-}
-
-fn run_build(cwd: &Path) -> std::process::Output {
-    let key = format!("--private-key={}", private_key().display());
-    hexreg(cwd, &["build", "public", "--name=acme", &key])
 }
 
 /// Drops `tarballs` into a built registry, runs `hexreg build`, and checks that it fails
@@ -361,7 +224,7 @@ fn assert_rejected(cwd: &Path, expect: &[(&str, Vec<String>)]) {
     let public = cwd.join("public");
     age(&public);
     let before = snapshot(&public);
-    let out = run_build(cwd);
+    let out = run_build(cwd, &private_key(), &[]);
     let after = snapshot(&public);
 
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -467,7 +330,7 @@ bad!(empty_file, "foo-1.0.0.tar", Vec::new(), ["is empty (0 bytes)"]);
 bad!(text_file, "foo-1.0.0.tar", b"just some text\n".to_vec(), ["not a readable tar file", "ends in the middle of a tar header (its first 512-byte block)"]);
 bad!(random_bytes_file, "foo-1.0.0.tar", random_bytes(10_000, 42), ["not a readable tar file", "its first 512-byte block is not a valid tar header"]);
 bad!(zeros_only, "foo-1.0.0.tar", vec![0; 10_240], ["holds no files"]);
-bad!(gzipped_outer_tar, "foo-1.0.0.tar", gzipped(), ["gzip-compressed", "plain (uncompressed) tar"]);
+bad!(gzipped_outer_tar, "foo-1.0.0.tar", gzip(&foo().tarball()), ["gzip-compressed", "plain (uncompressed) tar"]);
 bad!(zip_file, "foo-1.0.0.tar", b"PK\x03\x04\x14\x00\x00\x00\x08\x00".repeat(60), ["not a readable tar file", "its first 512-byte block is not a valid tar header"]);
 bad!(truncated_in_first_header, "foo-1.0.0.tar", truncated(300), ["not a readable tar file", "ends in the middle of a tar header (its first 512-byte block)", "truncated"]);
 bad!(truncated_in_a_header, "foo-1.0.0.tar", truncated(512 * 2 + 100), ["not a readable tar file", "ends in the middle of a tar header (the 512-byte block after entry `VERSION`)", "truncated"]);
@@ -475,89 +338,89 @@ bad!(truncated_in_contents, "foo-1.0.0.tar", cut_in_contents(), ["contents.tar.g
 bad!(over_16_mib, "foo-1.0.0.tar", too_big(), [too_big().len(), MAX_TARBALL_SIZE, "over Hex's limit"]);
 
 // The outer entries.
-bad!(version_missing, "foo-1.0.0.tar", without(&["VERSION"]), ["lacks `VERSION`"]);
-bad!(version_2, "foo-1.0.0.tar", sealed(b"2", &meta("foo", "1.0.0"), &contents()), ["VERSION `2`", "expected `3`"]);
-bad!(version_with_newline, "foo-1.0.0.tar", sealed(b"3\n", &meta("foo", "1.0.0"), &contents()), ["VERSION `3\\n`", "expected `3`"]);
-bad!(version_binary, "foo-1.0.0.tar", sealed(b"\x00\xff", &meta("foo", "1.0.0"), &contents()), ["VERSION `\\x00\\xff`", "expected `3`"]);
-bad!(version_too_big, "foo-1.0.0.tar", replacing("VERSION", &[b'3'; 33]), ["`VERSION` of 33 bytes", "limit of 32 bytes"]);
-bad!(checksum_missing, "foo-1.0.0.tar", without(&["CHECKSUM"]), ["lacks `CHECKSUM`"]);
-bad!(checksum_empty, "foo-1.0.0.tar", replacing("CHECKSUM", b""), ["CHECKSUM of 0 bytes, expected 32"]);
-bad!(checksum_not_hex, "foo-1.0.0.tar", replacing("CHECKSUM", &[b'z'; 64]), ["CHECKSUM that is not hexadecimal", "z".repeat(64)]);
-bad!(checksum_too_short, "foo-1.0.0.tar", replacing("CHECKSUM", &b"AB".repeat(31)), ["CHECKSUM of 31 bytes, expected 32"]);
-bad!(checksum_too_big, "foo-1.0.0.tar", replacing("CHECKSUM", &b"AB".repeat(65)), ["`CHECKSUM` of 130 bytes", "limit of 128 bytes"]);
-bad!(checksum_mismatch, "foo-1.0.0.tar", replacing("CHECKSUM", &b"AB".repeat(32)), ["wrong CHECKSUM", "AB".repeat(32), actual_checksum(&meta("foo", "1.0.0"))]);
-bad!(metadata_edited_after_build, "foo-1.0.0.tar", replacing("metadata.config", &config("foo", "1.0.0", "foo_app", "[]")), ["wrong CHECKSUM", actual_checksum(&meta("foo", "1.0.0")), actual_checksum(&config("foo", "1.0.0", "foo_app", "[]"))]);
-bad!(metadata_missing, "foo-1.0.0.tar", without(&["metadata.config"]), ["lacks `metadata.config`"]);
-bad!(contents_missing, "foo-1.0.0.tar", without(&["contents.tar.gz"]), ["lacks `contents.tar.gz`"]);
-bad!(several_missing, "foo-1.0.0.tar", without(&["VERSION", "contents.tar.gz"]), ["lacks `VERSION`, `contents.tar.gz`"]);
-bad!(extra_entry, "foo-1.0.0.tar", adding("README.md", b"hello"), ["unexpected entry `README.md`"]);
-bad!(extra_entry_in_dir, "foo-1.0.0.tar", adding("lib/foo.ex", b"defmodule Foo do end"), ["unexpected entry `lib/foo.ex`"]);
-bad!(extra_directory, "foo-1.0.0.tar", special("docs/", tar::EntryType::Directory, None), ["unexpected entry `docs/`"]);
-bad!(symlink_entry, "foo-1.0.0.tar", special("README", tar::EntryType::Symlink, Some("/etc/passwd")), ["unexpected entry `README`"]);
-bad!(extra_entry_control_chars, "foo-1.0.0.tar", adding("evil\n\x1b[2Jname", b""), ["unexpected entry `evil\\n\\u{1b}[2Jname`"]);
-bad!(extra_entry_long_name, "foo-1.0.0.tar", adding(&"x".repeat(5000), b""), ["unexpected entry `xxxxxxxx"]);
-bad!(symlink_as_metadata, "foo-1.0.0.tar", special("metadata.config", tar::EntryType::Symlink, Some("/etc/passwd")), ["`metadata.config` as a symbolic link"]);
-bad!(duplicate_entry, "foo-1.0.0.tar", adding("VERSION", b"3"), ["entry `VERSION` twice"]);
+bad!(version_missing, "foo-1.0.0.tar", foo().without_entry("VERSION").tarball(), ["lacks `VERSION`"]);
+bad!(version_2, "foo-1.0.0.tar", foo().version_file("2").tarball(), ["VERSION `2`", "expected `3`"]);
+bad!(version_with_newline, "foo-1.0.0.tar", foo().version_file("3\n").tarball(), ["VERSION `3\\n`", "expected `3`"]);
+bad!(version_binary, "foo-1.0.0.tar", foo().version_file(b"\x00\xff").tarball(), ["VERSION `\\x00\\xff`", "expected `3`"]);
+bad!(version_too_big, "foo-1.0.0.tar", foo().replace_entry("VERSION", [b'3'; 33]).tarball(), ["`VERSION` of 33 bytes", "limit of 32 bytes"]);
+bad!(checksum_missing, "foo-1.0.0.tar", foo().without_entry("CHECKSUM").tarball(), ["lacks `CHECKSUM`"]);
+bad!(checksum_empty, "foo-1.0.0.tar", foo().checksum("").tarball(), ["CHECKSUM of 0 bytes, expected 32"]);
+bad!(checksum_not_hex, "foo-1.0.0.tar", foo().checksum([b'z'; 64]).tarball(), ["CHECKSUM that is not hexadecimal", "z".repeat(64)]);
+bad!(checksum_too_short, "foo-1.0.0.tar", foo().checksum("AB".repeat(31)).tarball(), ["CHECKSUM of 31 bytes, expected 32"]);
+bad!(checksum_too_big, "foo-1.0.0.tar", foo().checksum("AB".repeat(65)).tarball(), ["`CHECKSUM` of 130 bytes", "limit of 128 bytes"]);
+bad!(checksum_mismatch, "foo-1.0.0.tar", foo().checksum("AB".repeat(32)).tarball(), ["wrong CHECKSUM", "AB".repeat(32), foo().inner_checksum()]);
+bad!(metadata_edited_after_build, "foo-1.0.0.tar", foo().replace_entry("metadata.config", foo().app("foo_app").metadata_text()).tarball(), ["wrong CHECKSUM", foo().inner_checksum(), foo().app("foo_app").inner_checksum()]);
+bad!(metadata_missing, "foo-1.0.0.tar", foo().without_entry("metadata.config").tarball(), ["lacks `metadata.config`"]);
+bad!(contents_missing, "foo-1.0.0.tar", foo().without_entry("contents.tar.gz").tarball(), ["lacks `contents.tar.gz`"]);
+bad!(several_missing, "foo-1.0.0.tar", foo().without_entry("VERSION").without_entry("contents.tar.gz").tarball(), ["lacks `VERSION`, `contents.tar.gz`"]);
+bad!(extra_entry, "foo-1.0.0.tar", foo().with_entry("README.md", b"hello").tarball(), ["unexpected entry `README.md`"]);
+bad!(extra_entry_in_dir, "foo-1.0.0.tar", foo().with_entry("lib/foo.ex", b"defmodule Foo do end").tarball(), ["unexpected entry `lib/foo.ex`"]);
+bad!(extra_directory, "foo-1.0.0.tar", foo().special_entry("docs/", tar::EntryType::Directory, None).tarball(), ["unexpected entry `docs/`"]);
+bad!(symlink_entry, "foo-1.0.0.tar", foo().special_entry("README", tar::EntryType::Symlink, Some("/etc/passwd")).tarball(), ["unexpected entry `README`"]);
+bad!(extra_entry_control_chars, "foo-1.0.0.tar", foo().with_entry("evil\n\x1b[2Jname", b"").tarball(), ["unexpected entry `evil\\n\\u{1b}[2Jname`"]);
+bad!(extra_entry_long_name, "foo-1.0.0.tar", foo().with_entry(&"x".repeat(5000), b"").tarball(), ["unexpected entry `xxxxxxxx"]);
+bad!(symlink_as_metadata, "foo-1.0.0.tar", foo().special_entry("metadata.config", tar::EntryType::Symlink, Some("/etc/passwd")).tarball(), ["`metadata.config` as a symbolic link"]);
+bad!(duplicate_entry, "foo-1.0.0.tar", foo().with_entry("VERSION", b"3").tarball(), ["entry `VERSION` twice"]);
 
 // metadata.config.
-bad!(metadata_empty, "foo-1.0.0.tar", with_config(""), ["invalid metadata.config: it holds no `{Key, Value}.` form at all"]);
-bad!(metadata_blank, "foo-1.0.0.tar", with_config("\n \t\n"), ["invalid metadata.config: it holds no `{Key, Value}.` form at all"]);
-bad!(contents_tar_cut_in_header, "foo-1.0.0.tar", sealed(b"3", &meta("foo", "1.0.0"), &gzip(&write_outer(FILES)[..512 + 512 + 100])), ["contents.tar.gz that is not a valid gzip'd tar", "after entry `mix.exs`"]);
-bad!(metadata_syntax_error, "foo-1.0.0.tar", with_config("{<<\"name\">>,<<\"foo\">>}.\n{<<\"version\">> <<\"1.0.0\">>}.\n"), ["syntax error at line 2, column 16", "expected `,` or `}` but found `<<`"]);
-bad!(metadata_unterminated_string, "foo-1.0.0.tar", with_config("{<<\"name\">>,<<\"foo>>}.\n"), ["syntax error at line 1", "unterminated"]);
-bad!(metadata_missing_dot, "foo-1.0.0.tar", with_config("{<<\"name\">>,<<\"foo\">>}\n"), ["syntax error at line", "`.`"]);
-bad!(metadata_comment, "foo-1.0.0.tar", with_config("% made by hand\n"), ["syntax error at line 1, column 1", "comments are not allowed"]);
-bad!(metadata_elixir_syntax, "foo-1.0.0.tar", with_config("%{name: \"foo\", version: \"1.0.0\"}\n"), ["syntax error at line 1, column 1"]);
-bad!(metadata_nested_too_deep, "foo-1.0.0.tar", with_config(format!("{{<<\"x\">>,{}}}.\n", "[".repeat(100_000))), ["nested too deeply", "line 1"]);
-bad!(metadata_long_atom_misplaced, "foo-1.0.0.tar", with_config(format!("{{<<\"x\">> {}}}.\n", "a".repeat(100_000))), ["syntax error at line 1, column 10", "found the atom `aaaa"]);
-bad!(metadata_long_integer_misplaced, "foo-1.0.0.tar", with_config(format!("{{<<\"x\">> {}}}.\n", "9".repeat(100_000))), ["line 1, column 10"]);
-bad!(metadata_control_char, "foo-1.0.0.tar", with_config("{<<\"x\">>,\x7f}.\n"), ["syntax error at line 1, column 10", "unexpected character U+007F"]);
-bad!(metadata_long_utf8_segment, "foo-1.0.0.tar", with_config(format!("{{<<\"x\">>,<<{}/utf8>>}}.\n", "9".repeat(100_000))), ["syntax error at line 1, column 12", "is not a Unicode code point"]);
-bad!(metadata_integer_too_large, "foo-1.0.0.tar", with_config(format!("{{<<\"x\">>,{}}}.\n", "9".repeat(50))), ["integer too large at line 1"]);
-bad!(metadata_not_a_pair, "foo-1.0.0.tar", with_config([meta("foo", "1.0.0"), b"{<<\"x\">>,1,2}.\n".to_vec()].concat()), ["form 6 is not a {Key, Value} pair", "line 6"]);
-bad!(metadata_bare_atom_form, "foo-1.0.0.tar", with_config([b"foo.\n".to_vec(), meta("foo", "1.0.0")].concat()), ["form 1 is not a {Key, Value} pair", "line 1"]);
-bad!(metadata_no_name, "foo-1.0.0.tar", with_config("{<<\"app\">>,<<\"foo\">>}.\n{<<\"requirements\">>,[]}.\n{<<\"version\">>,<<\"1.0.0\">>}.\n"), ["missing `name` entry"]);
-bad!(metadata_no_version, "foo-1.0.0.tar", with_config("{<<\"app\">>,<<\"foo\">>}.\n{<<\"name\">>,<<\"foo\">>}.\n{<<\"requirements\">>,[]}.\n"), ["missing `version` entry"]);
-bad!(metadata_no_app, "foo-1.0.0.tar", with_config("{<<\"name\">>,<<\"foo\">>}.\n{<<\"requirements\">>,[]}.\n{<<\"version\">>,<<\"1.0.0\">>}.\n"), ["missing `app` entry"]);
-bad!(metadata_atom_keys, "foo-1.0.0.tar", with_config("{name,<<\"foo\">>}.\n{app,<<\"foo\">>}.\n{version,<<\"1.0.0\">>}.\n"), ["missing `name` entry"]);
-bad!(metadata_name_not_text, "foo-1.0.0.tar", with_config([meta("foo", "1.0.0"), b"{<<\"name\">>,42}.\n".to_vec()].concat()), ["`name` entry must be text", "an integer (42)"]);
-bad!(metadata_version_not_text, "foo-1.0.0.tar", with_config([meta("foo", "1.0.0"), b"{<<\"version\">>,{1,0,0}}.\n".to_vec()].concat()), ["`version` entry must be text", "a tuple ({1,0,0})"]);
-bad!(metadata_name_not_utf8, "foo-1.0.0.tar", with_config("{<<\"app\">>,<<\"foo\">>}.\n{<<\"name\">>,<<102,111,255>>}.\n{<<\"version\">>,<<\"1.0.0\">>}.\n"), ["`name` entry is a binary that is not valid UTF-8"]);
-bad!(metadata_over_1_mib, "foo-1.0.0.tar", with_config(big_metadata()), ["`metadata.config` of", MAX_METADATA_SIZE + 1, MAX_METADATA_SIZE]);
-bad!(requirements_not_a_list, "foo-1.0.0.tar", with_config(requirements("<<\"jason\">>")), ["`requirements` entry", "neither the mix layout", "a binary (<<\"jason\">>)"]);
-bad!(requirements_list_of_atoms, "foo-1.0.0.tar", with_config(requirements("[jason, plug]")), ["`requirements` entry", "neither the mix layout", "jason"]);
-bad!(requirements_mixed_layouts, "foo-1.0.0.tar", with_config(requirements("[[{<<\"name\">>,<<\"jason\">>},{<<\"requirement\">>,<<\"~> 1.0\">>}],{<<\"plug\">>,[{<<\"requirement\">>,<<\"~> 1.0\">>}]}]")), ["neither the mix layout", "element 2"]);
-bad!(requirements_without_name, "foo-1.0.0.tar", with_config(requirements("[[{<<\"app\">>,<<\"jason\">>},{<<\"requirement\">>,<<\"~> 1.0\">>}]]")), ["`requirements` element 1 has no `name` entry"]);
-bad!(requirements_without_requirement, "foo-1.0.0.tar", with_config(requirements("[{<<\"jason\">>,[{<<\"app\">>,<<\"jason\">>}]}]")), ["dependency `jason` has no `requirement`"]);
-bad!(requirements_name_control_chars, "foo-1.0.0.tar", with_config(requirements("[{<<\"evil\\nname\\e[2J\">>,[{<<\"app\">>,<<\"x\">>}]}]")), ["dependency `evil\\nname\\u{1b}[2J` has no `requirement`"]);
-bad!(requirements_name_long, "foo-1.0.0.tar", with_config(requirements(&format!("[{{<<\"{}\">>,[]}}]", "d".repeat(100_000)))), ["dependency `dddd"]);
-bad!(requirements_app_not_text, "foo-1.0.0.tar", with_config(requirements("[{<<\"jason\">>,[{<<\"requirement\">>,<<\"~> 1.0\">>},{<<\"app\">>,42}]}]")), ["dependency `jason`", "`app` must be"]);
-bad!(version_not_semver, "foo-1.0.tar", good("foo", "1.0"), ["`1.0` is not a SemVer version"]);
-bad!(version_leading_zero, "foo-01.0.0.tar", good("foo", "01.0.0"), ["`01.0.0` is not a SemVer version"]);
-bad!(version_with_space, "foo-1.0.0 .tar", good("foo", "1.0.0 "), ["`1.0.0 ` is not a SemVer version"]);
+bad!(metadata_empty, "foo-1.0.0.tar", foo().metadata_config("").tarball(), ["invalid metadata.config: it holds no `{Key, Value}.` form at all"]);
+bad!(metadata_blank, "foo-1.0.0.tar", foo().metadata_config("\n \t\n").tarball(), ["invalid metadata.config: it holds no `{Key, Value}.` form at all"]);
+bad!(contents_tar_cut_in_header, "foo-1.0.0.tar", foo().contents(gzip(&write_outer(FILES)[..512 + 512 + 100])).tarball(), ["contents.tar.gz that is not a valid gzip'd tar", "after entry `mix.exs`"]);
+bad!(metadata_syntax_error, "foo-1.0.0.tar", foo().metadata_config("{<<\"name\">>,<<\"foo\">>}.\n{<<\"version\">> <<\"1.0.0\">>}.\n").tarball(), ["syntax error at line 2, column 16", "expected `,` or `}` but found `<<`"]);
+bad!(metadata_unterminated_string, "foo-1.0.0.tar", foo().metadata_config("{<<\"name\">>,<<\"foo>>}.\n").tarball(), ["syntax error at line 1", "unterminated"]);
+bad!(metadata_missing_dot, "foo-1.0.0.tar", foo().metadata_config("{<<\"name\">>,<<\"foo\">>}\n").tarball(), ["syntax error at line", "`.`"]);
+bad!(metadata_comment, "foo-1.0.0.tar", foo().metadata_config("% made by hand\n").tarball(), ["syntax error at line 1, column 1", "comments are not allowed"]);
+bad!(metadata_elixir_syntax, "foo-1.0.0.tar", foo().metadata_config("%{name: \"foo\", version: \"1.0.0\"}\n").tarball(), ["syntax error at line 1, column 1"]);
+bad!(metadata_nested_too_deep, "foo-1.0.0.tar", foo().metadata_config(format!("{{<<\"x\">>,{}}}.\n", "[".repeat(100_000))).tarball(), ["nested too deeply", "line 1"]);
+bad!(metadata_long_atom_misplaced, "foo-1.0.0.tar", foo().metadata_config(format!("{{<<\"x\">> {}}}.\n", "a".repeat(100_000))).tarball(), ["syntax error at line 1, column 10", "found the atom `aaaa"]);
+bad!(metadata_long_integer_misplaced, "foo-1.0.0.tar", foo().metadata_config(format!("{{<<\"x\">> {}}}.\n", "9".repeat(100_000))).tarball(), ["line 1, column 10"]);
+bad!(metadata_control_char, "foo-1.0.0.tar", foo().metadata_config("{<<\"x\">>,\x7f}.\n").tarball(), ["syntax error at line 1, column 10", "unexpected character U+007F"]);
+bad!(metadata_long_utf8_segment, "foo-1.0.0.tar", foo().metadata_config(format!("{{<<\"x\">>,<<{}/utf8>>}}.\n", "9".repeat(100_000))).tarball(), ["syntax error at line 1, column 12", "is not a Unicode code point"]);
+bad!(metadata_integer_too_large, "foo-1.0.0.tar", foo().metadata_config(format!("{{<<\"x\">>,{}}}.\n", "9".repeat(50))).tarball(), ["integer too large at line 1"]);
+bad!(metadata_not_a_pair, "foo-1.0.0.tar", foo().metadata_config([foo().metadata_text(), b"{<<\"x\">>,1,2}.\n".to_vec()].concat()).tarball(), ["form 6 is not a {Key, Value} pair", "line 6"]);
+bad!(metadata_bare_atom_form, "foo-1.0.0.tar", foo().metadata_config([b"foo.\n".to_vec(), foo().metadata_text()].concat()).tarball(), ["form 1 is not a {Key, Value} pair", "line 1"]);
+bad!(metadata_no_name, "foo-1.0.0.tar", foo().metadata_config("{<<\"app\">>,<<\"foo\">>}.\n{<<\"requirements\">>,[]}.\n{<<\"version\">>,<<\"1.0.0\">>}.\n").tarball(), ["missing `name` entry"]);
+bad!(metadata_no_version, "foo-1.0.0.tar", foo().metadata_config("{<<\"app\">>,<<\"foo\">>}.\n{<<\"name\">>,<<\"foo\">>}.\n{<<\"requirements\">>,[]}.\n").tarball(), ["missing `version` entry"]);
+bad!(metadata_no_app, "foo-1.0.0.tar", foo().metadata_config("{<<\"name\">>,<<\"foo\">>}.\n{<<\"requirements\">>,[]}.\n{<<\"version\">>,<<\"1.0.0\">>}.\n").tarball(), ["missing `app` entry"]);
+bad!(metadata_atom_keys, "foo-1.0.0.tar", foo().metadata_config("{name,<<\"foo\">>}.\n{app,<<\"foo\">>}.\n{version,<<\"1.0.0\">>}.\n").tarball(), ["missing `name` entry"]);
+bad!(metadata_name_not_text, "foo-1.0.0.tar", foo().metadata_config([foo().metadata_text(), b"{<<\"name\">>,42}.\n".to_vec()].concat()).tarball(), ["`name` entry must be text", "an integer (42)"]);
+bad!(metadata_version_not_text, "foo-1.0.0.tar", foo().metadata_config([foo().metadata_text(), b"{<<\"version\">>,{1,0,0}}.\n".to_vec()].concat()).tarball(), ["`version` entry must be text", "a tuple ({1,0,0})"]);
+bad!(metadata_name_not_utf8, "foo-1.0.0.tar", foo().metadata_config("{<<\"app\">>,<<\"foo\">>}.\n{<<\"name\">>,<<102,111,255>>}.\n{<<\"version\">>,<<\"1.0.0\">>}.\n").tarball(), ["`name` entry is a binary that is not valid UTF-8"]);
+bad!(metadata_over_1_mib, "foo-1.0.0.tar", foo().metadata_config(big_metadata()).tarball(), ["`metadata.config` of", MAX_METADATA_SIZE + 1, MAX_METADATA_SIZE]);
+bad!(requirements_not_a_list, "foo-1.0.0.tar", foo().metadata_term("requirements", "<<\"jason\">>").tarball(), ["`requirements` entry", "neither the mix layout", "a binary (<<\"jason\">>)"]);
+bad!(requirements_list_of_atoms, "foo-1.0.0.tar", foo().metadata_term("requirements", "[jason, plug]").tarball(), ["`requirements` entry", "neither the mix layout", "jason"]);
+bad!(requirements_mixed_layouts, "foo-1.0.0.tar", foo().metadata_term("requirements", "[[{<<\"name\">>,<<\"jason\">>},{<<\"requirement\">>,<<\"~> 1.0\">>}],{<<\"plug\">>,[{<<\"requirement\">>,<<\"~> 1.0\">>}]}]").tarball(), ["neither the mix layout", "element 2"]);
+bad!(requirements_without_name, "foo-1.0.0.tar", foo().metadata_term("requirements", "[[{<<\"app\">>,<<\"jason\">>},{<<\"requirement\">>,<<\"~> 1.0\">>}]]").tarball(), ["`requirements` element 1 has no `name` entry"]);
+bad!(requirements_without_requirement, "foo-1.0.0.tar", foo().metadata_term("requirements", "[{<<\"jason\">>,[{<<\"app\">>,<<\"jason\">>}]}]").tarball(), ["dependency `jason` has no `requirement`"]);
+bad!(requirements_name_control_chars, "foo-1.0.0.tar", foo().metadata_term("requirements", "[{<<\"evil\\nname\\e[2J\">>,[{<<\"app\">>,<<\"x\">>}]}]").tarball(), ["dependency `evil\\nname\\u{1b}[2J` has no `requirement`"]);
+bad!(requirements_name_long, "foo-1.0.0.tar", foo().metadata_term("requirements", &format!("[{{<<\"{}\">>,[]}}]", "d".repeat(100_000))).tarball(), ["dependency `dddd"]);
+bad!(requirements_app_not_text, "foo-1.0.0.tar", foo().metadata_term("requirements", "[{<<\"jason\">>,[{<<\"requirement\">>,<<\"~> 1.0\">>},{<<\"app\">>,42}]}]").tarball(), ["dependency `jason`", "`app` must be"]);
+bad!(version_not_semver, "foo-1.0.tar", package("foo", "1.0").tarball(), ["`1.0` is not a SemVer version"]);
+bad!(version_leading_zero, "foo-01.0.0.tar", package("foo", "01.0.0").tarball(), ["`01.0.0` is not a SemVer version"]);
+bad!(version_with_space, "foo-1.0.0 .tar", package("foo", "1.0.0 ").tarball(), ["`1.0.0 ` is not a SemVer version"]);
 
 // The file name against the metadata.
-bad!(file_name_without_version, "foo.tar", good("foo", "1.0.0"), ["not named NAME-VERSION.tar"]);
-bad!(file_name_empty_version, "foo-.tar", good("foo", "1.0.0"), ["not named NAME-VERSION.tar"]);
-bad!(file_name_other_package, "foo-1.0.0.tar", good("bar", "1.0.0"), ["package `foo`", "says `bar`", "bar-1.0.0.tar"]);
-bad!(file_name_other_version, "foo-1.0.0.tar", good("foo", "1.0.1"), ["version `1.0.0`", "says `1.0.1`"]);
-bad!(file_name_dash_in_name, "foo-bar-1.0.0.tar", good("foo-bar", "1.0.0"), ["`foo-bar`"]);
-bad!(metadata_name_control_chars, "foo-1.0.0.tar", with_config(config("foo\\nbar\\e[2J", "1.0.0", "foo", "[]")), ["metadata.config names the package `foo\\nbar\\u{1b}[2J`", "not a valid package name"]);
-bad!(metadata_version_control_chars, "foo-1.0.0.tar", with_config(config("foo", "1.0.0\\n\\e[2J", "foo", "[]")), ["metadata.config version `1.0.0\\n\\u{1b}[2J` is not a SemVer version"]);
-bad!(metadata_name_long, "foo-1.0.0.tar", with_config(config(&"f".repeat(100_000), "1.0.0", "foo", "[]")), ["package `foo`", "metadata.config says `ffff", "…`"]);
-bad!(metadata_name_invalid, "foo-1.0.0.tar", good("Foo", "1.0.0"), ["`Foo`", "not a valid package name"]);
-bad!(metadata_version_invalid, "foo-1.0.0.tar", good("foo", "1.0"), ["`1.0` is not a SemVer version"]);
-bad!(file_name_control_chars, "foo\n\x1b[2J-1.0.0.tar", good("foo", "1.0.0"), ["`foo\\n\\u{1b}[2J` is not a valid package name"]);
-bad!(package_name_uppercase, "Foo-1.0.0.tar", good("Foo", "1.0.0"), ["`Foo` is not a valid package name"]);
-bad!(package_name_digit_first, "1foo-1.0.0.tar", good("1foo", "1.0.0"), ["`1foo` is not a valid package name"]);
-bad!(package_name_dot, "foo.bar-1.0.0.tar", good("foo.bar", "1.0.0"), ["`foo.bar` is not a valid package name"]);
+bad!(file_name_without_version, "foo.tar", package("foo", "1.0.0").tarball(), ["not named NAME-VERSION.tar"]);
+bad!(file_name_empty_version, "foo-.tar", package("foo", "1.0.0").tarball(), ["not named NAME-VERSION.tar"]);
+bad!(file_name_other_package, "foo-1.0.0.tar", package("bar", "1.0.0").tarball(), ["package `foo`", "says `bar`", "bar-1.0.0.tar"]);
+bad!(file_name_other_version, "foo-1.0.0.tar", package("foo", "1.0.1").tarball(), ["version `1.0.0`", "says `1.0.1`"]);
+bad!(file_name_dash_in_name, "foo-bar-1.0.0.tar", package("foo-bar", "1.0.0").tarball(), ["`foo-bar`"]);
+bad!(metadata_name_control_chars, "foo-1.0.0.tar", foo().metadata_term("name", "<<\"foo\\nbar\\e[2J\">>").tarball(), ["metadata.config names the package `foo\\nbar\\u{1b}[2J`", "not a valid package name"]);
+bad!(metadata_version_control_chars, "foo-1.0.0.tar", foo().metadata_term("version", "<<\"1.0.0\\n\\e[2J\">>").tarball(), ["metadata.config version `1.0.0\\n\\u{1b}[2J` is not a SemVer version"]);
+bad!(metadata_name_long, "foo-1.0.0.tar", package(&"f".repeat(100_000), "1.0.0").app("foo").tarball(), ["package `foo`", "metadata.config says `ffff", "…`"]);
+bad!(metadata_name_invalid, "foo-1.0.0.tar", package("Foo", "1.0.0").tarball(), ["`Foo`", "not a valid package name"]);
+bad!(metadata_version_invalid, "foo-1.0.0.tar", package("foo", "1.0").tarball(), ["`1.0` is not a SemVer version"]);
+bad!(file_name_control_chars, "foo\n\x1b[2J-1.0.0.tar", package("foo", "1.0.0").tarball(), ["`foo\\n\\u{1b}[2J` is not a valid package name"]);
+bad!(package_name_uppercase, "Foo-1.0.0.tar", package("Foo", "1.0.0").tarball(), ["`Foo` is not a valid package name"]);
+bad!(package_name_digit_first, "1foo-1.0.0.tar", package("1foo", "1.0.0").tarball(), ["`1foo` is not a valid package name"]);
+bad!(package_name_dot, "foo.bar-1.0.0.tar", package("foo.bar", "1.0.0").tarball(), ["`foo.bar` is not a valid package name"]);
 
 // contents.tar.gz.
-bad!(contents_not_gzip, "foo-1.0.0.tar", sealed(b"3", &meta("foo", "1.0.0"), b"a plain text file"), ["contents.tar.gz that is not valid gzip data", "1f 8b"]);
-bad!(contents_plain_tar, "foo-1.0.0.tar", sealed(b"3", &meta("foo", "1.0.0"), &write_outer(FILES)), ["contents.tar.gz that is not valid gzip data", "1f 8b"]);
-bad!(contents_gzip_not_tar, "foo-1.0.0.tar", sealed(b"3", &meta("foo", "1.0.0"), &gzip(&b"hello world\n".repeat(100))), ["contents.tar.gz that is not a valid gzip'd tar", "its first 512-byte block is not a valid tar header"]);
-bad!(contents_gzip_truncated, "foo-1.0.0.tar", sealed(b"3", &meta("foo", "1.0.0"), &truncated_gzip()), ["contents.tar.gz that is not valid gzip data"]);
-bad!(contents_gzip_bad_crc, "foo-1.0.0.tar", sealed(b"3", &meta("foo", "1.0.0"), &bad_crc_gzip()), ["contents.tar.gz that is not valid gzip data", "checksum"]);
+bad!(contents_not_gzip, "foo-1.0.0.tar", foo().contents(b"a plain text file").tarball(), ["contents.tar.gz that is not valid gzip data", "1f 8b"]);
+bad!(contents_plain_tar, "foo-1.0.0.tar", foo().contents(write_outer(FILES)).tarball(), ["contents.tar.gz that is not valid gzip data", "1f 8b"]);
+bad!(contents_gzip_not_tar, "foo-1.0.0.tar", foo().contents(gzip(&b"hello world\n".repeat(100))).tarball(), ["contents.tar.gz that is not a valid gzip'd tar", "its first 512-byte block is not a valid tar header"]);
+bad!(contents_gzip_truncated, "foo-1.0.0.tar", foo().contents(truncated_gzip()).tarball(), ["contents.tar.gz that is not valid gzip data"]);
+bad!(contents_gzip_bad_crc, "foo-1.0.0.tar", foo().contents(bad_crc_gzip()).tarball(), ["contents.tar.gz that is not valid gzip data", "checksum"]);
 bad!(contents_zip_bomb, "foo-1.0.0.tar", zip_bomb(false, None), ["contents.tar.gz that inflates past", MAX_UNCOMPRESSED_SIZE]);
 bad!(contents_zip_bomb_lying_trailer, "foo-1.0.0.tar", zip_bomb(true, Some(10_240)), ["contents.tar.gz that inflates past", MAX_UNCOMPRESSED_SIZE]);
 bad!(contents_zip_bomb_in_a_file, "foo-1.0.0.tar", zip_bomb(true, None), ["contents.tar.gz that inflates past", MAX_UNCOMPRESSED_SIZE]);
@@ -566,19 +429,22 @@ bad!(contents_zip_bomb_in_a_file, "foo-1.0.0.tar", zip_bomb(true, None), ["conte
 /// One run reports every bad tarball, not only the first, next to a good one.
 #[test]
 fn every_bad_tarball_is_reported_in_one_run() {
-    let mismatch = replacing("CHECKSUM", &b"AB".repeat(32));
+    let mismatch = foo().checksum("AB".repeat(32)).tarball();
     check_bad(
         &[
             ("aaa-1.0.0.tar", Vec::new()),
             ("foo-1.0.0.tar", mismatch),
-            ("zzz-2.0.0.tar", good("zzz", "2.0.1")),
-            ("acme_good-1.0.0.tar", good("acme_good", "1.0.0")),
+            ("zzz-2.0.0.tar", package("zzz", "2.0.1").tarball()),
+            (
+                "acme_good-1.0.0.tar",
+                package("acme_good", "1.0.0").tarball(),
+            ),
         ],
         &[
             ("aaa-1.0.0.tar", vec!["is empty".to_string()]),
             (
                 "foo-1.0.0.tar",
-                vec!["AB".repeat(32), actual_checksum(&meta("foo", "1.0.0"))],
+                vec!["AB".repeat(32), foo().inner_checksum()],
             ),
             ("zzz-2.0.0.tar", vec!["`2.0.0`".into(), "`2.0.1`".into()]),
         ],
@@ -603,13 +469,13 @@ fn a_tarball_altered_in_place_is_read_again() {
     use std::os::unix::fs::FileExt;
     let tmp = registry();
     let path = tmp.path().join("public/tarballs/foo-1.0.0.tar");
-    let bytes = good("foo", "1.0.0");
+    let bytes = foo().tarball();
     fs::write(&path, &bytes).unwrap();
     build(tmp.path(), &private_key());
     assert!(tmp.path().join("public/packages/foo").is_file());
 
     let mtime = fs::metadata(&path).unwrap().modified().unwrap();
-    let sum = actual_checksum(&meta("foo", "1.0.0"));
+    let sum = foo().inner_checksum();
     let at = bytes.windows(64).position(|w| w == sum.as_bytes()).unwrap();
     let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
     file.write_all_at("AB".repeat(32).as_bytes(), at as u64)
@@ -627,51 +493,52 @@ fn a_tarball_altered_in_place_is_read_again() {
     );
 }
 
-/// The generators above make tarballs hexreg accepts, so every failure above is the defect
-/// the case put in, including hex_core's tolerated quirks (lower-case CHECKSUM with a trailing
-/// newline, entries in another order, either requirements layout).
+/// The builder makes tarballs hexreg accepts, so every failure above is the defect the case
+/// put in, including hex_core's tolerated quirks (lower-case CHECKSUM with a trailing newline,
+/// entries in another order, either requirements layout).
 #[test]
 fn generated_tarballs_are_accepted() {
     let tmp = registry();
     let dir = tmp.path().join("public/tarballs");
-    let metadata_config = meta("quirky", "0.1.0");
-    let sum = hex_upper(&inner_checksum(b"3", &metadata_config, &contents())).to_lowercase() + "\n";
-    let quirky = write_outer(&[
-        ("contents.tar.gz", &contents()),
-        ("metadata.config", &metadata_config),
-        ("CHECKSUM", sum.as_bytes()),
-        ("VERSION", b"3"),
-    ]);
+    let quirky = package("quirky", "0.1.0");
+    let quirky = quirky
+        .clone()
+        .checksum(quirky.inner_checksum().to_lowercase() + "\n")
+        .reverse_entries()
+        .tarball();
     let files = [
-        ("foo-1.0.0.tar", good("foo", "1.0.0")),
+        ("foo-1.0.0.tar", foo().tarball()),
         (
             "foo-1.0.0-rc.1+build.7.tar",
-            good("foo", "1.0.0-rc.1+build.7"),
+            package("foo", "1.0.0-rc.1+build.7").tarball(),
         ),
         ("quirky-0.1.0.tar", quirky),
         (
             "mixdeps-1.0.0.tar",
-            with_config(config(
-                "mixdeps",
-                "1.0.0",
-                "mixdeps",
-                "[[{<<\"app\">>,<<\"foo\">>},{<<\"name\">>,<<\"foo\">>},{<<\"optional\">>,false},{<<\"repository\">>,<<\"hexpm\">>},{<<\"requirement\">>,<<\"~> 1.0\">>}]]",
-            )),
+            package("mixdeps", "1.0.0")
+                .requirement(Requirement {
+                    name: "foo".into(),
+                    app: Some("foo".into()),
+                    requirement: "~> 1.0".into(),
+                    optional: false,
+                    repository: Some("hexpm".into()),
+                })
+                .tarball(),
         ),
         (
             "rebardeps-1.0.0.tar",
-            with_config(config(
-                "rebardeps",
-                "1.0.0",
-                "rebardeps",
-                "[{<<\"foo\">>,[{<<\"app\">>,<<\"foo\">>},{<<\"optional\">>,false},{<<\"requirement\">>,<<\"~> 1.0\">>}]}]",
-            )),
+            package("rebardeps", "1.0.0")
+                .metadata_term(
+                    "requirements",
+                    "[{<<\"foo\">>,[{<<\"app\">>,<<\"foo\">>},{<<\"optional\">>,false},{<<\"requirement\">>,<<\"~> 1.0\">>}]}]",
+                )
+                .tarball(),
         ),
     ];
     for (file, bytes) in &files {
         fs::write(dir.join(file), bytes).unwrap();
     }
-    let out = run_build(tmp.path());
+    let out = run_build(tmp.path(), &private_key(), &[]);
     assert!(
         out.status.success(),
         "{}",

@@ -2,14 +2,17 @@
 //! remove,newkey}) with `hexreg build` and compares every resource with the task's, byte for
 //! byte: payload and signature first (to say which differs), then the whole gzip file.
 
-mod common;
+mod support;
 
 use std::fs;
 use std::io::Read;
 use std::path::Path;
 
-use common::fixtures::*;
 use prost::Message;
+use support::files::*;
+use support::fixtures::*;
+use support::package::Package;
+use support::run::*;
 
 /// Compares the registry in `public` with `fixtures/<scenario>/expected`.
 fn assert_same_registry(public: &Path, scenario: &str) {
@@ -78,11 +81,9 @@ fn empty_public_dir() {
 
 #[test]
 fn full_then_remove_then_newkey() {
-    let tmp = tempfile::tempdir().unwrap();
-    let public = tmp.path().join("public");
     let all = all_tarballs();
     let names: Vec<&str> = all.iter().map(String::as_str).collect();
-    copy_tarballs(&public, &names);
+    let (tmp, public) = temp_public(&names);
 
     let stdout = build(tmp.path(), &private_key());
     assert_eq!(stdout, expected_stdout("full", None));
@@ -100,9 +101,7 @@ fn full_then_remove_then_newkey() {
 
 #[test]
 fn unchanged_registry_is_neither_rewritten_nor_listed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let public = tmp.path().join("public");
-    copy_tarballs(&public, &["acme_a-0.1.0.tar", "acme_b-0.1.0.tar"]);
+    let (tmp, public) = temp_public(&["acme_a-0.1.0.tar", "acme_b-0.1.0.tar"]);
     assert!(!build(tmp.path(), &private_key()).is_empty());
     let before = mtimes_below(&public);
     std::thread::sleep(std::time::Duration::from_millis(20));
@@ -112,9 +111,7 @@ fn unchanged_registry_is_neither_rewritten_nor_listed() {
 
 #[test]
 fn new_tarball_mtime_updates_names_only() {
-    let tmp = tempfile::tempdir().unwrap();
-    let public = tmp.path().join("public");
-    copy_tarballs(&public, &["acme_a-0.1.0.tar"]);
+    let (tmp, public) = temp_public(&["acme_a-0.1.0.tar"]);
     build(tmp.path(), &private_key());
     set_mtime(&public.join("tarballs/acme_a-0.1.0.tar"), 1_800_000_000);
     assert_eq!(
@@ -149,17 +146,7 @@ fn paths_are_printed_from_the_argument_as_given() {
 fn spki_public_key_format() {
     let tmp = tempfile::tempdir().unwrap();
     fs::create_dir(tmp.path().join("public")).unwrap();
-    let key = private_key();
-    let out = hexreg(
-        tmp.path(),
-        &[
-            "build",
-            "public",
-            "--name=acme",
-            &format!("--private-key={}", key.display()),
-            "--public-key-format=spki",
-        ],
-    );
+    let out = run_build(tmp.path(), &private_key(), &["--public-key-format=spki"]);
     assert!(out.status.success());
     let pem = fs::read(tmp.path().join("public/public_key")).unwrap();
     assert!(pem.starts_with(b"-----BEGIN PUBLIC KEY-----\n"));
@@ -175,33 +162,18 @@ fn spki_public_key_format() {
 fn output_is_the_same_whatever_the_number_of_threads() {
     let mut registries = Vec::new();
     for jobs in ["1", "2", "5"] {
-        let tmp = tempfile::tempdir().unwrap();
-        let public = tmp.path().join("public");
         let all = all_tarballs();
-        copy_tarballs(&public, &all.iter().map(String::as_str).collect::<Vec<_>>());
+        let (tmp, public) = temp_public(&all.iter().map(String::as_str).collect::<Vec<_>>());
         for p in 0..40 {
-            common::corpus::add(
-                &public,
-                &format!("pkg{p:02}"),
-                "1.0.0",
-                &[("acme_a", "~> 0.1")],
-            );
-            common::corpus::add(&public, &format!("pkg{p:02}"), "1.1.0-rc.1", &[]);
+            Package::new(&format!("pkg{p:02}"), "1.0.0")
+                .dep("acme_a", "~> 0.1")
+                .publish(&public);
+            Package::new(&format!("pkg{p:02}"), "1.1.0-rc.1").publish(&public);
         }
         for entry in fs::read_dir(public.join("tarballs")).unwrap() {
             set_mtime(&entry.unwrap().path(), 1_700_000_000);
         }
-        let out = hexreg(
-            tmp.path(),
-            &[
-                "build",
-                "public",
-                "--name=acme",
-                &format!("--private-key={}", private_key().display()),
-                "--jobs",
-                jobs,
-            ],
-        );
+        let out = run_build(tmp.path(), &private_key(), &["--jobs", jobs]);
         assert!(out.status.success());
         registries.push((
             jobs,

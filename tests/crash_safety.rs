@@ -2,7 +2,7 @@
 //! registry consistent; concurrent builds do not interleave; the lock dies with its process;
 //! the private key is never published; files and directories get the usual modes.
 
-mod common;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -10,24 +10,11 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::corpus::{add, check_after_kill, check_registry};
-use common::fixtures::*;
-use hexreg::signing::PrivateKey;
-
-fn public_key() -> hexreg::signing::PublicKey {
-    PrivateKey::from_pem(&fs::read(private_key()).unwrap())
-        .unwrap()
-        .public_key()
-}
-
-fn build_args(key: &Path) -> Vec<String> {
-    vec![
-        "build".into(),
-        "public".into(),
-        "--name=acme".into(),
-        format!("--private-key={}", key.display()),
-    ]
-}
+use support::files::registry_files;
+use support::fixtures::*;
+use support::package::Package;
+use support::registry_check::{check_after_kill, check_registry};
+use support::run::*;
 
 /// `count` packages of `releases` releases each, each release depending on the previous
 /// package.
@@ -36,8 +23,13 @@ fn corpus(public: &Path, count: usize, releases: usize) {
         let name = format!("pkg{p:04}");
         let dep = format!("pkg{:04}", p.saturating_sub(1));
         for r in 0..releases {
-            let deps: &[(&str, &str)] = if p > 0 { &[(&dep, "~> 0.1")] } else { &[] };
-            add(public, &name, &format!("0.{r}.0"), deps);
+            let package = Package::new(&name, &format!("0.{r}.0"));
+            let package = if p > 0 {
+                package.dep(&dep, "~> 0.1")
+            } else {
+                package
+            };
+            package.publish(public);
         }
     }
 }
@@ -45,8 +37,7 @@ fn corpus(public: &Path, count: usize, releases: usize) {
 /// Starts `hexreg build public` in `cwd` without the cache, its output discarded.
 fn spawn_quiet_build(cwd: &Path) -> std::process::Child {
     command(cwd)
-        .args(build_args(&private_key()))
-        .arg("--no-cache")
+        .args(build_args(&private_key(), &["--no-cache"]))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -85,7 +76,7 @@ fn builds_killed_at_any_moment_leave_a_whole_registry() {
     // How long a build that rewrites every resource takes, uninterrupted.
     let round = |n: u64| {
         for p in 0..300 {
-            add(&public, &format!("pkg{p:04}"), &format!("1.{n}.0"), &[]);
+            Package::new(&format!("pkg{p:04}"), &format!("1.{n}.0")).publish(&public);
         }
         spawn_quiet_build(tmp.path())
     };
@@ -199,15 +190,12 @@ fn first_builds_killed_at_any_moment_leave_all_of_packages_or_none() {
 
 #[test]
 fn a_held_lock_makes_no_wait_fail_and_others_wait() {
-    let tmp = tempfile::tempdir().unwrap();
-    let public = tmp.path().join("public");
-    copy_tarballs(&public, &["acme_a-0.1.0.tar"]);
+    let (tmp, public) = temp_public(&["acme_a-0.1.0.tar"]);
     let held = fs::File::open(&public).unwrap();
     held.lock().unwrap();
 
     let out = command(tmp.path())
-        .args(build_args(&private_key()))
-        .arg("--no-wait")
+        .args(build_args(&private_key(), &["--no-wait"]))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -220,7 +208,7 @@ fn a_held_lock_makes_no_wait_fail_and_others_wait() {
 
     // Without --no-wait the build waits for the lock, then runs.
     let mut child = command(tmp.path())
-        .args(build_args(&private_key()))
+        .args(build_args(&private_key(), &[]))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -246,8 +234,7 @@ fn concurrent_builds_all_succeed_and_agree() {
     let children: Vec<_> = (0..4)
         .map(|_| {
             command(tmp.path())
-                .args(build_args(&private_key()))
-                .arg("--no-cache")
+                .args(build_args(&private_key(), &["--no-cache"]))
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -286,8 +273,7 @@ fn the_lock_dies_with_a_killed_build() {
     let public = tmp.path().join("public");
     corpus(&public, 200, 2);
     let mut child = command(tmp.path())
-        .args(build_args(&private_key()))
-        .arg("--no-cache")
+        .args(build_args(&private_key(), &["--no-cache"]))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -296,8 +282,7 @@ fn the_lock_dies_with_a_killed_build() {
     let _ = child.kill();
     child.wait().unwrap();
     let out = command(tmp.path())
-        .args(build_args(&private_key()))
-        .arg("--no-wait")
+        .args(build_args(&private_key(), &["--no-wait"]))
         .output()
         .unwrap();
     assert!(
@@ -310,9 +295,7 @@ fn the_lock_dies_with_a_killed_build() {
 
 #[test]
 fn a_private_key_inside_public_dir_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let public = tmp.path().join("public");
-    copy_tarballs(&public, &["acme_a-0.1.0.tar"]);
+    let (tmp, public) = temp_public(&["acme_a-0.1.0.tar"]);
     fs::copy(private_key(), public.join("key.pem")).unwrap();
     for key in ["public/key.pem", "./public/../public/key.pem"] {
         let out = hexreg(
@@ -333,9 +316,7 @@ fn a_private_key_inside_public_dir_is_refused() {
 
 #[test]
 fn bad_key_files_are_refused_before_anything_is_written() {
-    let tmp = tempfile::tempdir().unwrap();
-    let public = tmp.path().join("public");
-    copy_tarballs(&public, &["acme_a-0.1.0.tar"]);
+    let (tmp, public) = temp_public(&["acme_a-0.1.0.tar"]);
     let two = tmp.path().join("two.pem");
     fs::write(
         &two,
@@ -366,7 +347,7 @@ fn bad_key_files_are_refused_before_anything_is_written() {
     ] {
         let out = hexreg(
             tmp.path(),
-            &build_args(&key)
+            &build_args(&key, &[])
                 .iter()
                 .map(String::as_str)
                 .collect::<Vec<_>>(),
@@ -387,7 +368,7 @@ fn files_are_0644_and_directories_0755_whatever_the_umask() {
     fs::create_dir(&public).unwrap();
     fs::write(
         tmp.path().join("a.tar"),
-        common::corpus::tarball("a", "1.0.0", &[]),
+        Package::new("a", "1.0.0").tarball(),
     )
     .unwrap();
     let script = format!(

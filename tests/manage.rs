@@ -1,40 +1,21 @@
 //! keygen, add, remove, retire, unretire and verify: each works from the registry itself, with
 //! the other tarballs absent, and rewrites nothing it need not.
 
-mod common;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::corpus::{check_registry, tarball};
-use common::fixtures::*;
 use hexreg::signing::PrivateKey;
+use support::files::*;
+use support::fixtures::*;
+use support::package::Package;
+use support::registry_check::check_registry;
+use support::run::{build, fails, hexreg, ok};
 
 fn key_arg() -> String {
     format!("--private-key={}", private_key().display())
-}
-
-fn ok(cwd: &Path, args: &[&str]) -> String {
-    let out = hexreg(cwd, args);
-    assert!(
-        out.status.success(),
-        "hexreg {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails(cwd: &Path, args: &[&str]) -> String {
-    let out = hexreg(cwd, args);
-    assert_eq!(out.status.code(), Some(1), "hexreg {args:?} should fail");
-    String::from_utf8(out.stderr).unwrap()
-}
-
-fn public_key() -> hexreg::signing::PublicKey {
-    PrivateKey::from_pem(&fs::read(private_key()).unwrap())
-        .unwrap()
-        .public_key()
 }
 
 fn fixture_tarball(name: &str) -> String {
@@ -56,12 +37,7 @@ fn releases(public: &Path, name: &str) -> Vec<(String, Option<i32>)> {
 /// A registry built from three fixture tarballs, whose tarballs are then all deleted (as on a
 /// CI machine that syncs only the registry files).
 fn registry_without_tarballs() -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    let public = tmp.path().join("public");
-    copy_tarballs(
-        &public,
-        &["acme_a-0.1.0.tar", "acme_a-0.2.0.tar", "acme_b-0.1.0.tar"],
-    );
+    let (tmp, public) = temp_public(&["acme_a-0.1.0.tar", "acme_a-0.2.0.tar", "acme_b-0.1.0.tar"]);
     build(tmp.path(), &private_key());
     for entry in fs::read_dir(public.join("tarballs")).unwrap() {
         fs::remove_file(entry.unwrap().path()).unwrap();
@@ -201,7 +177,13 @@ fn add_refuses_a_different_tarball_for_a_published_version_unless_replace() {
     let tmp = registry_without_tarballs();
     let public = tmp.path().join("public");
     let other = tmp.path().join("acme_b-0.1.0.tar");
-    fs::write(&other, tarball("acme_b", "0.1.0", &[("acme_a", "~> 0.1")])).unwrap();
+    fs::write(
+        &other,
+        Package::new("acme_b", "0.1.0")
+            .dep("acme_a", "~> 0.1")
+            .tarball(),
+    )
+    .unwrap();
     let before = registry_files(&public);
     let err = fails(
         tmp.path(),
@@ -438,12 +420,7 @@ fn retire_and_unretire_and_build_keeps_retirements() {
 
 #[test]
 fn verify_names_every_problem() {
-    let tmp = tempfile::tempdir().unwrap();
-    let public = tmp.path().join("public");
-    copy_tarballs(
-        &public,
-        &["acme_a-0.1.0.tar", "acme_b-0.1.0.tar", "acme_c-0.1.0.tar"],
-    );
+    let (tmp, public) = temp_public(&["acme_a-0.1.0.tar", "acme_b-0.1.0.tar", "acme_c-0.1.0.tar"]);
     build(tmp.path(), &private_key());
     let out = ok(tmp.path(), &["verify", "public", "--name=acme"]);
     assert_eq!(out.lines().count(), 1);
@@ -459,8 +436,7 @@ fn verify_names_every_problem() {
 
     // Tampering: a resource signed by another key, a flipped byte in a tarball, an unlisted
     // tarball, a missing tarball.
-    let other = tempfile::tempdir().unwrap();
-    copy_tarballs(&other.path().join("public"), &["acme_b-0.1.0.tar"]);
+    let (other, _) = temp_public(&["acme_b-0.1.0.tar"]);
     build(other.path(), &other_private_key());
     fs::copy(
         other.path().join("public/packages/acme_b"),

@@ -9,14 +9,17 @@
 //! (`.ci/run`) installs it. rebar3 runs fully isolated from the user's home and caches: every
 //! directory it reads or writes lives in a per-test temporary directory.
 
-mod common;
+mod support;
 
-use common::fixtures::fixtures;
-use common::static_server::StaticServer;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use support::fixtures::{fixtures, private_key};
+use support::hexreg_serve::Server;
+use support::run::{hexreg, key_arg, run_build};
+use support::static_server::StaticServer;
 
 /// A hung rebar3 is killed after this long so the test fails instead of blocking CI.
 const REBAR3_TIMEOUT: Duration = Duration::from_secs(120);
@@ -77,7 +80,7 @@ fn copy_dir_all(src: &Path, dst: &Path) {
 }
 
 fn copy_tarballs(public: &Path) {
-    common::fixtures::copy_tarballs(public, &TARBALLS);
+    support::fixtures::copy_tarballs(public, &TARBALLS);
 }
 
 /// PUBLIC_DIR as the real `mix hex.registry build` left it (all 14 packages' resources; only the
@@ -87,18 +90,11 @@ fn genuine_registry(public: &Path) {
     copy_tarballs(public);
 }
 
-/// PUBLIC_DIR built by this project's binary from the three rebar3 tarballs.
+/// PUBLIC_DIR (named `public`: hexreg runs in its parent) built by this project's binary from
+/// the three rebar3 tarballs.
 fn hexreg_registry(public: &Path) {
     copy_tarballs(public);
-    let key = fixtures().join("private_key.pem");
-    let out = Command::new(env!("CARGO_BIN_EXE_hexreg"))
-        .env("XDG_CACHE_HOME", public.join("../hexreg-cache"))
-        .arg("build")
-        .arg(public)
-        .arg("--name=acme")
-        .arg(format!("--private-key={}", key.display()))
-        .output()
-        .expect("run hexreg");
+    let out = run_build(public.parent().unwrap(), &private_key(), &[]);
     assert!(
         out.status.success(),
         "hexreg build failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
@@ -394,47 +390,6 @@ fn rebar3_refuses_registry_signed_by_another_key() {
     assert_rebar3_refuses_other_key(&rebar3, tmp.path(), &public);
 }
 
-/// `hexreg serve` as a child process, killed when dropped.
-struct HexregServe {
-    child: std::process::Child,
-    url: String,
-}
-
-impl HexregServe {
-    /// Serves `public` on a free loopback port with Basic auth `user:pass` from HEXREG_AUTH.
-    fn start(public: &Path, auth: &str) -> HexregServe {
-        use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hexreg"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--quiet"])
-            .arg(public)
-            .env("HEXREG_AUTH", auth)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start hexreg serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut first = String::new();
-        std::io::BufReader::new(stderr)
-            .read_line(&mut first)
-            .expect("read hexreg serve's first line");
-        // "serving PUBLIC_DIR on http://127.0.0.1:PORT"
-        let url = first
-            .split_whitespace()
-            .last()
-            .filter(|u| u.starts_with("http://127.0.0.1:"))
-            .unwrap_or_else(|| panic!("unexpected first line from hexreg serve: {first:?}"))
-            .to_string();
-        HexregServe { child, url }
-    }
-}
-
-impl Drop for HexregServe {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn rebar3_compiles_through_hexreg_serve_with_credentials() {
     let Some(rebar3) = rebar3_or_skip("rebar3_compiles_through_hexreg_serve_with_credentials")
@@ -445,8 +400,9 @@ fn rebar3_compiles_through_hexreg_serve_with_credentials() {
     let public = tmp.path().join("public");
     hexreg_registry(&public);
     let public_key = fs::read_to_string(public.join("public_key")).unwrap();
-    let server = HexregServe::start(&public, "ci:s3cret");
-    let with_credentials = server.url.replace("http://", "http://ci:s3cret@");
+    // Basic auth `ci:s3cret` from HEXREG_AUTH.
+    let server = Server::start(&public, &["--quiet"], &[("HEXREG_AUTH", "ci:s3cret")]);
+    let with_credentials = server.url().replace("http://", "http://ci:s3cret@");
 
     let project = tmp.path().join("myapp");
     write_project(&project, &with_credentials, &public_key);
@@ -474,7 +430,7 @@ fn rebar3_compiles_through_hexreg_serve_with_credentials() {
     let project = sandbox.join("myapp");
     write_project(
         &project,
-        &server.url.replace("http://", "http://ci:wrong@"),
+        &server.url().replace("http://", "http://ci:wrong@"),
         &public_key,
     );
     let run = rebar3_compile(&rebar3, &sandbox, &project);
@@ -501,23 +457,19 @@ fn hex_core_decodes_retirements_hexreg_writes() {
     let tmp = tempfile::tempdir().unwrap();
     let public = tmp.path().join("public");
     hexreg_registry(&public);
-    let out = Command::new(env!("CARGO_BIN_EXE_hexreg"))
-        .env("XDG_CACHE_HOME", tmp.path().join("cache"))
-        .arg("retire")
-        .arg(&public)
-        .args([
+    let out = hexreg(
+        tmp.path(),
+        &[
+            "retire",
+            "public",
             "acme_erl",
             "0.1.0",
             "--reason=security",
             "--message=CVE-2026-1: use 0.2.0",
-        ])
-        .arg("--name=acme")
-        .arg(format!(
-            "--private-key={}",
-            fixtures().join("private_key.pem").display()
-        ))
-        .output()
-        .expect("run hexreg retire");
+            "--name=acme",
+            &key_arg(&private_key()),
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -1,22 +1,23 @@
 //! `hexreg serve` end to end: the binary is started on 127.0.0.1 with a free port (`--bind
 //! 127.0.0.1:0`, port read from its first stderr line) and spoken to with a tiny raw HTTP/1.1
-//! client, so that request lines such as `GET /%2e%2e/secret` go out exactly as written. A
-//! guard kills the server when a test ends, however it ends. Signals are sent with kill(2).
+//! client, so that request lines such as `GET /%2e%2e/secret` go out exactly as written (both
+//! in `support::hexreg_serve`). A guard kills the server when a test ends, however it ends.
+//! Signals are sent with kill(2).
+
+mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use base64::Engine;
-
-/// Socket read/write timeout: a safety net so that a broken server fails a test instead of
-/// hanging it, never a performance assertion.
-const IO_TIMEOUT: Duration = Duration::from_secs(60);
+use support::bytes::random_bytes;
+use support::hexreg_serve::{HttpResponse, Server, connect};
 
 // ---------------------------------------------------------------------------------------------
 // Fixture
@@ -53,9 +54,9 @@ impl Fixture {
             b"-----BEGIN RSA PUBLIC KEY-----\nMIIB\n-----END RSA PUBLIC KEY-----\n",
         );
         fx.write("packages/acme_a", b"\x1f\x8b\x08\x00package acme_a");
-        fx.write("tarballs/acme_a-1.0.0.tar", &pattern(5120, 1));
+        fx.write("tarballs/acme_a-1.0.0.tar", &random_bytes(5120, 1));
         // Larger than what the server reads whole: exercises chunked streaming.
-        fx.write("tarballs/big-2.0.0.tar", &pattern(700 * 1024 + 13, 7));
+        fx.write("tarballs/big-2.0.0.tar", &random_bytes(700 * 1024 + 13, 7));
         fx.write(".hexreg.lock", b"lock");
         fx.write("tarballs/.hexreg-tmp-1234", b"half-written");
         fx.write(".hidden/file", b"hidden");
@@ -97,163 +98,8 @@ impl Fixture {
     }
 }
 
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
 // ---------------------------------------------------------------------------------------------
-// Server process
-
-struct Server {
-    child: Option<Child>,
-    port: u16,
-    stderr: Arc<Mutex<Vec<String>>>,
-    drain: Option<JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(public: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hexreg"));
-        cmd.arg("serve")
-            .arg(public)
-            .args(["--bind", "127.0.0.1:0"])
-            .args(args)
-            .env_remove("HEXREG_AUTH")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn hexreg serve");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let mut reader = BufReader::new(stderr);
-        let mut first = String::new();
-        let n = reader.read_line(&mut first).expect("read stderr");
-        if n == 0 {
-            let status = child.wait().expect("wait");
-            panic!("hexreg serve exited ({status}) before printing its address");
-        }
-        let port = first
-            .trim_end()
-            .strip_prefix("serving ")
-            .and_then(|rest| rest.rsplit_once("on http://127.0.0.1:"))
-            .and_then(|(_, port)| port.parse::<u16>().ok())
-            .unwrap_or_else(|| panic!("unexpected first line: {first:?}"));
-        let lines = Arc::new(Mutex::new(vec![first.trim_end().to_string()]));
-        // Keep reading stderr so the server never blocks on a full pipe.
-        let drain = {
-            let lines = Arc::clone(&lines);
-            std::thread::spawn(move || {
-                for line in reader.lines() {
-                    let Ok(line) = line else { break };
-                    lines.lock().unwrap_or_else(|e| e.into_inner()).push(line);
-                }
-            })
-        };
-        Server {
-            child: Some(child),
-            port,
-            stderr: lines,
-            drain: Some(drain),
-        }
-    }
-
-    fn get(&self, path: &str) -> HttpResponse {
-        self.request("GET", path, &[])
-    }
-
-    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
-        let mut raw =
-            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-        for (k, v) in headers {
-            raw.push_str(&format!("{k}: {v}\r\n"));
-        }
-        raw.push_str("\r\n");
-        self.raw(&raw)
-    }
-
-    /// Sends `raw` on a fresh connection and reads the response to EOF.
-    fn raw(&self, raw: &str) -> HttpResponse {
-        let mut stream = connect(self.port);
-        stream.write_all(raw.as_bytes()).expect("send request");
-        let mut bytes = Vec::new();
-        stream.read_to_end(&mut bytes).expect("read response");
-        HttpResponse::parse_whole(&bytes)
-    }
-
-    /// Sends `signal` (TERM, INT) and waits for the exit; returns the status and every line
-    /// the server wrote on stderr.
-    fn stop(self, signal: &str) -> (ExitStatus, Vec<String>) {
-        self.signal(signal);
-        self.wait()
-    }
-
-    fn signal(&self, signal: &str) {
-        let child = self.child.as_ref().expect("running server");
-        let signal = match signal {
-            "TERM" => rustix::process::Signal::TERM,
-            "INT" => rustix::process::Signal::INT,
-            other => panic!("unexpected signal {other}"),
-        };
-        let pid = i32::try_from(child.id())
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-            .expect("child pid");
-        rustix::process::kill_process(pid, signal).expect("send signal");
-    }
-
-    /// Waits for the server to exit; returns the status and every line it wrote on stderr.
-    fn wait(mut self) -> (ExitStatus, Vec<String>) {
-        let mut child = self.child.take().expect("running server");
-        // Bounded wait, a safety net against a hung server (not a timing assertion).
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("hexreg serve did not exit");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        if let Some(drain) = self.drain.take() {
-            let _ = drain.join();
-        }
-        let lines = self
-            .stderr
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        (status, lines)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn connect(port: u16) -> TcpStream {
-    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to hexreg serve");
-    stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
-    stream.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
-    stream
-}
+// Server process (`support::hexreg_serve`)
 
 /// Runs `hexreg serve` expecting it to refuse to start; returns its stderr.
 fn serve_fails(public: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
@@ -273,89 +119,6 @@ fn serve_fails(public: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
     assert!(stderr.starts_with("error: "), "stderr: {stderr}");
     stderr
-}
-
-// ---------------------------------------------------------------------------------------------
-// HTTP client
-
-#[derive(Debug)]
-struct HttpResponse {
-    status: u16,
-    /// Lowercased names, in order.
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl HttpResponse {
-    /// A whole `Connection: close` response: everything after the head is the body.
-    fn parse_whole(bytes: &[u8]) -> HttpResponse {
-        let end = bytes
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or_else(|| panic!("no end of head in {:?}", String::from_utf8_lossy(bytes)));
-        let (status, headers) = parse_head(&bytes[..end]);
-        HttpResponse {
-            status,
-            headers,
-            body: bytes[end + 4..].to_vec(),
-        }
-    }
-
-    /// One response from a keep-alive connection; the body length comes from Content-Length
-    /// (none for HEAD, 304).
-    fn read_one(reader: &mut BufReader<TcpStream>, head_request: bool) -> HttpResponse {
-        let mut head = Vec::new();
-        loop {
-            let mut line = Vec::new();
-            let n = reader.read_until(b'\n', &mut line).expect("read head");
-            assert!(n > 0, "connection closed mid-response");
-            if line == b"\r\n" {
-                break;
-            }
-            head.extend_from_slice(&line);
-        }
-        let (status, headers) = parse_head(&head);
-        let mut response = HttpResponse {
-            status,
-            headers,
-            body: Vec::new(),
-        };
-        if !head_request && status != 304 {
-            let len: usize = response
-                .header("content-length")
-                .expect("content-length")
-                .parse()
-                .expect("numeric content-length");
-            response.body = vec![0; len];
-            reader.read_exact(&mut response.body).expect("read body");
-        }
-        response
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-fn parse_head(head: &[u8]) -> (u16, Vec<(String, String)>) {
-    let text = std::str::from_utf8(head).expect("ASCII head");
-    let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
-    let status_line = lines.next().expect("status line");
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let headers = lines
-        .map(|line| {
-            let (k, v) = line.split_once(':').expect("header line");
-            (k.trim().to_ascii_lowercase(), v.trim().to_string())
-        })
-        .collect();
-    (status, headers)
 }
 
 fn basic(user_pass: &str) -> String {
@@ -1021,7 +784,7 @@ fn sigterm_with_idle_keep_alive_connection_exits_0() {
 #[test]
 fn sigterm_lets_a_download_in_flight_finish() {
     let fx = Fixture::new();
-    let big = pattern(16 * 1024 * 1024, 3);
+    let big = random_bytes(16 * 1024 * 1024, 3);
     fx.write("tarballs/huge-1.0.0.tar", &big);
     let server = fx.serve(&[]);
     let stream = connect(server.port);

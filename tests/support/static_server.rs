@@ -6,10 +6,6 @@
 //! paths with `..` segments get a 404. Every request path is recorded so tests can check
 //! what a client actually fetched. Dropping the server stops it.
 
-// Each integration test crate compiles this module separately and not all of them use
-// every item.
-#![allow(dead_code)]
-
 use std::collections::hash_map::DefaultHasher;
 use std::hash::Hasher;
 use std::io::{BufRead, BufReader, Read, Write};

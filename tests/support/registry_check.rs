@@ -1,50 +1,13 @@
-//! Synthetic packages for tests: genuine-format tarballs made with the library's writer, and a
-//! check that a registry directory is whole and consistent.
-
-#![allow(dead_code)]
+//! Whether a registry directory is whole and consistent: every resource signed and
+//! verifiable, `names`, `versions` and `packages/*` agreeing, every release's tarball there
+//! with its recorded outer checksum.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use hexreg::metadata::{Metadata, Requirement};
 use hexreg::registry;
 use hexreg::signing::PublicKey;
-
-/// A valid tarball of package `name` at `version`, depending on `deps` (name, requirement).
-pub fn tarball(name: &str, version: &str, deps: &[(&str, &str)]) -> Vec<u8> {
-    let meta = Metadata {
-        name: name.to_string(),
-        version: version.to_string(),
-        app: name.to_string(),
-        requirements: deps
-            .iter()
-            .map(|(dep, req)| Requirement {
-                name: dep.to_string(),
-                app: Some(dep.to_string()),
-                requirement: req.to_string(),
-                optional: false,
-                repository: None,
-            })
-            .collect(),
-    };
-    let source = format!("-module({name}).\n%% {version}\n");
-    hexreg::tarball::create(
-        hexreg::metadata::render(&meta).as_bytes(),
-        &[(&format!("src/{name}.erl"), source.as_bytes())],
-    )
-}
-
-/// Writes `public/tarballs/NAME-VERSION.tar` for a synthetic package.
-pub fn add(public: &Path, name: &str, version: &str, deps: &[(&str, &str)]) {
-    let dir = public.join("tarballs");
-    fs::create_dir_all(&dir).unwrap();
-    fs::write(
-        dir.join(format!("{name}-{version}.tar")),
-        tarball(name, version, deps),
-    )
-    .unwrap();
-}
 
 /// Checks that every registry file below `public` is whole, signed by `key` and consistent:
 /// `names` and `versions` list the same packages, each with its `packages/` file, whose

@@ -1,3 +1,0 @@
-pub mod corpus;
-pub mod fixtures;
-pub mod static_server;

@@ -1,0 +1,22 @@
+//! The support module of the integration tests: every `tests/*.rs` has `mod support;`.
+//!
+//! - [`package`]: [`package::Package`], the one builder of package tarballs, valid or broken;
+//! - [`fixtures`]: the bundled keys and genuine tarballs, temporary registry directories;
+//! - [`run`]: running the hexreg binary (`build`, `ok`, `fails`, ...);
+//! - [`files`]: what a directory holds, to compare before and after a run;
+//! - [`registry_check`]: whether a registry directory is whole, signed and consistent;
+//! - [`bytes`]: gzip, gunzip, deterministic random bytes;
+//! - [`hexreg_serve`]: `hexreg serve` as a child process, and a raw HTTP/1.1 client;
+//! - [`static_server`]: a tiny static file server, to serve a registry to a real client.
+
+// Each test binary compiles this module separately and uses a part of it.
+#![allow(dead_code)]
+
+pub mod bytes;
+pub mod files;
+pub mod fixtures;
+pub mod hexreg_serve;
+pub mod package;
+pub mod registry_check;
+pub mod run;
+pub mod static_server;
