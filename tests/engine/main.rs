@@ -3,17 +3,19 @@
 //! accept, which the next run completes.
 
 mod memory_storage;
+#[path = "../support/mod.rs"]
+mod support;
 
 use std::collections::BTreeMap;
 
 use hexreg::engine::{self, BuildOptions, NewTarball, Registry, Signer};
-use hexreg::metadata::{Metadata, Requirement};
 use hexreg::registry::{self, Retirement, RetirementReason};
 use hexreg::signing::PrivateKey;
 use hexreg::storage::Storage;
 use hexreg::storage::local::LocalDir;
 
 use memory_storage::MemoryStorage;
+use support::package::Package;
 
 const REPO: &str = "acme";
 
@@ -24,26 +26,9 @@ fn signer() -> Signer {
 
 /// A valid tarball of `name` at `version` depending on `deps` (name, requirement).
 fn tarball(name: &str, version: &str, deps: &[(&str, &str)]) -> Vec<u8> {
-    let meta = Metadata {
-        name: name.to_string(),
-        version: version.to_string(),
-        app: name.to_string(),
-        requirements: deps
-            .iter()
-            .map(|(dep, req)| Requirement {
-                name: dep.to_string(),
-                app: Some(dep.to_string()),
-                requirement: req.to_string(),
-                optional: false,
-                repository: None,
-            })
-            .collect(),
-    };
-    let source = format!("-module({name}).\n%% {version}\n");
-    hexreg::tarball::create(
-        hexreg::metadata::render(&meta).as_bytes(),
-        &[(&format!("src/{name}.erl"), source.as_bytes())],
-    )
+    deps.iter()
+        .fold(Package::new(name, version), |p, (dep, req)| p.dep(dep, req))
+        .tarball()
 }
 
 /// The tarballs every test starts from.
