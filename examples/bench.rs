@@ -15,6 +15,9 @@
 //! `--hexreg PATH` times another binary (an older build, to compare side by side); `--dir DIR`
 //! keeps the corpus in DIR, so that runs of two binaries read the same files.
 
+// FFI: libc's sync and wait4 (the child's peak memory), which no safe crate here offers.
+#![allow(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -150,6 +153,7 @@ fn run_hexreg(hexreg: &Path, work: &Path, jobs: Option<usize>) -> (Duration, u64
     // Start from clean page cache state: what earlier steps wrote is on disk, so the build's
     // own flush (syncfs) flushes only what the build wrote.
     // SAFETY: sync has no preconditions.
+    // SAFETY: sync takes no arguments and cannot fail.
     unsafe { libc::sync() };
     let start = Instant::now();
     // Reaped below by wait4, which also reports its peak memory.
@@ -159,8 +163,11 @@ fn run_hexreg(hexreg: &Path, work: &Path, jobs: Option<usize>) -> (Duration, u64
         .expect("run target/release/hexreg (cargo build --release first)");
     let mut status = 0;
     // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    // SAFETY: rusage is a plain C struct of integers, for which all zeros is a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: waits for our own child; status and usage point to live locals.
+    // SAFETY: status and usage are valid, writable, and live for the call; the pid is our
+    // child's, not yet waited for.
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     let wall = start.elapsed();
     assert!(

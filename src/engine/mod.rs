@@ -1,11 +1,12 @@
 //! The registry engine: every operation that reads or changes a registry, over a
-//! [`Storage`](crate::storage::Storage), for every front end (the command line, `serve`).
+//! [`Storage`], for every front end (the command line, `serve`).
 //!
 //! A [`Registry`] is a repository name, its signing key and a storage whose lock it holds. Its
 //! operations ([`Registry::build`], [`Registry::add`], [`Registry::remove`],
 //! [`Registry::retire`], [`Registry::unretire`]) decide every change before writing anything,
-//! then write in a crash-safe order: tarballs, `packages/*`, `names` and `versions`, and last
-//! the removal of what is gone. Each records what it changed in [`Changes`]. [`verify`] reads
+//! then write in an order that leaves a registry clients accept after any write: what grows
+//! goes tarballs, `packages/*`, then `names` and `versions`; what shrinks goes the index first
+//! and deletes tarballs last. Each records what it changed in [`Changes`]. [`verify()`] reads
 //! a registry and returns every problem it finds.
 
 pub mod build;
