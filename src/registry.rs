@@ -237,7 +237,7 @@ pub fn seal(payload: &[u8], key: &PrivateKey) -> Vec<u8> {
     seal_signed(payload, key.sign(payload))
 }
 
-/// [`seal`] with the payload's signature already made (by [`PrivateKey::sign_all`]).
+/// [`seal`] with the payload's signature already made by [`PrivateKey::sign`].
 pub fn seal_signed(payload: &[u8], signature: Vec<u8>) -> Vec<u8> {
     let signed = proto::signed::Signed {
         payload: payload.to_vec(),

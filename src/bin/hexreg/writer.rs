@@ -245,32 +245,22 @@ impl Writer<'_> {
 }
 
 /// Signs and seals `payloads` (relative path, payload) and writes each with `write`, in
-/// parallel: signing dominates, so each thread signs a group at a time (eight at once with
-/// crypto_mb) and writes each file as soon as it is sealed, which overlaps the system calls with
-/// the other threads' signing and holds one group per thread. Results come in payload order.
+/// parallel: signing dominates, so each thread writes each file as soon as it is sealed, which
+/// overlaps the system calls with the other threads' signing. Results come in payload order.
 fn sign_and_write<T: Send>(
     key: &PrivateKey,
     payloads: &[(String, Vec<u8>)],
     progress: &Progress,
     write: impl Fn(&str, &[u8]) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
-    let groups = payloads
-        .par_chunks(key.group_len())
-        .map(|group| {
-            let texts: Vec<&[u8]> = group.iter().map(|(_, p)| p.as_slice()).collect();
-            let signatures = key.sign_all(&texts);
-            let written = group
-                .iter()
-                .zip(signatures)
-                .map(|((rel, payload), signature)| {
-                    write(rel, &registry::seal_signed(payload, signature))
-                })
-                .collect::<Result<Vec<T>>>();
-            progress.inc_by(group.len());
+    payloads
+        .par_iter()
+        .map(|(rel, payload)| {
+            let written = write(rel, &registry::seal_signed(payload, key.sign(payload)));
+            progress.inc();
             written
         })
-        .collect::<Result<Vec<Vec<T>>>>()?;
-    Ok(groups.into_iter().flatten().collect())
+        .collect()
 }
 
 /// The retirements recorded in an existing `packages/NAME` file. A file that cannot be read back
