@@ -36,6 +36,14 @@ pub enum KeyError {
     Rejected(String),
 }
 
+/// A signature aws-lc could not make: the payload is not signed, and nothing should be
+/// published in its place. Holds aws-lc's error text.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "RSA signing failed in aws-lc ({0}), so the payload was not signed: check the private key, or make a new one with `hexreg keygen --out key.pem`"
+)]
+pub struct SignError(String);
+
 /// A signature check that failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("signature does not verify with the public key")]
@@ -144,23 +152,19 @@ impl PrivateKey {
     }
 
     /// Signs `payload`: RSASSA-PKCS1-v1_5 with SHA-512, as `public_key:sign(Payload, sha512, Key)`.
-    pub fn sign(&self, payload: &[u8]) -> Vec<u8> {
+    /// Fails only if aws-lc reports an error, which a validated key signing into a buffer of
+    /// the modulus length is not expected to meet.
+    pub fn sign(&self, payload: &[u8]) -> Result<Vec<u8>, SignError> {
         let mut signature = vec![0; self.pair.public_modulus_len()];
-        // Signing with a validated key into a buffer of the modulus length cannot fail; should
-        // aws-lc ever report an error anyway, the empty signature fails verification downstream.
-        if self
-            .pair
+        self.pair
             .sign(
                 &signature::RSA_PKCS1_SHA512,
                 &SystemRandom::new(),
                 payload,
                 &mut signature,
             )
-            .is_err()
-        {
-            signature.clear();
-        }
-        signature
+            .map_err(|e| SignError(e.to_string()))?;
+        Ok(signature)
     }
 
     /// The public half.
@@ -304,14 +308,24 @@ mod tests {
     #[test]
     fn signs_deterministically_and_verifies() {
         let key = PrivateKey::from_pem(KEY).unwrap();
-        let a = key.sign(b"payload");
+        let a = key.sign(b"payload").unwrap();
         assert_eq!(a.len(), 256);
-        assert_eq!(a, key.sign(b"payload"));
+        assert_eq!(a, key.sign(b"payload").unwrap());
         let public = PublicKey::from_pem(PUBLIC.as_bytes()).unwrap();
         assert_eq!(public.verify(b"payload", &a), Ok(()));
         assert_eq!(public.verify(b"payload!", &a), Err(BadSignature));
         let other = PrivateKey::from_pem(OTHER_KEY).unwrap().public_key();
         assert_eq!(other.verify(b"payload", &a), Err(BadSignature));
+    }
+
+    #[test]
+    fn sign_error_says_what_failed_and_what_to_do() {
+        let text = SignError("Unspecified".into()).to_string();
+        assert!(
+            text.starts_with("RSA signing failed in aws-lc (Unspecified)"),
+            "{text}"
+        );
+        assert!(text.contains("hexreg keygen"), "{text}");
     }
 
     #[test]
@@ -328,7 +342,7 @@ mod tests {
         let pkcs1 = pem_text("RSA PRIVATE KEY", &pkcs1_private_der(&key));
         let again = PrivateKey::from_pem(pkcs1.as_bytes()).unwrap();
         assert_eq!(again.public_key(), key.public_key());
-        assert_eq!(again.sign(b"x"), key.sign(b"x"));
+        assert_eq!(again.sign(b"x").unwrap(), key.sign(b"x").unwrap());
     }
 
     /// Pulls the PKCS#1 `RSAPrivateKey` out of the fixture's PKCS#8 wrapper: the OCTET STRING
@@ -384,7 +398,7 @@ mod tests {
     fn generated_keys_sign() {
         let pem = PrivateKey::generate_pem(2048).unwrap();
         let key = PrivateKey::from_pem(pem.as_bytes()).unwrap();
-        let sig = key.sign(b"abc");
+        let sig = key.sign(b"abc").unwrap();
         assert_eq!(key.public_key().verify(b"abc", &sig), Ok(()));
     }
 }

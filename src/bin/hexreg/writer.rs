@@ -256,7 +256,10 @@ fn sign_and_write<T: Send>(
     payloads
         .par_iter()
         .map(|(rel, payload)| {
-            let written = write(rel, &registry::seal_signed(payload, key.sign(payload)));
+            let signature = key
+                .sign(payload)
+                .with_context(|| format!("cannot sign {rel}, so it was not written"))?;
+            let written = write(rel, &registry::seal_signed(payload, signature));
             progress.inc();
             written
         })
