@@ -125,7 +125,8 @@ impl PrivateKey {
         Ok(PrivateKey { pair })
     }
 
-    /// Reads a PKCS#8 DER private key (what [`PrivateKey::generate`] returns).
+    /// Reads a PKCS#8 DER private key: the contents of a `PRIVATE KEY` PEM block, such as the
+    /// one [`PrivateKey::generate_pem`] writes.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
         let pair = RsaKeyPair::from_pkcs8(der).map_err(|e| KeyError::Rejected(e.to_string()))?;
         Ok(PrivateKey { pair })
