@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use prost::Message;
 
 use crate::proto;
-use crate::signing::{PrivateKey, PublicKey};
+use crate::signing::{PrivateKey, PublicKey, SignError};
 use crate::tarball::Tarball;
 use crate::version;
 
@@ -249,12 +249,12 @@ pub fn versions_payload(repo: &str, packages: &[PackageSummary]) -> Vec<u8> {
 }
 
 /// The bytes of a resource file: `gzip(Signed{payload, sign(payload)})`, gzip as Erlang's
-/// `zlib:gzip/1` writes it (zlib level 6, zero mtime, OS byte 3).
-pub fn seal(payload: &[u8], key: &PrivateKey) -> Vec<u8> {
-    seal_signed(payload, key.sign(payload))
+/// `zlib:gzip/1` writes it (zlib level 6, zero mtime, OS byte 3). Fails when signing does.
+pub fn seal(payload: &[u8], key: &PrivateKey) -> Result<Vec<u8>, SignError> {
+    Ok(seal_signed(payload, key.sign(payload)?))
 }
 
-/// [`seal`] with the payload's signature already made (by [`PrivateKey::sign_all`]).
+/// [`seal`] with the payload's signature already made by [`PrivateKey::sign`].
 pub fn seal_signed(payload: &[u8], signature: Vec<u8>) -> Vec<u8> {
     let signed = proto::signed::Signed {
         payload: payload.to_vec(),
@@ -476,7 +476,7 @@ mod tests {
     #[test]
     fn sealed_resources_open_and_verify() {
         let key = key();
-        let file = seal(b"\x12\x04acme", &key);
+        let file = seal(b"\x12\x04acme", &key).unwrap();
         assert_eq!(&file[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]);
         let opened = open(&file).unwrap();
         assert_eq!(opened.payload, b"\x12\x04acme");

@@ -36,20 +36,22 @@ pub enum KeyError {
     Rejected(String),
 }
 
+/// A signature aws-lc could not make: the payload is not signed, and nothing should be
+/// published in its place. Holds aws-lc's error text.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "RSA signing failed in aws-lc ({0}), so the payload was not signed: check the private key, or make a new one with `hexreg keygen --out key.pem`"
+)]
+pub struct SignError(String);
+
 /// A signature check that failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("signature does not verify with the public key")]
 pub struct BadSignature;
 
-#[cfg(crypto_mb)]
-mod multibuffer;
-
 /// An RSA private key that signs registry payloads.
 pub struct PrivateKey {
     pair: RsaKeyPair,
-    /// The same key for crypto_mb, when it is compiled in, the CPU runs it and the key fits.
-    #[cfg(crypto_mb)]
-    multi: Option<multibuffer::Key>,
 }
 
 impl std::fmt::Debug for PrivateKey {
@@ -120,74 +122,14 @@ impl PrivateKey {
             other => return Err(KeyError::UnexpectedBlock(other.to_string())),
         }
         .map_err(|e| KeyError::Rejected(e.to_string()))?;
-        Ok(PrivateKey::with_pair(pair, der))
+        Ok(PrivateKey { pair })
     }
 
-    /// Reads a PKCS#8 DER private key (what [`PrivateKey::generate`] returns).
+    /// Reads a PKCS#8 DER private key: the contents of a `PRIVATE KEY` PEM block, such as the
+    /// one [`PrivateKey::generate_pem`] writes.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
         let pair = RsaKeyPair::from_pkcs8(der).map_err(|e| KeyError::Rejected(e.to_string()))?;
-        Ok(PrivateKey::with_pair(pair, der))
-    }
-
-    /// The key aws-lc accepted, from its DER (PKCS#1 or PKCS#8).
-    #[cfg_attr(not(crypto_mb), allow(unused_variables))]
-    fn with_pair(pair: RsaKeyPair, der: &[u8]) -> PrivateKey {
-        PrivateKey {
-            pair,
-            #[cfg(crypto_mb)]
-            multi: multibuffer::Key::new(der),
-        }
-    }
-
-    /// Whether [`PrivateKey::sign_all`] signs eight payloads at a time with crypto_mb.
-    pub fn multi_buffer(&self) -> bool {
-        #[cfg(crypto_mb)]
-        return self.multi.is_some();
-        #[cfg(not(crypto_mb))]
-        false
-    }
-
-    /// How many payloads a thread best gives [`PrivateKey::sign_all`] at a time: crypto_mb's
-    /// eight lanes, or one when aws-lc signs alone (so that every core gets work).
-    pub fn group_len(&self) -> usize {
-        if self.multi_buffer() { 8 } else { 1 }
-    }
-
-    /// Signs each of `payloads`: the same signatures as [`PrivateKey::sign`] on each, made
-    /// eight at a time by crypto_mb when [`PrivateKey::multi_buffer`], one by one otherwise.
-    /// One thread: callers that have many payloads give each thread a group of
-    /// [`PrivateKey::group_len`] payloads.
-    pub fn sign_all(&self, payloads: &[&[u8]]) -> Vec<Vec<u8>> {
-        #[cfg(crypto_mb)]
-        if let Some(multi) = &self.multi {
-            return self.sign_all_multi(multi, payloads);
-        }
-        payloads.iter().map(|p| self.sign(p)).collect()
-    }
-
-    #[cfg(crypto_mb)]
-    fn sign_all_multi(&self, multi: &multibuffer::Key, payloads: &[&[u8]]) -> Vec<Vec<u8>> {
-        // A call costs the same with one lane busy or eight: below this many, aws-lc is faster.
-        const MIN_LANES: usize = 4;
-        let len = self.pair.public_modulus_len();
-        let mut out = Vec::with_capacity(payloads.len());
-        for group in payloads.chunks(multibuffer::LANES) {
-            let Some(first) = group.first().filter(|_| group.len() >= MIN_LANES) else {
-                out.extend(group.iter().map(|p| self.sign(p)));
-                continue;
-            };
-            // Idle lanes repeat the first payload.
-            let messages: [Vec<u8>; multibuffer::LANES] = std::array::from_fn(|lane| {
-                pkcs1_sha512_encoding(group.get(lane).unwrap_or(first), len)
-            });
-            let mut signed = multi.sign8(&messages);
-            for (lane, payload) in group.iter().enumerate() {
-                let signature = signed.get_mut(lane).and_then(Option::take);
-                // A lane that failed its check is signed again by aws-lc.
-                out.push(signature.unwrap_or_else(|| self.sign(payload)));
-            }
-        }
-        out
+        Ok(PrivateKey { pair })
     }
 
     /// Creates a new RSA key of `bits` (2048, 3072 or 4096) and returns it as PKCS#8 PEM text.
@@ -211,23 +153,19 @@ impl PrivateKey {
     }
 
     /// Signs `payload`: RSASSA-PKCS1-v1_5 with SHA-512, as `public_key:sign(Payload, sha512, Key)`.
-    pub fn sign(&self, payload: &[u8]) -> Vec<u8> {
+    /// Fails only if aws-lc reports an error, which a validated key signing into a buffer of
+    /// the modulus length is not expected to meet.
+    pub fn sign(&self, payload: &[u8]) -> Result<Vec<u8>, SignError> {
         let mut signature = vec![0; self.pair.public_modulus_len()];
-        // Signing with a validated key into a buffer of the modulus length cannot fail; should
-        // aws-lc ever report an error anyway, the empty signature fails verification downstream.
-        if self
-            .pair
+        self.pair
             .sign(
                 &signature::RSA_PKCS1_SHA512,
                 &SystemRandom::new(),
                 payload,
                 &mut signature,
             )
-            .is_err()
-        {
-            signature.clear();
-        }
-        signature
+            .map_err(|e| SignError(e.to_string()))?;
+        Ok(signature)
     }
 
     /// The public half.
@@ -241,26 +179,6 @@ impl PrivateKey {
     pub fn public_key_pem(&self) -> String {
         self.public_key().to_pem(PublicKeyFormat::Pkcs1)
     }
-}
-
-/// EMSA-PKCS1-v1_5 encoding (RFC 8017, 9.2) of `payload` with SHA-512, for a modulus of `len`
-/// bytes: `00 01 FF..FF 00`, the DER DigestInfo of SHA-512, then the digest.
-#[cfg_attr(not(crypto_mb), allow(dead_code))]
-fn pkcs1_sha512_encoding(payload: &[u8], len: usize) -> Vec<u8> {
-    use sha2::Digest as _;
-    const DIGEST_INFO: [u8; 19] = [
-        0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03,
-        0x05, 0x00, 0x04, 0x40,
-    ];
-    let digest = sha2::Sha512::digest(payload);
-    let fill = len.saturating_sub(3 + DIGEST_INFO.len() + digest.len());
-    let mut out = Vec::with_capacity(len);
-    out.extend_from_slice(&[0x00, 0x01]);
-    out.resize(2 + fill, 0xff);
-    out.push(0x00);
-    out.extend_from_slice(&DIGEST_INFO);
-    out.extend_from_slice(&digest);
-    out
 }
 
 /// How a public key is written.
@@ -391,9 +309,9 @@ mod tests {
     #[test]
     fn signs_deterministically_and_verifies() {
         let key = PrivateKey::from_pem(KEY).unwrap();
-        let a = key.sign(b"payload");
+        let a = key.sign(b"payload").unwrap();
         assert_eq!(a.len(), 256);
-        assert_eq!(a, key.sign(b"payload"));
+        assert_eq!(a, key.sign(b"payload").unwrap());
         let public = PublicKey::from_pem(PUBLIC.as_bytes()).unwrap();
         assert_eq!(public.verify(b"payload", &a), Ok(()));
         assert_eq!(public.verify(b"payload!", &a), Err(BadSignature));
@@ -401,96 +319,14 @@ mod tests {
         assert_eq!(other.verify(b"payload", &a), Err(BadSignature));
     }
 
-    /// Payloads of every length class, from empty to larger than a block of SHA-512.
-    fn payloads(n: usize) -> Vec<Vec<u8>> {
-        (0..n).map(|i| vec![i as u8; i * 37 % 300]).collect()
-    }
-
     #[test]
-    fn sign_all_signs_as_sign_does() {
-        let pkcs8 = |bits| PrivateKey::generate_pem(bits).unwrap();
-        let keys = [
-            PrivateKey::from_pem(KEY).unwrap(),
-            PrivateKey::from_pem(OTHER_KEY).unwrap(),
-            PrivateKey::from_pem(pkcs8(3072).as_bytes()).unwrap(),
-            PrivateKey::from_pem(pkcs8(4096).as_bytes()).unwrap(),
-        ];
-        // Whole groups of eight, groups with idle lanes, groups small enough for aws-lc.
-        for count in [0, 1, 3, 4, 7, 8, 9, 12, 17] {
-            let payloads = payloads(count);
-            let texts: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-            for key in &keys {
-                let one_by_one: Vec<Vec<u8>> = texts.iter().map(|p| key.sign(p)).collect();
-                assert_eq!(
-                    key.sign_all(&texts),
-                    one_by_one,
-                    "{} bits, {count}",
-                    key.bits()
-                );
-            }
-        }
-    }
-
-    /// What crypto_mb's RSA needs of the CPU (its `MBX_AVX512_GENERAL_ISA`).
-    #[cfg(target_arch = "x86_64")]
-    fn cpu_has_avx512_ifma() -> bool {
-        use std::arch::is_x86_feature_detected as has;
-        has!("bmi2")
-            && has!("avx512f")
-            && has!("avx512dq")
-            && has!("avx512bw")
-            && has!("avx512ifma")
-            && has!("avx512vbmi2")
-    }
-
-    #[cfg(not(target_arch = "x86_64"))]
-    fn cpu_has_avx512_ifma() -> bool {
-        false
-    }
-
-    #[test]
-    fn sign_all_is_multi_buffer_where_crypto_mb_runs() {
-        let key = PrivateKey::from_pem(KEY).unwrap();
-        let pkcs1 = pem_text("RSA PRIVATE KEY", &pkcs1_private_der(&key));
-        // PKCS#8 and PKCS#1 forms, and every size crypto_mb takes.
-        let keys = [
-            PrivateKey::from_pem(pkcs1.as_bytes()).unwrap(),
-            PrivateKey::from_pem(PrivateKey::generate_pem(3072).unwrap().as_bytes()).unwrap(),
-            PrivateKey::from_pem(PrivateKey::generate_pem(4096).unwrap().as_bytes()).unwrap(),
-        ];
-        let avx512_ifma = cpu_has_avx512_ifma();
-        for k in keys.iter().chain([&key]) {
-            if cfg!(crypto_mb) && avx512_ifma {
-                let bits = k.bits();
-                assert!(
-                    k.multi_buffer(),
-                    "crypto_mb is linked and the CPU runs it ({bits})"
-                );
-                assert_eq!(k.group_len(), 8);
-            }
-            if !cfg!(crypto_mb) {
-                assert!(!k.multi_buffer());
-                assert_eq!(k.group_len(), 1);
-            }
-        }
-        eprintln!(
-            "crypto_mb linked: {}, AVX-512 IFMA: {avx512_ifma}, multi-buffer: {}",
-            cfg!(crypto_mb),
-            key.multi_buffer()
+    fn sign_error_says_what_failed_and_what_to_do() {
+        let text = SignError("Unspecified".into()).to_string();
+        assert!(
+            text.starts_with("RSA signing failed in aws-lc (Unspecified)"),
+            "{text}"
         );
-    }
-
-    #[test]
-    fn pkcs1_sha512_encoding_is_rfc_8017s() {
-        let em = pkcs1_sha512_encoding(b"", 256);
-        assert_eq!(em.len(), 256);
-        assert_eq!(&em[..2], &[0, 1]);
-        // 256 - 3 - 19 - 64 bytes of 0xff, then 0x00 and the DigestInfo.
-        assert!(em[2..172].iter().all(|b| *b == 0xff));
-        assert_eq!(em[172], 0);
-        assert_eq!(&em[173..178], &[0x30, 0x51, 0x30, 0x0d, 0x06]);
-        // SHA-512 of the empty string begins cf83e135.
-        assert_eq!(&em[192..196], &[0xcf, 0x83, 0xe1, 0x35]);
+        assert!(text.contains("hexreg keygen"), "{text}");
     }
 
     #[test]
@@ -507,7 +343,7 @@ mod tests {
         let pkcs1 = pem_text("RSA PRIVATE KEY", &pkcs1_private_der(&key));
         let again = PrivateKey::from_pem(pkcs1.as_bytes()).unwrap();
         assert_eq!(again.public_key(), key.public_key());
-        assert_eq!(again.sign(b"x"), key.sign(b"x"));
+        assert_eq!(again.sign(b"x").unwrap(), key.sign(b"x").unwrap());
     }
 
     /// Pulls the PKCS#1 `RSAPrivateKey` out of the fixture's PKCS#8 wrapper: the OCTET STRING
@@ -563,7 +399,7 @@ mod tests {
     fn generated_keys_sign() {
         let pem = PrivateKey::generate_pem(2048).unwrap();
         let key = PrivateKey::from_pem(pem.as_bytes()).unwrap();
-        let sig = key.sign(b"abc");
+        let sig = key.sign(b"abc").unwrap();
         assert_eq!(key.public_key().verify(b"abc", &sig), Ok(()));
     }
 }

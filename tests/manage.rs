@@ -46,23 +46,11 @@ fn registry_without_tarballs() -> tempfile::TempDir {
 }
 
 #[test]
-fn version_names_the_signer_the_build_has() {
+fn version_prints_the_version() {
     let tmp = tempfile::tempdir().unwrap();
-    let long = ok(tmp.path(), &["--version"]);
-    assert!(
-        long.starts_with(&format!("hexreg {}\n", env!("CARGO_PKG_VERSION"))),
-        "{long}"
-    );
-    // Whether crypto_mb was linked is the library's to say: a key built here tells.
-    let key = PrivateKey::from_pem(&fs::read(private_key()).unwrap()).unwrap();
-    if key.multi_buffer() {
-        assert!(long.contains("signer: crypto_mb"), "{long}");
-    }
-    assert!(long.contains("signer: "), "{long}");
-    assert_eq!(
-        ok(tmp.path(), &["-V"]),
-        format!("hexreg {}\n", env!("CARGO_PKG_VERSION"))
-    );
+    let expected = format!("hexreg {}\n", env!("CARGO_PKG_VERSION"));
+    assert_eq!(ok(tmp.path(), &["--version"]), expected);
+    assert_eq!(ok(tmp.path(), &["-V"]), expected);
 }
 
 #[test]

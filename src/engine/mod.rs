@@ -18,7 +18,7 @@ mod writer;
 
 use crate::registry::ReleaseError;
 use crate::registry::ResourceError;
-use crate::signing::{PrivateKey, PublicKey};
+use crate::signing::{PrivateKey, PublicKey, SignError};
 use crate::storage::{Lock, Storage, StorageError};
 
 pub use build::BuildOptions;
@@ -33,9 +33,9 @@ pub enum Error {
     /// The storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// Signing failed.
-    #[error("{0}")]
-    Sign(String),
+    /// Signing failed: nothing signed by this run was put in place.
+    #[error(transparent)]
+    Sign(#[from] SignError),
     /// Some tarballs of a build are invalid (each problem names its file).
     #[error(
         "{} invalid tarball{} in {dir}: nothing was written; fix or remove {} and run again",

@@ -141,7 +141,7 @@ impl Registry<'_> {
                 payloads
                     .par_iter()
                     .try_for_each(|(path, _, condition, payload, ..)| {
-                        let signature = sign(key, payload)?;
+                        let signature = key.sign(payload)?;
                         let sealed = registry::seal_signed(payload, signature);
                         batch.put(&path.key(), &sealed, condition.clone())?;
                         progress.advance(1);
@@ -306,9 +306,4 @@ fn apply_retirements(retired: &[(String, Retirement)], releases: &mut [Release])
             release.retired = Some(retirement.clone());
         }
     }
-}
-
-/// Signs `payload` with `key`.
-fn sign(key: &crate::signing::PrivateKey, payload: &[u8]) -> Result<Vec<u8>, Error> {
-    Ok(key.sign(payload))
 }

@@ -15,23 +15,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// `hexreg --version`: the version and which RSA signer the build has.
-#[cfg(crypto_mb)]
-const LONG_VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    "\nsigner: crypto_mb, eight signatures at once on CPUs with AVX-512 IFMA; aws-lc elsewhere"
-);
-#[cfg(not(crypto_mb))]
-const LONG_VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    "\nsigner: aws-lc (built without crypto_mb: see scripts/fetch-crypto-mb.sh)"
-);
-
 #[derive(Parser)]
 #[command(
     name = "hexreg",
     version,
-    long_version = LONG_VERSION,
     about = "Build, check and serve signed Hex package registries",
     long_about = "hexreg maintains a self-hosted Hex package repository (Elixir, Erlang, Gleam): \
 a drop-in replacement for `mix hex.registry build` that writes the same bytes, validates every \
