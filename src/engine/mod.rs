@@ -33,9 +33,14 @@ pub enum Error {
     /// The storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// Signing failed: nothing signed by this run was put in place.
-    #[error(transparent)]
-    Sign(#[from] SignError),
+    /// Signing failed: nothing of the batch being signed was put in place.
+    #[error("cannot sign {path}, so none of the files signed with it were written: {source}")]
+    Sign {
+        /// The file, as shown.
+        path: String,
+        /// Why.
+        source: SignError,
+    },
     /// Some tarballs of a build are invalid (each problem names its file).
     #[error(
         "{} invalid tarball{} in {dir}: nothing was written; fix or remove {} and run again",

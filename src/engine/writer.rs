@@ -141,7 +141,10 @@ impl Registry<'_> {
                 payloads
                     .par_iter()
                     .try_for_each(|(path, _, condition, payload, ..)| {
-                        let signature = key.sign(payload)?;
+                        let signature = key.sign(payload).map_err(|source| Error::Sign {
+                            path: self.shown(&path.key()),
+                            source,
+                        })?;
                         let sealed = registry::seal_signed(payload, signature);
                         batch.put(&path.key(), &sealed, condition.clone())?;
                         progress.advance(1);
