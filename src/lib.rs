@@ -8,7 +8,8 @@
 //! - [`registry`]: the registry model and its signed, gzipped protobuf resources;
 //! - [`resource_path`]: where each file of a registry lives;
 //! - [`signing`]: RSA keys, PKCS#1 v1.5 / SHA-512 signatures, the `public_key` file;
-//! - [`proto`]: the protobuf messages generated from `proto/*.proto`.
+//! - [`proto`]: the protobuf messages generated from `proto/*.proto`;
+//! - [`etf`]: the Erlang term format of the Hex HTTP API's `application/vnd.hex+erlang` bodies.
 //!
 //! The engine, over storage:
 //! - [`storage`]: the operations a registry needs of where it is kept, and
@@ -16,6 +17,7 @@
 //! - [`engine`]: build, add, remove, retire, unretire and verify, for every front end.
 
 pub mod engine;
+pub mod etf;
 pub mod metadata;
 pub mod package_name;
 pub mod proto;
