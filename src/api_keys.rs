@@ -77,7 +77,7 @@ impl Permission {
 
 impl fmt::Display for Permission {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -140,7 +140,7 @@ pub enum KeysError {
         "invalid key label {label:?}: use 1 to {MAX_LABEL_LEN} letters, digits, '.', '_' or '-'"
     )]
     BadLabel {
-        /// The label given.
+        /// The label given (cut to 80 characters).
         label: String,
     },
     /// A permission other than `read` or `write`.
@@ -316,9 +316,7 @@ impl KeysFile {
         permission: Permission,
         now: u64,
     ) -> Result<String, KeysError> {
-        check_label(label).map_err(|_| KeysError::BadLabel {
-            label: label.to_string(),
-        })?;
+        check_label(label)?;
         if self.get(label).is_some() {
             return Err(KeysError::LabelTaken {
                 label: label.to_string(),
@@ -378,7 +376,7 @@ fn parse_entry(line: &str) -> Result<KeyEntry, String> {
             if fields.len() == 1 { "" } else { "s" }
         ));
     };
-    check_label(label)?;
+    check_label(label).map_err(|e| e.to_string())?;
     let permission = permission
         .parse::<Permission>()
         .map_err(|_| format!("permission must be `read` or `write`, not {permission:?}"))?;
@@ -399,8 +397,8 @@ fn parse_entry(line: &str) -> Result<KeyEntry, String> {
     })
 }
 
-/// Whether `label` is 1 to 64 of `[A-Za-z0-9._-]`; if not, what is wrong.
-fn check_label(label: &str) -> Result<(), String> {
+/// Whether `label` may label a key: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+pub fn check_label(label: &str) -> Result<(), KeysError> {
     let valid = !label.is_empty()
         && label.len() <= MAX_LABEL_LEN
         && label
@@ -409,10 +407,9 @@ fn check_label(label: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!(
-            "invalid label {:?}: use 1 to {MAX_LABEL_LEN} letters, digits, '.', '_' or '-'",
-            shorten(label)
-        ))
+        Err(KeysError::BadLabel {
+            label: shorten(label),
+        })
     }
 }
 
@@ -851,10 +848,10 @@ mod tests {
         let cases = [
             (format!("ci read {HASH_A}"), "found 3 fields"),
             (format!("ci read {HASH_A} 1 extra"), "found 5 fields"),
-            (format!("c/i read {HASH_A} 1"), "invalid label \"c/i\""),
+            (format!("c/i read {HASH_A} 1"), "invalid key label \"c/i\""),
             (
                 format!("{} read {HASH_A} 1", "a".repeat(65)),
-                "invalid label",
+                "invalid key label",
             ),
             (
                 format!("ci admin {HASH_A} 1"),
