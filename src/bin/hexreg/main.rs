@@ -3,6 +3,7 @@
 //! `verify`: 1 problems found, 2 could not check).
 
 mod build;
+mod key;
 mod keygen;
 mod manage;
 mod options;
@@ -56,6 +57,9 @@ enum Command {
     /// Create an RSA private key to sign a registry with.
     #[command(after_help = keygen::AFTER_HELP)]
     Keygen(keygen::KeygenArgs),
+    /// Add, list and revoke the API keys of the Hex HTTP API (`add`, `list`, `revoke`).
+    #[command(after_help = key::AFTER_HELP)]
+    Key(key::KeyArgs),
     /// Serve PUBLIC_DIR over HTTP for mix and rebar3.
     #[command(after_help = serve::AFTER_HELP)]
     Serve(serve::ServeArgs),
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         Command::Retire(args) => manage::retire(&args),
         Command::Unretire(args) => manage::unretire(&args),
         Command::Keygen(args) => keygen::run(&args),
+        Command::Key(args) => key::run(&args),
         Command::Verify(args) => match verify::run(&args) {
             Ok(verify::Outcome::Sound) => Ok(()),
             Ok(verify::Outcome::Problems) => return ExitCode::FAILURE,
