@@ -68,8 +68,6 @@ impl Registry<'_> {
                     .is_err()
             })
             .cloned()
-            .collect::<std::collections::BTreeSet<String>>()
-            .into_iter()
             .collect();
         self.write_index(&summaries, &stale)
     }
@@ -148,10 +146,11 @@ impl Registry<'_> {
         file: &Entry,
         cache: &Cache,
     ) -> Result<(ReadTarball, Option<Version>), String> {
-        let path = ResourcePath::Tarball(file.name.clone()).key();
-        // File names and metadata text may hold anything: quote them on one line. Only errors
-        // need the text, so it is made on demand (a no-op build passes 150,000 files here).
-        let shown = || self.shown(&path);
+        // The path and the text naming it are made on demand: a no-op build passes 150,000
+        // files here, nearly all known to the cache. File names and metadata text may hold
+        // anything: errors quote them on one line.
+        let path = || ResourcePath::Tarball(file.name.clone()).key();
+        let shown = || self.shown(&path());
         let (name, version) = package_name::split_tarball_file_name(&file.name).ok_or_else(|| {
             format!(
                 "{} is not named NAME-VERSION.tar (e.g. foo-1.0.0.tar), as clients expect tarballs to be",
@@ -186,7 +185,7 @@ impl Registry<'_> {
         }
         let object = self
             .storage
-            .read(&path)
+            .read(&path())
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("cannot read {shown}: it was removed while hexreg ran"))?;
         let (t, release) = validate_tarball(&shown, &object.bytes, &self.repo)?;

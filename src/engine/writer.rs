@@ -41,26 +41,29 @@ pub(super) struct Outcome {
     version: Option<Version>,
 }
 
-/// The files of `packages/` by name, as listed once per operation.
-pub(super) struct PackageFiles(HashMap<String, Entry>);
+/// The files of `packages/`, as listed once per operation, sorted by name.
+pub(super) struct PackageFiles(Vec<Entry>);
 
 impl PackageFiles {
     pub(super) fn names(&self) -> impl Iterator<Item = &String> {
-        self.0.keys()
+        self.0.iter().map(|e| &e.name)
+    }
+
+    fn get(&self, name: &str) -> Option<&Entry> {
+        self.0
+            .binary_search_by(|e| e.name.as_str().cmp(name))
+            .ok()
+            .and_then(|i| self.0.get(i))
     }
 }
 
 impl Registry<'_> {
     /// Lists `packages/`.
     pub(super) fn package_files(&self) -> Result<PackageFiles, Error> {
-        let entries = self.storage.list(PACKAGES_DIR)?.unwrap_or_default();
-        Ok(PackageFiles(
-            entries
-                .into_iter()
-                .filter(|e| !e.name.starts_with('.'))
-                .map(|e| (e.name.clone(), e))
-                .collect(),
-        ))
+        let mut entries = self.storage.list(PACKAGES_DIR)?.unwrap_or_default();
+        entries.retain(|e| !e.name.starts_with('.'));
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(PackageFiles(entries))
     }
 
     /// Looks at `path` (listed as `listed`, or not listed) before writing it.
@@ -211,7 +214,7 @@ impl Registry<'_> {
             .par_iter_mut()
             .map(|(name, releases)| {
                 let path = ResourcePath::package(name);
-                let existing = this.existing(&path, files.0.get(name.as_str()))?;
+                let existing = this.existing(&path, files.get(name))?;
                 if keep_retirements {
                     match &existing {
                         Existing::Known(_, known) => apply_retirements(&known.retired, releases),

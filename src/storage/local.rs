@@ -124,15 +124,27 @@ impl LocalDir {
 
 /// The version token of a local file: size, modification and change times (nanoseconds), inode
 /// and device. Any write to a file changes its ctime, which no tool can set back.
+/// Each field is written as a LEB128 varint: tokens are kept for every tarball in the cache,
+/// whose size (and checksum time) this halves.
 pub fn version_of(meta: &fs::Metadata) -> Version {
-    let mut token = Vec::with_capacity(40);
-    token.extend_from_slice(&meta.size().to_le_bytes());
+    let mut token = Vec::with_capacity(32);
     let mtime = meta.mtime().saturating_mul(1_000_000_000) + meta.mtime_nsec();
     let ctime = meta.ctime().saturating_mul(1_000_000_000) + meta.ctime_nsec();
-    token.extend_from_slice(&mtime.to_le_bytes());
-    token.extend_from_slice(&ctime.to_le_bytes());
-    token.extend_from_slice(&meta.ino().to_le_bytes());
-    token.extend_from_slice(&meta.dev().to_le_bytes());
+    // Times before 1970 keep their bits: the cast is a bijection, which is all a token needs.
+    for field in [
+        meta.size(),
+        mtime as u64,
+        ctime as u64,
+        meta.ino(),
+        meta.dev(),
+    ] {
+        let mut rest = field;
+        while rest >= 0x80 {
+            token.push((rest as u8) | 0x80);
+            rest >>= 7;
+        }
+        token.push(rest as u8);
+    }
     Version(token)
 }
 
