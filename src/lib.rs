@@ -16,11 +16,14 @@
 //!   [`storage::local::LocalDir`], a local directory;
 //! - [`engine`]: build, add, remove, retire, unretire and verify, for every front end.
 //!
+//! The Hex HTTP API, free of I/O: [`api`] (routes, request and response bodies).
+//!
 //! Access:
 //! - [`api_keys`]: API keys for the Hex HTTP API, their keys file (hashes only, mode 0600) and
 //!   [`api_keys::KeyStore`], which a server shares between tasks and which reloads the file
 //!   when it changes.
 
+pub mod api;
 pub mod api_keys;
 pub mod engine;
 pub mod etf;

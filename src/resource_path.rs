@@ -7,6 +7,8 @@ use std::fmt;
 pub const PACKAGES_DIR: &str = "packages";
 /// Directory of the release tarballs.
 pub const TARBALLS_DIR: &str = "tarballs";
+/// Directory of the documentation tarballs, where hex_core's `get_docs` fetches them.
+pub const DOCS_DIR: &str = "docs";
 
 /// A file of a registry, relative to its root.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -21,6 +23,8 @@ pub enum ResourcePath {
     Package(String),
     /// `tarballs/FILE`: a release tarball, `FILE` being `NAME-VERSION.tar` when it is one.
     Tarball(String),
+    /// `docs/NAME-VERSION.tar.gz`: a release's documentation.
+    Docs(String),
 }
 
 impl ResourcePath {
@@ -32,6 +36,11 @@ impl ResourcePath {
     /// `tarballs/NAME-VERSION.tar`.
     pub fn tarball(name: &str, version: &str) -> Self {
         ResourcePath::Tarball(tarball_file_name(name, version))
+    }
+
+    /// `docs/NAME-VERSION.tar.gz`.
+    pub fn docs(name: &str, version: &str) -> Self {
+        ResourcePath::Docs(format!("{name}-{version}.tar.gz"))
     }
 
     /// The path as the storage keys it (`packages/foo`).
@@ -48,6 +57,7 @@ impl fmt::Display for ResourcePath {
             ResourcePath::PublicKey => f.write_str("public_key"),
             ResourcePath::Package(name) => write!(f, "{PACKAGES_DIR}/{name}"),
             ResourcePath::Tarball(file) => write!(f, "{TARBALLS_DIR}/{file}"),
+            ResourcePath::Docs(file) => write!(f, "{DOCS_DIR}/{file}"),
         }
     }
 }
@@ -70,6 +80,10 @@ mod tests {
         assert_eq!(
             ResourcePath::tarball("foo", "1.0.0-rc.1").key(),
             "tarballs/foo-1.0.0-rc.1.tar"
+        );
+        assert_eq!(
+            ResourcePath::docs("foo", "1.0.0").key(),
+            "docs/foo-1.0.0.tar.gz"
         );
     }
 }

@@ -171,6 +171,13 @@ impl Registry<'_> {
         Ok(Some(releases))
     }
 
+    /// Release `version` of `package`, or an error saying there is none.
+    pub(super) fn existing_release(&self, package: &str, version: &str) -> Result<Release, Error> {
+        let mut releases = self.existing_package(package)?;
+        let i = find_version(&releases, package, version)?;
+        Ok(releases.swap_remove(i))
+    }
+
     /// The releases of `package`, or an error saying it is not in the registry.
     fn existing_package(&self, package: &str) -> Result<Vec<Release>, Error> {
         self.load_package(package)?.ok_or_else(|| Error::NoPackage {
@@ -396,9 +403,15 @@ impl Registry<'_> {
             },
             None => std::mem::take(&mut releases),
         };
+        // The tarballs and the docs of the removed releases.
         let delete: Vec<ResourcePath> = gone
             .iter()
-            .map(|r| ResourcePath::tarball(package, &r.version))
+            .flat_map(|r| {
+                [
+                    ResourcePath::tarball(package, &r.version),
+                    ResourcePath::docs(package, &r.version),
+                ]
+            })
             .collect();
         if releases.is_empty() {
             self.write_changes(
@@ -510,4 +523,37 @@ fn find_version(releases: &[Release], package: &str, version: &str) -> Result<us
             version: version.to_string(),
             have: releases.iter().map(|r| r.version.clone()).collect(),
         })
+}
+
+/// The releases of `package` in the registry of repository `repo` in `storage`, verified with
+/// `key`, sorted; `None` when the registry has no such package. Reads only; takes no lock.
+pub fn read_package(
+    storage: &dyn crate::storage::Storage,
+    repo: &str,
+    key: &crate::signing::PublicKey,
+    package: &str,
+) -> Result<Option<Vec<Release>>, Error> {
+    let path = ResourcePath::package(package).key();
+    let Some(object) = storage.read(&path)? else {
+        return Ok(None);
+    };
+    let shown = crate::tarball::one_line(&storage.display(&path));
+    let decoded = registry::open_package(&object.bytes, key, repo, package).map_err(|source| {
+        Error::Resource {
+            path: shown.clone(),
+            source,
+        }
+    })?;
+    let mut releases = decoded
+        .releases
+        .into_iter()
+        .map(|r| {
+            Release::from_proto(r).map_err(|source| Error::BadRelease {
+                path: shown.clone(),
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    registry::sort_releases(&mut releases);
+    Ok(Some(releases))
 }

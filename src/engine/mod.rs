@@ -12,6 +12,7 @@
 pub mod build;
 pub mod cache;
 pub mod changes;
+pub mod docs;
 pub mod manage;
 pub mod verify;
 mod writer;
@@ -24,7 +25,7 @@ use crate::storage::{Lock, Storage, StorageError};
 pub use build::BuildOptions;
 pub use cache::Cache;
 pub use changes::{Change, ChangeKind, Changes, Stage};
-pub use manage::NewTarball;
+pub use manage::{NewTarball, read_package};
 pub use verify::{Verification, verify};
 
 /// Why an operation failed. Nothing was written unless the error says so.
@@ -103,6 +104,14 @@ pub enum Error {
     HalfIndex {
         /// The registry, as shown.
         root: String,
+    },
+    /// A docs tarball is refused.
+    #[error("{path} {source}")]
+    BadDocs {
+        /// Where it would go, as shown.
+        path: String,
+        /// Why.
+        source: docs::DocsError,
     },
     /// No such package.
     #[error("package `{package}` is not in the registry {root} (no {path})")]
@@ -206,6 +215,11 @@ impl<'a> Registry<'a> {
     /// The repository name.
     pub fn repository(&self) -> &str {
         &self.repo
+    }
+
+    /// The public half of the signing key, which verifies what the registry holds.
+    pub fn public_key(&self) -> &PublicKey {
+        &self.signer.public
     }
 
     /// The storage.

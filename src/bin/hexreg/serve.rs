@@ -7,6 +7,7 @@
 //! directories), `auth` (HTTP Basic) and `respond` (methods, conditional requests, headers,
 //! the per-request log line).
 
+mod api;
 mod auth;
 mod files;
 mod respond;
@@ -73,14 +74,32 @@ pub struct ServeArgs {
     /// Do not log each request on stderr (errors are still printed).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Repository name, for the Hex API under /api (`mix hex.publish`, `rebar3 hex publish`).
+    #[arg(long, value_name = "NAME", requires = "keys")]
+    pub name: Option<String>,
+    /// RSA private key that signs the registry: with it the API accepts publishes, retirements,
+    /// reverts and docs; without it the API is read-only.
+    #[arg(long, value_name = "KEY", requires = "keys")]
+    pub private_key: Option<PathBuf>,
+    /// API keys file (`hexreg key add`), read again when it changes: a read key fetches the
+    /// repository and reads the API, a write key also changes it [env: HEXREG_KEYS].
+    #[arg(long, value_name = "KEYS_FILE", requires = "name")]
+    pub keys: Option<PathBuf>,
+    /// With --keys: let anyone fetch the repository's files (the API still needs a key).
+    #[arg(long, requires = "keys")]
+    pub public_reads: bool,
 }
 
 /// What every request handler shares.
 pub(crate) struct State {
     /// PUBLIC_DIR: every served file must resolve to a path under it.
     pub root: files::Root,
-    /// `None`: no credentials needed.
+    /// HTTP Basic credentials; `None`: none configured.
     pub auth: Option<auth::Auth>,
+    /// Whether fetching the repository's files needs credentials (Basic or an API key).
+    pub reads_need_credentials: bool,
+    /// The Hex API; `None` without --keys.
+    pub api: Option<api::Api>,
     /// Log one line per request on stderr.
     pub log_requests: bool,
 }
@@ -101,6 +120,9 @@ pub fn run(args: ServeArgs, jobs: Option<usize>) -> Result<()> {
         args.auth_file.as_deref(),
     )?;
     let addrs = parse_bind(&args.bind)?;
+    let api = configure_api(&args, &root)?;
+    let reads_need_credentials =
+        auth.is_some() || (api.as_ref().is_some_and(|a| a.keys.is_some()) && !args.public_reads);
     raise_open_file_limit();
 
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -117,6 +139,8 @@ pub fn run(args: ServeArgs, jobs: Option<usize>) -> Result<()> {
     let state = Arc::new(State {
         root,
         auth,
+        reads_need_credentials,
+        api,
         log_requests: !args.quiet,
     });
     let result = runtime.block_on(serve(state, &args, &addrs));
@@ -125,6 +149,75 @@ pub fn run(args: ServeArgs, jobs: Option<usize>) -> Result<()> {
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
 }
+
+/// The API's registry, signing key and keys file, when --keys is given (from the flag or
+/// HEXREG_KEYS). The keys file and the private key must lie outside PUBLIC_DIR.
+fn configure_api(args: &ServeArgs, root: &Path) -> Result<Option<api::Api>> {
+    let keys_path = match (&args.keys, std::env::var_os(KEYS_ENV)) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Some(path)) if !path.is_empty() => Some(PathBuf::from(path)),
+        _ => None,
+    };
+    let Some(keys_path) = keys_path else {
+        return Ok(None);
+    };
+    let Some(repo) = args.name.clone() else {
+        bail!("--keys needs --name NAME, the repository name clients use");
+    };
+    let storage = hexreg::storage::local::LocalDir::new(&root.display().to_string());
+    for (flag, path) in [
+        ("--keys", Some(&keys_path)),
+        ("--private-key", args.private_key.as_ref()),
+    ] {
+        if let Some(path) = path
+            && storage.holds(path)
+        {
+            bail!(
+                "{flag} {} lies inside PUBLIC_DIR {}, which is published: move it out",
+                path.display(),
+                root.display()
+            );
+        }
+    }
+    let keys = hexreg::api_keys::KeyStore::open(&keys_path, |reload| match reload {
+        hexreg::api_keys::Reload::Loaded { keys } => {
+            respond::log_line(&format!("API keys reloaded: {keys} keys"))
+        }
+        hexreg::api_keys::Reload::Failed(e) => respond::log_line(&format!(
+            "error: API keys not reloaded, keeping the old ones: {e}"
+        )),
+    })?;
+    let signer = match &args.private_key {
+        Some(path) => {
+            let text = std::fs::read(path).with_context(|| {
+                format!("cannot read private key {} (--private-key)", path.display())
+            })?;
+            let key = hexreg::signing::PrivateKey::from_pem(&text)
+                .map_err(|e| anyhow::anyhow!("private key {} {e}", path.display()))?;
+            Some(hexreg::engine::Signer::new(
+                key,
+                &path.display().to_string(),
+            ))
+        }
+        None => None,
+    };
+    let public = match &signer {
+        Some(signer) => Some(signer.public.clone()),
+        None => std::fs::read(root.join("public_key"))
+            .ok()
+            .and_then(|pem| hexreg::signing::PublicKey::from_pem(&pem).ok()),
+    };
+    Ok(Some(api::Api {
+        storage,
+        repo,
+        signer,
+        public,
+        keys: Some(keys),
+    }))
+}
+
+/// Environment variable holding the keys file when `--keys` is not given.
+pub const KEYS_ENV: &str = "HEXREG_KEYS";
 
 /// Each connection holds a socket and, while a large file is sent, the file: raise the soft
 /// limit on open files to the hard one (as Go programs do), since the usual soft

@@ -29,14 +29,21 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ServeBody>, Infallible> {
     let started = Instant::now();
-    let mut response = respond(&state, &req).await;
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let is_api = uri.path() == "/api" || uri.path().starts_with("/api/");
+    let mut response = if is_api {
+        super::api::handle(Arc::clone(&state), req).await
+    } else {
+        respond(&state, &req).await
+    };
     if state.log_requests {
         let status = response.status().as_u16();
         response.body_mut().log = Some(LogEntry {
-            method: req.method().clone(),
-            path: loggable(match req.uri().path() {
+            method,
+            path: loggable(match uri.path() {
                 // Authority-form or `*` targets: log the target as sent.
-                "" => req.uri().to_string(),
+                "" => uri.to_string(),
                 path => path.to_string(),
             }),
             status,
@@ -47,9 +54,19 @@ pub async fn handle(
 }
 
 async fn respond(state: &State, req: &Request<Incoming>) -> Response<ServeBody> {
-    let authorized = match &state.auth {
-        Some(auth) => auth.check(req.headers().get(header::AUTHORIZATION)).await,
-        None => true,
+    let authorized = !state.reads_need_credentials || {
+        let presented = req.headers().get(header::AUTHORIZATION);
+        let by_key = state
+            .api
+            .as_ref()
+            .and_then(|api| api.keys.as_ref())
+            .zip(presented.and_then(|v| v.to_str().ok()))
+            .is_some_and(|(keys, key)| keys.authenticate(key).is_some());
+        by_key
+            || match &state.auth {
+                Some(auth) => auth.check(presented).await,
+                None => false,
+            }
     };
     if !authorized {
         return unauthorized();

@@ -1,0 +1,562 @@
+//! The Hex HTTP API as mix and rebar3 call it, free of I/O: a request's method and path parsed
+//! into a [`Route`], the bodies clients send decoded, and the bodies they decode built as
+//! [`Term`]s and encoded in the format the request accepts ([`Format`]).
+//!
+//! Paths are those of hexpm's router, with and without the `/repos/REPO` prefix:
+//! `POST /api/publish`, `POST /api/packages/NAME/releases` (publish), `GET /api/packages/NAME`,
+//! `GET|DELETE /api/packages/NAME/releases/VERSION` (info, revert),
+//! `POST|DELETE .../releases/VERSION/retire`, `POST|DELETE .../releases/VERSION/docs`,
+//! `GET /api/users/me`.
+
+use crate::etf::{self, Term};
+use crate::registry::{Release, Retirement, RetirementReason};
+use crate::tarball::hex_upper;
+
+/// What a request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /api/users/me`: who the key belongs to.
+    Me,
+    /// Publish the tarball in the body (`replace` an existing release).
+    Publish {
+        /// `?replace=true`.
+        replace: bool,
+    },
+    /// `GET /api/packages/NAME`.
+    Package {
+        /// Package name.
+        name: String,
+    },
+    /// `GET /api/packages/NAME/releases/VERSION`.
+    Release {
+        /// Package name.
+        name: String,
+        /// Version.
+        version: String,
+    },
+    /// `DELETE /api/packages/NAME/releases/VERSION`: revert a release.
+    Revert {
+        /// Package name.
+        name: String,
+        /// Version.
+        version: String,
+    },
+    /// `POST .../retire`.
+    Retire {
+        /// Package name.
+        name: String,
+        /// Version.
+        version: String,
+    },
+    /// `DELETE .../retire`.
+    Unretire {
+        /// Package name.
+        name: String,
+        /// Version.
+        version: String,
+    },
+    /// `POST .../docs`: the body is the docs tarball.
+    PublishDocs {
+        /// Package name.
+        name: String,
+        /// Version.
+        version: String,
+    },
+    /// `DELETE .../docs`.
+    RemoveDocs {
+        /// Package name.
+        name: String,
+        /// Version.
+        version: String,
+    },
+}
+
+impl Route {
+    /// Whether the route changes the repository (needs a write key and the signing key).
+    pub fn writes(&self) -> bool {
+        !matches!(
+            self,
+            Route::Me | Route::Package { .. } | Route::Release { .. }
+        )
+    }
+}
+
+/// Why a request has no route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    /// No such path (or another repository's).
+    NotFound,
+    /// The path exists, not with this method; the methods it takes.
+    MethodNotAllowed(&'static str),
+}
+
+/// The route of `method` on `path` (which starts with `/api`) and `query`, for repository
+/// `repo` (the `/repos/REPO` form must name it).
+pub fn route(
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    repo: &str,
+) -> Result<Route, RouteError> {
+    let rest = path.strip_prefix("/api").ok_or(RouteError::NotFound)?;
+    let mut segments: Vec<String> = Vec::new();
+    for raw in rest.split('/').skip(1) {
+        segments.push(percent_decode(raw).ok_or(RouteError::NotFound)?);
+    }
+    if segments.last().is_some_and(String::is_empty) {
+        segments.pop();
+    }
+    let mut s: Vec<&str> = segments.iter().map(String::as_str).collect();
+    if s.first() == Some(&"repos") {
+        if s.get(1) != Some(&repo) {
+            return Err(RouteError::NotFound);
+        }
+        s.drain(..2);
+    }
+    let replace = query_flag(query, "replace");
+    let name = |i: usize| s.get(i).map(|n| n.to_string()).unwrap_or_default();
+    let allow = |allowed: &'static str, route: Route| {
+        if allowed.split(", ").any(|m| m == method) {
+            Ok(route)
+        } else {
+            Err(RouteError::MethodNotAllowed(allowed))
+        }
+    };
+    match s.as_slice() {
+        ["users", "me"] => allow("GET", Route::Me),
+        ["publish"] => allow("POST", Route::Publish { replace }),
+        ["packages", _] => allow("GET", Route::Package { name: name(1) }),
+        ["packages", _, "releases"] => allow("POST", Route::Publish { replace }),
+        ["packages", _, "releases", _] => {
+            let (name, version) = (name(1), name(3));
+            match method {
+                "DELETE" => Ok(Route::Revert { name, version }),
+                _ => allow("GET, DELETE", Route::Release { name, version }),
+            }
+        }
+        ["packages", _, "releases", _, "retire"] => {
+            let (name, version) = (name(1), name(3));
+            match method {
+                "DELETE" => Ok(Route::Unretire { name, version }),
+                _ => allow("POST, DELETE", Route::Retire { name, version }),
+            }
+        }
+        ["packages", _, "releases", _, "docs"] => {
+            let (name, version) = (name(1), name(3));
+            match method {
+                "DELETE" => Ok(Route::RemoveDocs { name, version }),
+                _ => allow("POST, DELETE", Route::PublishDocs { name, version }),
+            }
+        }
+        _ => Err(RouteError::NotFound),
+    }
+}
+
+/// `?NAME=true` (or `1`) in a query string.
+fn query_flag(query: Option<&str>, name: &str) -> bool {
+    query.is_some_and(|q| {
+        q.split('&').any(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            k == name && matches!(v, "true" | "1")
+        })
+    })
+}
+
+/// `%XX` escapes decoded; `None` for a malformed escape, a `/` or NUL, or text that is not
+/// UTF-8.
+fn percent_decode(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = raw.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    if out.contains(&b'/') || out.contains(&0) {
+        return None;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The body format of a response: the Erlang term format when the request accepts
+/// `application/vnd.hex+erlang` (hex_core decodes nothing else), JSON otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `application/vnd.hex+erlang`.
+    Erlang,
+    /// `application/json`.
+    Json,
+}
+
+/// The media type of the Erlang term format.
+pub const ERLANG_MEDIA_TYPE: &str = "application/vnd.hex+erlang";
+
+impl Format {
+    /// The format an `accept` header asks for.
+    pub fn from_accept(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.contains(ERLANG_MEDIA_TYPE) => Format::Erlang,
+            _ => Format::Json,
+        }
+    }
+
+    /// `content-type` of a body in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Erlang => ERLANG_MEDIA_TYPE,
+            Format::Json => "application/json",
+        }
+    }
+
+    /// `term` encoded in this format.
+    pub fn encode(self, term: &Term) -> Vec<u8> {
+        match self {
+            Format::Erlang => etf::encode(term),
+            Format::Json => to_json(term).into_bytes(),
+        }
+    }
+}
+
+/// `term` as JSON: maps with binary or atom keys become objects, binaries strings (invalid
+/// UTF-8 replaced), `true`/`false` booleans, `nil`/`undefined`/`null` null, other atoms strings.
+pub fn to_json(term: &Term) -> String {
+    let mut out = String::new();
+    write_json(term, &mut out);
+    out
+}
+
+fn write_json(term: &Term, out: &mut String) {
+    match term {
+        Term::Integer(i) => out.push_str(&i.to_string()),
+        Term::Float(f) if f.is_finite() => out.push_str(&f.to_string()),
+        Term::Float(_) => out.push_str("null"),
+        Term::Atom(a) => match a.as_str() {
+            "true" | "false" => out.push_str(a),
+            "nil" | "undefined" | "null" => out.push_str("null"),
+            other => write_json_string(other, out),
+        },
+        Term::Binary(b) => write_json_string(&String::from_utf8_lossy(b), out),
+        Term::List(items) | Term::Tuple(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json(item, out);
+            }
+            out.push(']');
+        }
+        Term::Map(entries) => {
+            out.push('{');
+            for (i, (k, v)) in entries.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let key = match k {
+                    Term::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+                    Term::Atom(a) => a.clone(),
+                    other => to_json(other),
+                };
+                write_json_string(&key, out);
+                out.push(':');
+                write_json(v, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn write_json_string(text: &str, out: &mut String) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Why a retire request's body cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RetireBodyError {
+    /// Not the Erlang term format of a map.
+    #[error(
+        "the body is not a map in the Erlang term format ({0}): send reason and message as hex_core does"
+    )]
+    NotTerm(String),
+    /// No reason, or an unknown one.
+    #[error("reason must be one of other, invalid, security, deprecated, renamed")]
+    Reason,
+}
+
+/// The retirement a `POST .../retire` body asks for: `#{<<"reason">>, <<"message">>}`.
+pub fn parse_retirement(body: &[u8]) -> Result<Retirement, RetireBodyError> {
+    let term = etf::decode(body).map_err(|e| RetireBodyError::NotTerm(e.to_string()))?;
+    if term.as_map().is_none() {
+        return Err(RetireBodyError::NotTerm("not a map".into()));
+    }
+    let text = |key: &str| {
+        term.get(key)
+            .and_then(|t| t.as_str().or_else(|| t.as_atom()))
+            .map(str::to_string)
+    };
+    let reason = match text("reason").as_deref() {
+        Some("other") => RetirementReason::RetiredOther,
+        Some("invalid") => RetirementReason::RetiredInvalid,
+        Some("security") => RetirementReason::RetiredSecurity,
+        Some("deprecated") => RetirementReason::RetiredDeprecated,
+        Some("renamed") => RetirementReason::RetiredRenamed,
+        _ => return Err(RetireBodyError::Reason),
+    };
+    let message = text("message").filter(|m| !m.is_empty() && m != "nil");
+    Ok(Retirement { reason, message })
+}
+
+/// The name clients use for a retirement reason.
+pub fn reason_name(reason: RetirementReason) -> &'static str {
+    match reason {
+        RetirementReason::RetiredOther => "other",
+        RetirementReason::RetiredInvalid => "invalid",
+        RetirementReason::RetiredSecurity => "security",
+        RetirementReason::RetiredDeprecated => "deprecated",
+        RetirementReason::RetiredRenamed => "renamed",
+    }
+}
+
+/// An error body as hexpm writes it: `#{"status", "message"}`, plus `"errors"` (field →
+/// text) when given; mix prints the message and each error.
+pub fn error_body(status: u16, message: &str, errors: &[(&str, String)]) -> Term {
+    let mut entries = vec![
+        ("status", Term::Integer(i64::from(status))),
+        ("message", Term::bin(message)),
+    ];
+    if !errors.is_empty() {
+        entries.push((
+            "errors",
+            Term::map(errors.iter().map(|(k, v)| (*k, Term::bin(v)))),
+        ));
+    }
+    Term::map(entries)
+}
+
+/// `GET /api/users/me`: the key's label as user name; no organizations (mix maps over them).
+pub fn me_body(label: &str) -> Term {
+    Term::map([
+        ("username", Term::bin(label)),
+        ("organizations", Term::list([])),
+    ])
+}
+
+/// A release as `GET .../releases/VERSION` and publish answer it. `base` is the API's URL
+/// (`http://HOST/api`), `repo_url` the repository's.
+pub fn release_body(name: &str, release: &Release, base: &str, repo_url: &str) -> Term {
+    let url = format!("{base}/packages/{name}/releases/{}", release.version);
+    let retirement = match &release.retired {
+        Some(r) => Term::map([
+            ("reason", Term::bin(reason_name(r.reason))),
+            (
+                "message",
+                r.message
+                    .as_deref()
+                    .map(Term::bin)
+                    .unwrap_or_else(|| Term::atom("nil")),
+            ),
+        ]),
+        None => Term::atom("nil"),
+    };
+    let requirements = Term::map(release.dependencies.iter().map(|d| {
+        (
+            d.package.as_str(),
+            Term::map([
+                ("requirement", Term::bin(&d.requirement)),
+                ("optional", Term::boolean(d.optional.unwrap_or(false))),
+                (
+                    "app",
+                    Term::bin(d.app.as_deref().unwrap_or(d.package.as_str())),
+                ),
+            ]),
+        )
+    }));
+    Term::map([
+        ("name", Term::bin(name)),
+        ("version", Term::bin(&release.version)),
+        (
+            "checksum",
+            Term::bin(&hex_upper(&release.outer_checksum).to_lowercase()),
+        ),
+        (
+            "inner_checksum",
+            Term::bin(&hex_upper(&release.inner_checksum).to_lowercase()),
+        ),
+        ("url", Term::bin(&url)),
+        ("html_url", Term::bin(&url)),
+        ("package_url", Term::bin(&format!("{base}/packages/{name}"))),
+        (
+            "tarball_url",
+            Term::bin(&format!(
+                "{repo_url}/tarballs/{name}-{}.tar",
+                release.version
+            )),
+        ),
+        ("requirements", requirements),
+        ("retirement", retirement),
+    ])
+}
+
+/// A package as `GET /api/packages/NAME` answers it: its releases newest first.
+pub fn package_body(name: &str, repo: &str, releases: &[Release], base: &str) -> Term {
+    let url = format!("{base}/packages/{name}");
+    Term::map([
+        ("name", Term::bin(name)),
+        ("repository", Term::bin(repo)),
+        ("url", Term::bin(&url)),
+        ("html_url", Term::bin(&url)),
+        (
+            "releases",
+            Term::list(releases.iter().rev().map(|r| {
+                Term::map([
+                    ("version", Term::bin(&r.version)),
+                    ("url", Term::bin(&format!("{url}/releases/{}", r.version))),
+                    ("retired", Term::boolean(r.retired.is_some())),
+                ])
+            })),
+        ),
+        (
+            "retirements",
+            Term::map(releases.iter().filter_map(|r| {
+                let retired = r.retired.as_ref()?;
+                Some((
+                    r.version.as_str(),
+                    Term::map([
+                        ("reason", Term::bin(reason_name(retired.reason))),
+                        (
+                            "message",
+                            retired
+                                .message
+                                .as_deref()
+                                .map(Term::bin)
+                                .unwrap_or_else(|| Term::atom("nil")),
+                        ),
+                    ]),
+                ))
+            })),
+        ),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(method: &str, path: &str, query: Option<&str>) -> Result<Route, RouteError> {
+        route(method, path, query, "acme")
+    }
+
+    #[test]
+    fn routes_of_both_publish_paths_and_the_repository_form() {
+        assert_eq!(
+            r("POST", "/api/publish", Some("replace=false")),
+            Ok(Route::Publish { replace: false })
+        );
+        assert_eq!(
+            r("POST", "/api/repos/acme/publish", Some("replace=true")),
+            Ok(Route::Publish { replace: true })
+        );
+        assert_eq!(
+            r("POST", "/api/packages/foo/releases", Some("replace=true")),
+            Ok(Route::Publish { replace: true })
+        );
+        assert_eq!(
+            r("POST", "/api/repos/other/publish", None),
+            Err(RouteError::NotFound)
+        );
+        assert_eq!(r("GET", "/api/users/me", None), Ok(Route::Me));
+        assert_eq!(
+            r("DELETE", "/api/packages/foo/releases/1.0.0%2Bbuild", None),
+            Ok(Route::Revert {
+                name: "foo".into(),
+                version: "1.0.0+build".into()
+            })
+        );
+        assert_eq!(
+            r("DELETE", "/api/packages/foo/releases/1.0.0/retire", None),
+            Ok(Route::Unretire {
+                name: "foo".into(),
+                version: "1.0.0".into()
+            })
+        );
+        assert_eq!(
+            r("PUT", "/api/packages/foo/releases/1.0.0/docs", None),
+            Err(RouteError::MethodNotAllowed("POST, DELETE"))
+        );
+        assert_eq!(
+            r("GET", "/api/packages/a%2fb", None),
+            Err(RouteError::NotFound)
+        );
+        assert_eq!(r("GET", "/api/nothing", None), Err(RouteError::NotFound));
+        assert!(Route::Publish { replace: false }.writes());
+        assert!(!Route::Me.writes());
+    }
+
+    #[test]
+    fn json_escapes_what_it_must() {
+        let term = Term::map([
+            ("a", Term::bin("x\"y\\z\n\u{1}")),
+            (
+                "b",
+                Term::list([Term::Integer(-3), Term::boolean(true), Term::atom("nil")]),
+            ),
+        ]);
+        assert_eq!(
+            to_json(&term),
+            r#"{"a":"x\"y\\z\n\u0001","b":[-3,true,null]}"#
+        );
+    }
+
+    #[test]
+    fn retire_bodies_as_hex_core_sends_them() {
+        let body = etf::encode(&Term::map([
+            ("reason", Term::bin("security")),
+            ("message", Term::bin("CVE-1")),
+        ]));
+        assert_eq!(
+            parse_retirement(&body),
+            Ok(Retirement {
+                reason: RetirementReason::RetiredSecurity,
+                message: Some("CVE-1".into())
+            })
+        );
+        let bad = etf::encode(&Term::map([("reason", Term::bin("bored"))]));
+        assert_eq!(parse_retirement(&bad), Err(RetireBodyError::Reason));
+        assert!(matches!(
+            parse_retirement(b"{}"),
+            Err(RetireBodyError::NotTerm(_))
+        ));
+    }
+
+    #[test]
+    fn error_bodies_carry_status_message_and_errors() {
+        let body = error_body(422, "Validation error(s)", &[("inserted_at", "x".into())]);
+        assert_eq!(body.get("status").and_then(Term::as_int), Some(422));
+        assert_eq!(
+            body.get("errors")
+                .and_then(|e| e.get("inserted_at"))
+                .and_then(Term::as_str),
+            Some("x")
+        );
+    }
+}

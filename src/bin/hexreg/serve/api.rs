@@ -1,0 +1,454 @@
+//! The Hex HTTP API under `/api`: authentication by API key, request bodies read within limits,
+//! and every registry operation run by the engine on the blocking pool. Routes, bodies and
+//! response terms come from [`hexreg::api`]; this file is the HTTP around them.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use hyper::body::{Body, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+
+use hexreg::api::{self, Format, Route, RouteError};
+use hexreg::api_keys::{KeyStore, Permission};
+use hexreg::engine::{self, NewTarball, Registry, Signer};
+use hexreg::etf::Term;
+use hexreg::signing::PublicKey;
+use hexreg::storage::Storage;
+use hexreg::storage::local::LocalDir;
+use hexreg::tarball::MAX_TARBALL_SIZE;
+
+use super::State;
+use super::respond::{ServeBody, log_line};
+
+/// A client must send each piece of a request body within this time.
+const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// ... and the whole body within this time.
+const BODY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What the API needs: the registry, its keys, and who may do what.
+pub struct Api {
+    /// The registry directory.
+    pub storage: LocalDir,
+    /// The repository name.
+    pub repo: String,
+    /// Signs changes; `None`: the API is read-only.
+    pub signer: Option<Signer>,
+    /// Verifies what is read (the signer's public half, or PUBLIC_DIR/public_key).
+    pub public: Option<PublicKey>,
+    /// The API keys; `None`: no key is valid.
+    pub keys: Option<KeyStore>,
+}
+
+/// A response: status, body term, extra headers.
+struct Answer {
+    status: StatusCode,
+    body: Option<Term>,
+    location: Option<String>,
+}
+
+impl Answer {
+    fn new(status: StatusCode, body: Term) -> Answer {
+        Answer {
+            status,
+            body: Some(body),
+            location: None,
+        }
+    }
+
+    fn empty(status: StatusCode) -> Answer {
+        Answer {
+            status,
+            body: None,
+            location: None,
+        }
+    }
+
+    fn error(status: StatusCode, message: &str) -> Answer {
+        Answer::new(status, api::error_body(status.as_u16(), message, &[]))
+    }
+}
+
+/// Answers an `/api` request.
+pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ServeBody> {
+    let format = Format::from_accept(
+        req.headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let answer = answer(&state, req).await;
+    let mut response = match &answer.body {
+        Some(term) => {
+            let mut r = Response::new(ServeBody::full(Bytes::from(format.encode(term))));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            );
+            r
+        }
+        None => Response::new(ServeBody::empty()),
+    };
+    *response.status_mut() = answer.status;
+    if answer.status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"hexreg\""),
+        );
+    }
+    if let Some(location) = answer.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Answer {
+    let Some(api) = &state.api else {
+        return Answer::error(
+            StatusCode::NOT_FOUND,
+            "this server has no API: start hexreg serve with --name and --keys",
+        );
+    };
+    let route = match api::route(
+        req.method().as_str(),
+        req.uri().path(),
+        req.uri().query(),
+        &api.repo,
+    ) {
+        Ok(route) => route,
+        Err(RouteError::NotFound) => return Answer::error(StatusCode::NOT_FOUND, "not found"),
+        Err(RouteError::MethodNotAllowed(allowed)) => {
+            return Answer::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("this path takes {allowed}"),
+            );
+        }
+    };
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let grant = match (&api.keys, presented) {
+        (Some(keys), Some(key)) => keys.authenticate(key),
+        _ => None,
+    };
+    let Some(grant) = grant else {
+        return Answer::error(
+            StatusCode::UNAUTHORIZED,
+            "missing or invalid API key: send a key made with `hexreg key add` (HEX_API_KEY for mix, api_key for rebar3)",
+        );
+    };
+    if route.writes() {
+        if !grant.permission.allows(Permission::Write) {
+            return Answer::error(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "key `{}` may only read: publishing, retiring, reverting and docs need a key made with `hexreg key add --write`",
+                    grant.label
+                ),
+            );
+        }
+        if api.signer.is_none() {
+            return Answer::error(
+                StatusCode::FORBIDDEN,
+                "this server is read-only: start hexreg serve with --private-key to accept changes",
+            );
+        }
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
+    let urls = Urls {
+        api: format!("http://{host}/api"),
+        repo: format!("http://{host}"),
+    };
+    match route {
+        Route::Me => Answer::new(StatusCode::OK, api::me_body(&grant.label)),
+        Route::Package { name } => read_package(api, &name, None, &urls).await,
+        Route::Release { name, version } => read_package(api, &name, Some(version), &urls).await,
+        Route::Publish { replace } => {
+            let body = match read_body(req, MAX_TARBALL_SIZE).await {
+                Ok(body) => body,
+                Err(answer) => return answer,
+            };
+            run(state, move |api, registry| {
+                publish(api, registry, body, replace, &urls)
+            })
+            .await
+        }
+        Route::Revert { name, version } => {
+            run(state, move |_, registry| {
+                registry.remove(&name, Some(&version))?;
+                Ok(Answer::empty(StatusCode::NO_CONTENT))
+            })
+            .await
+        }
+        Route::Retire { name, version } => {
+            let body = match read_body(req, 64 * 1024).await {
+                Ok(body) => body,
+                Err(answer) => return answer,
+            };
+            let retirement = match api::parse_retirement(&body) {
+                Ok(retirement) => retirement,
+                Err(e) => return Answer::error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+            };
+            run(state, move |_, registry| {
+                registry.retire(&name, &version, retirement)?;
+                Ok(Answer::empty(StatusCode::NO_CONTENT))
+            })
+            .await
+        }
+        Route::Unretire { name, version } => {
+            run(state, move |_, registry| {
+                registry.unretire(&name, &version)?;
+                Ok(Answer::empty(StatusCode::NO_CONTENT))
+            })
+            .await
+        }
+        Route::PublishDocs { name, version } => {
+            let body = match read_body(req, engine::docs::MAX_DOCS_SIZE).await {
+                Ok(body) => body,
+                Err(answer) => return answer,
+            };
+            let location = format!("{}/docs/{name}-{version}.tar.gz", urls.repo);
+            run(state, move |_, registry| {
+                registry.put_docs(&name, &version, &body)?;
+                let mut answer = Answer::empty(StatusCode::CREATED);
+                answer.location = Some(location);
+                Ok(answer)
+            })
+            .await
+        }
+        Route::RemoveDocs { name, version } => {
+            run(state, move |_, registry| {
+                if registry.remove_docs(&name, &version)? {
+                    Ok(Answer::empty(StatusCode::NO_CONTENT))
+                } else {
+                    Ok(Answer::error(
+                        StatusCode::NOT_FOUND,
+                        &format!("{name} {version} has no docs"),
+                    ))
+                }
+            })
+            .await
+        }
+    }
+}
+
+/// Where the API and the repository are, as the client reached them.
+struct Urls {
+    api: String,
+    repo: String,
+}
+
+/// `GET /api/packages/NAME[/releases/VERSION]`.
+async fn read_package(api: &Api, name: &str, version: Option<String>, urls: &Urls) -> Answer {
+    let Some(public) = &api.public else {
+        return Answer::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the registry has no public_key to verify it with: build it with `hexreg build`",
+        );
+    };
+    let releases = match engine::read_package(&api.storage, &api.repo, public, name) {
+        Ok(Some(releases)) => releases,
+        Ok(None) => return Answer::error(StatusCode::NOT_FOUND, &format!("no package `{name}`")),
+        Err(e) => return engine_error(e),
+    };
+    match version {
+        None => Answer::new(
+            StatusCode::OK,
+            api::package_body(name, &api.repo, &releases, &urls.api),
+        ),
+        Some(version) => match releases.iter().find(|r| r.version == version) {
+            Some(release) => Answer::new(
+                StatusCode::OK,
+                api::release_body(name, release, &urls.api, &urls.repo),
+            ),
+            None => Answer::error(
+                StatusCode::NOT_FOUND,
+                &format!("package `{name}` has no version `{version}`"),
+            ),
+        },
+    }
+}
+
+/// Publishes `body`: an `add` through the engine, 201 for a new release, 200 for a replaced
+/// one, 422 for one that exists without `replace`.
+fn publish(
+    api: &Api,
+    registry: &mut Registry,
+    body: Vec<u8>,
+    replace: bool,
+    urls: &Urls,
+) -> Result<Answer, engine::Error> {
+    let new = match NewTarball::validate("the uploaded tarball", body, &api.repo) {
+        Ok(new) => new,
+        Err(e) => {
+            return Ok(Answer::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                api::error_body(422, &e, &[("tarball", e.clone())]),
+            ));
+        }
+    };
+    let (name, version) = (new.name.clone(), new.release.version.clone());
+    let public = registry.public_key().clone();
+    let existed = engine::read_package(registry.storage(), &api.repo, &public, &name)?
+        .is_some_and(|releases| releases.iter().any(|r| r.version == version));
+    if existed && !replace {
+        let message = format!(
+            "{name} {version} is already published: releases are immutable for clients that locked them; publish again with --replace (mix) or replace=true (hex_core) to overwrite it"
+        );
+        return Ok(Answer::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            api::error_body(
+                422,
+                "Validation error(s)",
+                &[
+                    (
+                        "inserted_at",
+                        "must include the --replace flag to update an existing release".into(),
+                    ),
+                    ("version", message),
+                ],
+            ),
+        ));
+    }
+    let release = new.release.clone();
+    registry.add(vec![Ok(new)], replace)?;
+    let url = format!("{}/packages/{name}/releases/{version}", urls.api);
+    let mut answer = Answer::new(
+        if existed {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        },
+        api::release_body(&name, &release, &urls.api, &urls.repo),
+    );
+    answer.location = Some(url);
+    Ok(answer)
+}
+
+/// Runs `change` on the registry, locked, on the blocking pool.
+async fn run(
+    state: &Arc<State>,
+    change: impl FnOnce(&Api, &mut Registry) -> Result<Answer, engine::Error> + Send + 'static,
+) -> Answer {
+    let state = Arc::clone(state);
+    let joined = tokio::task::spawn_blocking(move || {
+        let Some(api) = &state.api else {
+            return Answer::error(StatusCode::NOT_FOUND, "no API");
+        };
+        let Some(signer) = &api.signer else {
+            return Answer::error(StatusCode::FORBIDDEN, "this server is read-only");
+        };
+        let lock = match api.storage.lock() {
+            Ok(lock) => lock,
+            Err(e) => return engine_error(e.into()),
+        };
+        let mut registry = Registry::open(&api.storage, &api.repo, signer, lock);
+        let answer = change(api, &mut registry).unwrap_or_else(engine_error);
+        let changes = registry.take_changes();
+        for change in changes.as_made() {
+            log_line(&format!(
+                "api: {:?} {}",
+                change.kind,
+                api.storage.display(&change.path)
+            ));
+        }
+        answer
+    })
+    .await;
+    joined.unwrap_or_else(|e| {
+        log_line(&format!("error: an API request failed: {e}"));
+        Answer::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    })
+}
+
+/// The status and message of an engine error.
+fn engine_error(e: engine::Error) -> Answer {
+    use engine::Error;
+    let status = match &e {
+        Error::NoPackage { .. } | Error::NoVersion { .. } => StatusCode::NOT_FOUND,
+        Error::AddRefused { .. } | Error::InvalidTarballs { .. } | Error::BadDocs { .. } => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        Error::Storage(hexreg::storage::StorageError::Conflict { .. }) => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let message = match &e {
+        Error::AddRefused { problems } | Error::InvalidTarballs { problems, .. } => {
+            problems.join("; ")
+        }
+        other => other.to_string(),
+    };
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        log_line(&format!("error: {message}"));
+    }
+    Answer::error(status, &message)
+}
+
+/// Reads a request body of at most `limit` bytes: 413 at once when `content-length` says more
+/// (before a client that sent `expect: 100-continue` sends it), or as soon as more arrives;
+/// 408 when the client stalls.
+async fn read_body(req: Request<Incoming>, limit: u64) -> Result<Vec<u8>, Answer> {
+    let too_big = || {
+        Answer::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is over the {limit}-byte limit"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(too_big());
+    }
+    let mut body = req.into_body();
+    let mut out = BytesMut::with_capacity(declared.unwrap_or(0).min(limit) as usize);
+    let whole = async {
+        loop {
+            let frame = tokio::time::timeout(
+                BODY_IDLE_TIMEOUT,
+                poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)),
+            )
+            .await;
+            match frame {
+                Err(_) => return Err(stalled()),
+                Ok(None) => return Ok(()),
+                Ok(Some(Err(e))) => {
+                    return Err(Answer::error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("cannot read the body: {e}"),
+                    ));
+                }
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        if out.len() as u64 + data.len() as u64 > limit {
+                            return Err(too_big());
+                        }
+                        out.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(BODY_TIMEOUT, whole).await {
+        Ok(Ok(())) => Ok(out.to_vec()),
+        Ok(Err(answer)) => Err(answer),
+        Err(_) => Err(stalled()),
+    }
+}
+
+fn stalled() -> Answer {
+    Answer::error(
+        StatusCode::REQUEST_TIMEOUT,
+        "the body did not arrive in time",
+    )
+}
