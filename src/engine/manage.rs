@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use super::{ChangeKind, Error, Registry, Stage};
 use crate::package_name;
 use crate::registry::{self, PackageSummary, Release, ResourceError, Retirement};
-use crate::resource_path::{ResourcePath, TARBALLS_DIR};
+use crate::resource_path::{DOCS_DIR, ResourcePath, TARBALLS_DIR};
 use crate::storage::{Condition, Version};
 use crate::tarball;
 
@@ -137,38 +137,20 @@ impl Registry<'_> {
         Ok(summaries)
     }
 
-    /// The releases in `packages/NAME`, sorted; `None` if the file does not exist.
+    /// The releases in `packages/NAME`, sorted; `None` if the file does not exist. A file not
+    /// signed by this registry's key is reported as such, naming the key.
     fn load_package(&self, name: &str) -> Result<Option<Vec<Release>>, Error> {
-        let path = ResourcePath::package(name);
-        let key = path.key();
-        let Some(object) = self.storage.read(&key)? else {
-            return Ok(None);
-        };
-        let shown = self.shown(&key);
-        let package = registry::open_package(&object.bytes, &self.signer.public, &self.repo, name)
-            .map_err(|source| match source {
-                ResourceError::BadSignature | ResourceError::Unsigned => Error::Untrusted {
-                    path: shown.clone(),
-                    source,
-                    key: self.signer.name.clone(),
-                },
-                source => Error::Resource {
-                    path: shown.clone(),
-                    source,
-                },
-            })?;
-        let mut releases = package
-            .releases
-            .into_iter()
-            .map(|r| {
-                Release::from_proto(r).map_err(|source| Error::BadRelease {
-                    path: shown.clone(),
-                    source,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        registry::sort_releases(&mut releases);
-        Ok(Some(releases))
+        read_package(self.storage, &self.repo, &self.signer.public, name).map_err(|e| match e {
+            Error::Resource {
+                path,
+                source: source @ (ResourceError::BadSignature | ResourceError::Unsigned),
+            } => Error::Untrusted {
+                path,
+                source,
+                key: self.signer.name.clone(),
+            },
+            other => other,
+        })
     }
 
     /// Release `version` of `package`, or an error saying there is none.
@@ -403,15 +385,15 @@ impl Registry<'_> {
             },
             None => std::mem::take(&mut releases),
         };
-        // The tarballs and the docs of the removed releases.
+        // The docs, then the tarballs of the removed releases: a tarball left by a stopped run
+        // is what lets the command find the release again and finish.
         let delete: Vec<ResourcePath> = gone
             .iter()
-            .flat_map(|r| {
-                [
-                    ResourcePath::tarball(package, &r.version),
-                    ResourcePath::docs(package, &r.version),
-                ]
-            })
+            .map(|r| ResourcePath::docs(package, &r.version))
+            .chain(
+                gone.iter()
+                    .map(|r| ResourcePath::tarball(package, &r.version)),
+            )
             .collect();
         if releases.is_empty() {
             self.write_changes(
@@ -433,7 +415,7 @@ impl Registry<'_> {
     }
 
     /// Completes a removal that stopped after the release's record was gone: deletes the
-    /// tarballs of `package` (of `version` only, if given) that no record describes. Fails as
+    /// docs and tarballs of `package` (of `version` only, if given) that no record describes. Fails as
     /// "no such package" or "no such version" when there are none.
     fn delete_leftover_tarballs(
         &mut self,
@@ -441,19 +423,28 @@ impl Registry<'_> {
         version: Option<&str>,
     ) -> Result<(), Error> {
         let recorded = self.load_package(package)?.unwrap_or_default();
-        let leftovers: Vec<String> = self
-            .storage
-            .list(TARBALLS_DIR)?
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|e| {
-                let (name, v) = package_name::split_tarball_file_name(&e.name)?;
-                let wanted = name == package
-                    && version.is_none_or(|version| version == v)
-                    && !recorded.iter().any(|r| r.version == v);
-                wanted.then(|| e.name.clone())
-            })
-            .collect();
+        let leftover = |name: &str, v: &str| {
+            name == package
+                && version.is_none_or(|version| version == v)
+                && !recorded.iter().any(|r| r.version == v)
+        };
+        let mut leftovers: Vec<ResourcePath> = Vec::new();
+        for e in self.storage.list(DOCS_DIR)?.unwrap_or_default() {
+            let stem = e.name.strip_suffix(".tar.gz").unwrap_or_default();
+            if let Some((name, v)) = stem.split_once('-')
+                && leftover(name, v)
+            {
+                leftovers.push(ResourcePath::Docs(e.name.clone()));
+            }
+        }
+        let tarballs = self.storage.list(TARBALLS_DIR)?.unwrap_or_default();
+        for e in tarballs {
+            if let Some((name, v)) = package_name::split_tarball_file_name(&e.name)
+                && leftover(name, v)
+            {
+                leftovers.push(ResourcePath::Tarball(e.name.clone()));
+            }
+        }
         if leftovers.is_empty() {
             return Err(match version {
                 Some(version) if !recorded.is_empty() => Error::NoVersion {
@@ -468,8 +459,8 @@ impl Registry<'_> {
                 },
             });
         }
-        for file in leftovers {
-            let key = ResourcePath::Tarball(file).key();
+        for path in leftovers {
+            let key = path.key();
             if self.storage.delete(&key)? {
                 self.changes
                     .file(Stage::Deletions, ChangeKind::Removing, &key);

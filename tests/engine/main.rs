@@ -353,3 +353,38 @@ fn changes_in_memory_keep_the_registry_sound() {
     assert!(matches!(e, engine::Error::AddRefused { .. }), "{e}");
     assert_eq!(memory.snapshot(), before);
 }
+
+#[test]
+fn reverting_a_release_with_docs_fails_safely_at_every_write() {
+    let docs = Package::new("alpha", "1.0.0")
+        .file("index.html", "<h1>alpha</h1>")
+        .contents_tar_gz();
+    let with_docs = || {
+        let memory = built();
+        let signer = signer();
+        let lock = memory.try_lock().unwrap().unwrap();
+        let replaced = Registry::open(&memory, REPO, &signer, lock)
+            .put_docs("alpha", "1.0.0", &docs)
+            .unwrap();
+        assert!(!replaced);
+        assert!(memory.read("docs/alpha-1.0.0.tar.gz").unwrap().is_some());
+        memory
+    };
+    fails_safely_at_every_write(true, with_docs, |registry| {
+        registry.remove("alpha", Some("1.0.0"))
+    });
+    // Docs of a release that does not exist, or that are not a tarball, are refused.
+    let memory = with_docs();
+    let signer = signer();
+    let mut registry = Registry::open(&memory, REPO, &signer, memory.try_lock().unwrap().unwrap());
+    assert!(matches!(
+        registry.put_docs("alpha", "9.9.9", &docs),
+        Err(engine::Error::NoVersion { .. })
+    ));
+    assert!(matches!(
+        registry.put_docs("alpha", "1.1.0", b"not gzip"),
+        Err(engine::Error::BadDocs { .. })
+    ));
+    registry.remove("alpha", Some("1.0.0")).unwrap();
+    assert!(memory.read("docs/alpha-1.0.0.tar.gz").unwrap().is_none());
+}
