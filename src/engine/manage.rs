@@ -186,7 +186,8 @@ impl Registry<'_> {
         delete: &[ResourcePath],
     ) -> Result<(), Error> {
         self.write_public_key(None)?;
-        let files = self.package_files()?;
+        // A few packages change: their files are read, `packages/` is not listed.
+        let files = super::writer::PackageFiles::Unlisted;
         if order == Order::Grow {
             self.write_packages(&files, &mut changed, false)?;
         }

@@ -41,19 +41,41 @@ pub(super) struct Outcome {
     version: Option<Version>,
 }
 
-/// The files of `packages/`, as listed once per operation, sorted by name.
-pub(super) struct PackageFiles(Vec<Entry>);
+/// The files of `packages/`: listed once per operation, sorted by name (a build, which looks at
+/// every package), or not listed (an operation on a few packages reads just their files).
+pub(super) enum PackageFiles {
+    Listed(Vec<Entry>),
+    Unlisted,
+}
+
+/// What is known of one package's file before it is read.
+enum Listing<'e> {
+    /// Listed, as this entry.
+    Entry(&'e Entry),
+    /// Not in the listing: no such file.
+    Absent,
+    /// No listing: read the file to know.
+    Unknown,
+}
 
 impl PackageFiles {
     pub(super) fn names(&self) -> impl Iterator<Item = &String> {
-        self.0.iter().map(|e| &e.name)
+        let entries: &[Entry] = match self {
+            PackageFiles::Listed(entries) => entries,
+            PackageFiles::Unlisted => &[],
+        };
+        entries.iter().map(|e| &e.name)
     }
 
-    fn get(&self, name: &str) -> Option<&Entry> {
-        self.0
-            .binary_search_by(|e| e.name.as_str().cmp(name))
-            .ok()
-            .and_then(|i| self.0.get(i))
+    fn get(&self, name: &str) -> Listing<'_> {
+        match self {
+            PackageFiles::Listed(entries) => entries
+                .binary_search_by(|e| e.name.as_str().cmp(name))
+                .ok()
+                .and_then(|i| entries.get(i))
+                .map_or(Listing::Absent, Listing::Entry),
+            PackageFiles::Unlisted => Listing::Unknown,
+        }
     }
 }
 
@@ -63,17 +85,20 @@ impl Registry<'_> {
         let mut entries = self.storage.list(PACKAGES_DIR)?.unwrap_or_default();
         entries.retain(|e| !e.name.starts_with('.'));
         entries.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(PackageFiles(entries))
+        Ok(PackageFiles::Listed(entries))
     }
 
-    /// Looks at `path` (listed as `listed`, or not listed) before writing it.
-    fn existing(&self, path: &ResourcePath, listed: Option<&Entry>) -> Result<Existing, Error> {
-        let Some(entry) = listed else {
-            return Ok(Existing::Missing);
-        };
+    /// Looks at `path` before writing it.
+    fn existing(&self, path: &ResourcePath, listed: Listing) -> Result<Existing, Error> {
         let key = path.key();
-        if let Some(known) = self.cache.resource(&key, &entry.version) {
-            return Ok(Existing::Known(entry.version.clone(), known));
+        match listed {
+            Listing::Absent => return Ok(Existing::Missing),
+            Listing::Entry(entry) => {
+                if let Some(known) = self.cache.resource(&key, &entry.version) {
+                    return Ok(Existing::Known(entry.version.clone(), known));
+                }
+            }
+            Listing::Unknown => {}
         }
         Ok(match self.storage.read(&key)? {
             Some(object) => Existing::Read(object.version, object.bytes),
@@ -260,7 +285,10 @@ impl Registry<'_> {
                 registry::versions_payload(&self.repo, summaries),
             ),
         ] {
-            let existing = self.existing(&path, root.get(&path.key()))?;
+            let listed = root
+                .get(&path.key())
+                .map_or(Listing::Absent, Listing::Entry);
+            let existing = self.existing(&path, listed)?;
             outcomes.push(self.prepare(path, payload, existing, Vec::new()));
         }
         self.commit_resources(outcomes, |path| {

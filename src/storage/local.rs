@@ -36,10 +36,12 @@ const PARALLEL_STAT_FROM: usize = 256;
 
 /// A registry directory, and its path as the user typed it (messages print paths built from
 /// that text, as the task does).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LocalDir {
     root: PathBuf,
     shown: String,
+    /// Leftovers of killed runs were removed (done once, at the first lock taken).
+    cleaned: std::sync::atomic::AtomicBool,
 }
 
 impl LocalDir {
@@ -48,6 +50,7 @@ impl LocalDir {
         LocalDir {
             root: PathBuf::from(public_dir),
             shown: public_dir.to_string(),
+            cleaned: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -112,8 +115,17 @@ impl LocalDir {
         Ok(())
     }
 
+    /// The lock taken: the first time, leftovers of killed runs are removed (a server that
+    /// takes the lock per publish lists the directories once, not per publish; leftovers are
+    /// dotfiles that nothing serves, so a later one waits for the next process).
     fn locked(&self, file: fs::File) -> Result<Lock, StorageError> {
-        self.remove_leftovers()?;
+        if !self.cleaned.swap(true, std::sync::atomic::Ordering::SeqCst)
+            && let Err(e) = self.remove_leftovers()
+        {
+            self.cleaned
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            return Err(e);
+        }
         Ok(Lock::new(file))
     }
 

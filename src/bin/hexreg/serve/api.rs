@@ -176,8 +176,28 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Answer {
                 Ok(body) => body,
                 Err(answer) => return answer,
             };
+            // Validation (inflating and checking the tarball) runs before the lock is taken, so
+            // concurrent publishes wait only for each other's writes.
+            let repo = api.repo.clone();
+            let validated = tokio::task::spawn_blocking(move || {
+                NewTarball::validate("the uploaded tarball", body, &repo)
+            })
+            .await;
+            let new = match validated {
+                Ok(Ok(new)) => new,
+                Ok(Err(e)) => {
+                    return Answer::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        api::error_body(422, &e, &[("tarball", e.clone())]),
+                    );
+                }
+                Err(e) => {
+                    log_line(&format!("error: validating an upload failed: {e}"));
+                    return Answer::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+                }
+            };
             run(state, move |api, registry| {
-                publish(api, registry, body, replace, &urls)
+                publish(api, registry, new, replace, &urls)
             })
             .await
         }
@@ -277,24 +297,15 @@ async fn read_package(api: &Api, name: &str, version: Option<String>, urls: &Url
     }
 }
 
-/// Publishes `body`: an `add` through the engine, 201 for a new release, 200 for a replaced
+/// Publishes a validated tarball: an `add` through the engine, 201 for a new release, 200 for a replaced
 /// one, 422 for one that exists without `replace`.
 fn publish(
     api: &Api,
     registry: &mut Registry,
-    body: Vec<u8>,
+    new: NewTarball,
     replace: bool,
     urls: &Urls,
 ) -> Result<Answer, engine::Error> {
-    let new = match NewTarball::validate("the uploaded tarball", body, &api.repo) {
-        Ok(new) => new,
-        Err(e) => {
-            return Ok(Answer::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                api::error_body(422, &e, &[("tarball", e.clone())]),
-            ));
-        }
-    };
     let (name, version) = (new.name.clone(), new.release.version.clone());
     let public = registry.public_key().clone();
     let existed = engine::read_package(registry.storage(), &api.repo, &public, &name)?
