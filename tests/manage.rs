@@ -489,3 +489,55 @@ fn verify_names_every_problem() {
         "{stdout}"
     );
 }
+
+#[test]
+fn verify_tells_problems_from_a_registry_it_cannot_check() {
+    let (tmp, public) = temp_public(&["acme_a-0.1.0.tar"]);
+    build(tmp.path(), &private_key());
+    assert_eq!(
+        hexreg(tmp.path(), &["verify", "public", "--name=acme"])
+            .status
+            .code(),
+        Some(0)
+    );
+    // Problems found: 1.
+    fs::remove_file(public.join("tarballs/acme_a-0.1.0.tar")).unwrap();
+    let out = hexreg(tmp.path(), &["verify", "public", "--name=acme"]);
+    assert_eq!(out.status.code(), Some(1), "problems found");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is missing"));
+    // Cannot check at all: 2, as a usage error.
+    let out = hexreg(tmp.path(), &["verify", "nothing_here", "--name=acme"]);
+    assert_eq!(out.status.code(), Some(2), "not a directory");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing_here is not a directory"));
+    let out = hexreg(
+        tmp.path(),
+        &[
+            "verify",
+            "public",
+            "--name=acme",
+            "--public-key=missing.pem",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "no key");
+}
+
+#[test]
+fn contradicting_or_zero_options_are_usage_errors() {
+    let (tmp, _public) = temp_public(&["acme_a-0.1.0.tar"]);
+    let key = key_arg();
+    for args in [
+        vec![
+            "build",
+            "public",
+            "--name=acme",
+            key.as_str(),
+            "--no-cache",
+            "--cache-dir=c",
+        ],
+        vec!["build", "public", "--name=acme", key.as_str(), "--jobs=0"],
+    ] {
+        let out = hexreg(tmp.path(), &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!tmp.path().join("public/names").exists(), "{args:?} wrote");
+    }
+}
