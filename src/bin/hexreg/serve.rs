@@ -75,18 +75,18 @@ pub struct ServeArgs {
     #[arg(long, short)]
     pub quiet: bool,
     /// Repository name, for the Hex API under /api (`mix hex.publish`, `rebar3 hex publish`).
-    #[arg(long, value_name = "NAME", requires = "keys")]
+    #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
     /// RSA private key that signs the registry: with it the API accepts publishes, retirements,
     /// reverts and docs; without it the API is read-only.
-    #[arg(long, value_name = "KEY", requires = "keys")]
+    #[arg(long, value_name = "KEY")]
     pub private_key: Option<PathBuf>,
     /// API keys file (`hexreg key add`), read again when it changes: a read key fetches the
     /// repository and reads the API, a write key also changes it [env: HEXREG_KEYS].
-    #[arg(long, value_name = "KEYS_FILE", requires = "name")]
+    #[arg(long, value_name = "KEYS_FILE")]
     pub keys: Option<PathBuf>,
     /// With --keys: let anyone fetch the repository's files (the API still needs a key).
-    #[arg(long, requires = "keys")]
+    #[arg(long)]
     pub public_reads: bool,
 }
 
@@ -159,6 +159,17 @@ fn configure_api(args: &ServeArgs, root: &Path) -> Result<Option<api::Api>> {
         _ => None,
     };
     let Some(keys_path) = keys_path else {
+        for (given, flag) in [
+            (args.name.is_some(), "--name"),
+            (args.private_key.is_some(), "--private-key"),
+            (args.public_reads, "--public-reads"),
+        ] {
+            if given {
+                bail!(
+                    "{flag} is for the Hex API, which needs API keys: give --keys KEYS_FILE (or set {KEYS_ENV}); create keys with `hexreg key add --keys KEYS_FILE LABEL`"
+                );
+            }
+        }
         return Ok(None);
     };
     let Some(repo) = args.name.clone() else {
