@@ -29,6 +29,7 @@ pub const AFTER_HELP: &str = "Examples:
   hexreg serve public
   HEXREG_AUTH=ci:s3cret hexreg serve public --bind 0.0.0.0:8000
   hexreg serve public --bind [::]:8443 --auth-file users.htpasswd
+  hexreg serve public --name=acme --private-key=key.pem --keys=keys --bind 0.0.0.0:8000
 
 Serves the files under PUBLIC_DIR (names, versions, packages/*, public_key, tarballs/*) to
 GET and HEAD with ETag, Last-Modified and 304 replies to If-None-Match / If-Modified-Since.
@@ -41,7 +42,13 @@ Credentials: HTTP Basic, realm \"hexreg\". USER:PASS comes from --auth or, to ke
 process lists and shell history, from the HEXREG_AUTH environment variable (--auth wins).
 --auth-file adds the users of an htpasswd file with bcrypt hashes (`htpasswd -B FILE USER`);
 it combines with either. Basic auth sends the password in clear: put a TLS proxy in front
-when the registry leaves this machine or a trusted network.";
+when the registry leaves this machine or a trusted network.
+
+Hex API: with --name and --keys (keys made by `hexreg key add`), /api answers mix and rebar3:
+publish (`HEX_API_URL=http://HOST:8000/api HEX_API_KEY=KEY mix hex.publish package`), revert,
+retire, unretire, docs, package info. A read key also fetches the repository's files (unless
+--public-reads), a write key changes it; without --private-key the API is read-only. Every
+change goes through the same engine and lock as the other commands.";
 
 /// Environment variable holding `USER:PASS` when `--auth` is not given.
 pub const AUTH_ENV: &str = "HEXREG_AUTH";
