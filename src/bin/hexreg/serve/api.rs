@@ -365,11 +365,12 @@ async fn run(
         let answer = change(api, &mut registry).unwrap_or_else(engine_error);
         let changes = registry.take_changes();
         for change in changes.as_made() {
-            log_line(&format!(
-                "api: {:?} {}",
-                change.kind,
-                api.storage.display(&change.path)
-            ));
+            let verb = match change.kind {
+                engine::ChangeKind::Creating => "creating",
+                engine::ChangeKind::Updating | engine::ChangeKind::KeyMismatch => "updating",
+                engine::ChangeKind::Removing => "removing",
+            };
+            log_line(&format!("* {verb} {}", api.storage.display(&change.path)));
         }
         answer
     })
