@@ -362,8 +362,8 @@ pub fn me_body(label: &str) -> Term {
 }
 
 /// A release as `GET .../releases/VERSION` and publish answer it. `base` is the API's URL
-/// (`http://HOST/api`), `repo_url` the repository's.
-pub fn release_body(name: &str, release: &Release, base: &str, repo_url: &str) -> Term {
+/// (`http://HOST/api`), `repo_url` the repository's, `repo` its name.
+pub fn release_body(name: &str, release: &Release, base: &str, repo_url: &str, repo: &str) -> Term {
     let url = format!("{base}/packages/{name}/releases/{}", release.version);
     let retirement = match &release.retired {
         Some(r) => Term::map([
@@ -414,15 +414,54 @@ pub fn release_body(name: &str, release: &Release, base: &str, repo_url: &str) -
         ),
         ("requirements", requirements),
         ("retirement", retirement),
+        ("configs", configs(name, &release.version, repo)),
     ])
 }
 
-/// A package as `GET /api/packages/NAME` answers it: its releases newest first.
+/// How to depend on release `version` of `name` from repository `repo`, per build tool, as
+/// hexpm's `configs` (`mix hex.info` prints the `mix.exs` one).
+fn configs(name: &str, version: &str, repo: &str) -> Term {
+    let requirement = match crate::version::parse(version) {
+        Ok(v) if v.pre.is_empty() => format!("~> {}.{}", v.major, v.minor),
+        _ => version.to_string(),
+    };
+    Term::map([
+        (
+            "mix.exs",
+            Term::bin(&format!("{{:{name}, \"{requirement}\", repo: \"{repo}\"}}")),
+        ),
+        (
+            "rebar.config",
+            Term::bin(&format!("{{{name}, \"{version}\"}}")),
+        ),
+        (
+            "erlang.mk",
+            Term::bin(&format!("dep_{name} = hex {version}")),
+        ),
+    ])
+}
+
+/// A package as `GET /api/packages/NAME` answers it: its releases newest first. The registry
+/// holds no description, licenses or links: `meta` has them empty, as `mix hex.info` expects
+/// the keys.
 pub fn package_body(name: &str, repo: &str, releases: &[Release], base: &str) -> Term {
     let url = format!("{base}/packages/{name}");
+    let newest = releases
+        .last()
+        .map(|r| r.version.as_str())
+        .unwrap_or("0.0.0");
     Term::map([
         ("name", Term::bin(name)),
         ("repository", Term::bin(repo)),
+        (
+            "meta",
+            Term::map([
+                ("description", Term::atom("nil")),
+                ("licenses", Term::list([])),
+                ("links", Term::list([])),
+            ]),
+        ),
+        ("configs", configs(name, newest, repo)),
         ("url", Term::bin(&url)),
         ("html_url", Term::bin(&url)),
         (

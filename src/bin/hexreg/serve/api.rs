@@ -287,7 +287,7 @@ async fn read_package(api: &Api, name: &str, version: Option<String>, urls: &Url
         Some(version) => match releases.iter().find(|r| r.version == version) {
             Some(release) => Answer::new(
                 StatusCode::OK,
-                api::release_body(name, release, &urls.api, &urls.repo),
+                api::release_body(name, release, &urls.api, &urls.repo, &api.repo),
             ),
             None => Answer::error(
                 StatusCode::NOT_FOUND,
@@ -338,7 +338,7 @@ fn publish(
         } else {
             StatusCode::CREATED
         },
-        api::release_body(&name, &release, &urls.api, &urls.repo),
+        api::release_body(&name, &release, &urls.api, &urls.repo, &api.repo),
     );
     answer.location = Some(url);
     Ok(answer)
