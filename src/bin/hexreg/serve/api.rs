@@ -278,7 +278,9 @@ async fn read_package(api: &Api, name: &str, version: Option<String>, urls: &Url
 }
 
 /// Publishes `body`: an `add` through the engine, 201 for a new release, 200 for a replaced
-/// one, 422 for one that exists without `replace`.
+/// one, 422 for one that exists without `replace`. A release exists once the index lists it:
+/// one that only `packages/NAME` records is a publish cut short (the server was killed before
+/// it wrote `names` and `versions`), which the client's retry completes (201).
 fn publish(
     api: &Api,
     registry: &mut Registry,
@@ -297,8 +299,11 @@ fn publish(
     };
     let (name, version) = (new.name.clone(), new.release.version.clone());
     let public = registry.public_key().clone();
-    let existed = engine::read_package(registry.storage(), &api.repo, &public, &name)?
+    let recorded = engine::read_package(registry.storage(), &api.repo, &public, &name)?
         .is_some_and(|releases| releases.iter().any(|r| r.version == version));
+    let existed = recorded
+        && engine::indexed_versions(registry.storage(), &api.repo, &public, &name)?
+            .is_some_and(|versions| versions.contains(&version));
     if existed && !replace {
         let message = format!(
             "{name} {version} is already published: releases are immutable for clients that locked them; publish again with --replace (mix) or replace=true (hex_core) to overwrite it"
