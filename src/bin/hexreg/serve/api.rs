@@ -48,6 +48,8 @@ struct Answer {
     status: StatusCode,
     body: Option<Term>,
     location: Option<String>,
+    /// The methods the path takes, for a 405 (RFC 9110: it MUST name them in `allow`).
+    allow: Option<&'static str>,
 }
 
 impl Answer {
@@ -56,6 +58,7 @@ impl Answer {
             status,
             body: Some(body),
             location: None,
+            allow: None,
         }
     }
 
@@ -64,6 +67,7 @@ impl Answer {
             status,
             body: None,
             location: None,
+            allow: None,
         }
     }
 
@@ -98,6 +102,11 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Serve
             HeaderValue::from_static("Basic realm=\"hexreg\""),
         );
     }
+    if let Some(allow) = answer.allow {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
     if let Some(location) = answer.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -120,10 +129,12 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Answer {
         Ok(route) => route,
         Err(RouteError::NotFound) => return Answer::error(StatusCode::NOT_FOUND, "not found"),
         Err(RouteError::MethodNotAllowed(allowed)) => {
-            return Answer::error(
+            let mut answer = Answer::error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 &format!("this path takes {allowed}"),
             );
+            answer.allow = Some(allowed);
+            return answer;
         }
     };
     let presented = req
