@@ -268,7 +268,7 @@ async fn read_package(api: &Api, name: &str, version: Option<String>, urls: &Url
     let releases = match engine::read_package(&api.storage, &api.repo, public, name) {
         Ok(Some(releases)) => releases,
         Ok(None) => return Answer::error(StatusCode::NOT_FOUND, &format!("no package `{name}`")),
-        Err(e) => return engine_error(e),
+        Err(e) => return engine_error(api, e),
     };
     match version {
         None => Answer::new(
@@ -364,10 +364,10 @@ async fn run(
         };
         let lock = match api.storage.lock() {
             Ok(lock) => lock,
-            Err(e) => return engine_error(e.into()),
+            Err(e) => return engine_error(api, e.into()),
         };
         let mut registry = Registry::open(&api.storage, &api.repo, signer, lock);
-        let answer = change(api, &mut registry).unwrap_or_else(engine_error);
+        let answer = change(api, &mut registry).unwrap_or_else(|e| engine_error(api, e));
         let changes = registry.take_changes();
         for change in changes.as_made() {
             log_line(&format!(
@@ -385,8 +385,10 @@ async fn run(
     })
 }
 
-/// The status and message of an engine error.
-fn engine_error(e: engine::Error) -> Answer {
+/// The status and message of an engine error. The client's message never shows where the
+/// registry is on the server's disk: paths in it are relative to PUBLIC_DIR, and an internal
+/// error is only logged in full.
+fn engine_error(api: &Api, e: engine::Error) -> Answer {
     use engine::Error;
     let status = match &e {
         Error::NoPackage { .. } | Error::NoVersion { .. } => StatusCode::NOT_FOUND,
@@ -400,12 +402,14 @@ fn engine_error(e: engine::Error) -> Answer {
         Error::AddRefused { problems } | Error::InvalidTarballs { problems, .. } => {
             problems.join("; ")
         }
+        Error::NoPackage { package, .. } => format!("package `{package}` is not in the registry"),
         other => other.to_string(),
     };
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         log_line(&format!("error: {message}"));
+        return Answer::error(status, "internal error: the server's log says more");
     }
-    Answer::error(status, &message)
+    Answer::error(status, &message.replace(&api.storage.display(""), ""))
 }
 
 /// Reads a request body of at most `limit` bytes: 413 at once when `content-length` says more
