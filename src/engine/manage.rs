@@ -517,6 +517,39 @@ fn find_version(releases: &[Release], package: &str, version: &str) -> Result<us
         })
 }
 
+/// The versions of `package` that the `versions` index of the registry of repository `repo`
+/// in `storage` lists, verified with `key`; `None` when it lists no such package (or there is
+/// no index). A release recorded in `packages/NAME` but not listed here was added by a run
+/// stopped before it wrote the index: adding it again completes it. Reads only; takes no lock.
+pub fn indexed_versions(
+    storage: &dyn crate::storage::Storage,
+    repo: &str,
+    key: &crate::signing::PublicKey,
+    package: &str,
+) -> Result<Option<Vec<String>>, Error> {
+    let path = ResourcePath::Versions.key();
+    let Some(object) = storage.read(&path)? else {
+        return Ok(None);
+    };
+    let shown = crate::tarball::one_line(&storage.display(&path));
+    let opened = registry::open(&object.bytes)
+        .and_then(|opened| opened.verify(key).map(|()| opened))
+        .map_err(|source| Error::Resource {
+            path: shown.clone(),
+            source,
+        })?;
+    let versions =
+        registry::decode_versions(&opened.payload, repo).map_err(|source| Error::WrongIndex {
+            path: shown,
+            source,
+        })?;
+    Ok(versions
+        .packages
+        .into_iter()
+        .find(|p| p.name == package)
+        .map(|p| p.versions))
+}
+
 /// The releases of `package` in the registry of repository `repo` in `storage`, verified with
 /// `key`, sorted; `None` when the registry has no such package. Reads only; takes no lock.
 pub fn read_package(

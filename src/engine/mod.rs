@@ -25,7 +25,7 @@ use crate::storage::{Lock, Storage, StorageError};
 pub use build::BuildOptions;
 pub use cache::Cache;
 pub use changes::{Change, ChangeKind, Changes, Stage};
-pub use manage::{NewTarball, read_package};
+pub use manage::{NewTarball, indexed_versions, read_package};
 pub use verify::{Verification, verify};
 
 /// Why an operation failed. Nothing was written unless the error says so.

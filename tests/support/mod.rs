@@ -7,6 +7,7 @@
 //! - [`registry_check`]: whether a registry directory is whole, signed and consistent;
 //! - [`bytes`]: gzip, gunzip, deterministic random bytes;
 //! - [`hexreg_serve`]: `hexreg serve` as a child process, and a raw HTTP/1.1 client;
+//! - [`json`]: a strict JSON reader into `hexreg::etf::Term`, to check API bodies;
 //! - [`static_server`]: a tiny static file server, to serve a registry to a real client.
 
 // Each test binary compiles this module separately and uses a part of it.
@@ -16,6 +17,7 @@ pub mod bytes;
 pub mod files;
 pub mod fixtures;
 pub mod hexreg_serve;
+pub mod json;
 pub mod package;
 pub mod registry_check;
 pub mod run;

@@ -48,6 +48,8 @@ struct Answer {
     status: StatusCode,
     body: Option<Term>,
     location: Option<String>,
+    /// The methods the path takes, for a 405 (RFC 9110: it MUST name them in `allow`).
+    allow: Option<&'static str>,
 }
 
 impl Answer {
@@ -56,6 +58,7 @@ impl Answer {
             status,
             body: Some(body),
             location: None,
+            allow: None,
         }
     }
 
@@ -64,6 +67,7 @@ impl Answer {
             status,
             body: None,
             location: None,
+            allow: None,
         }
     }
 
@@ -98,6 +102,11 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Serve
             HeaderValue::from_static("Basic realm=\"hexreg\""),
         );
     }
+    if let Some(allow) = answer.allow {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
     if let Some(location) = answer.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -120,10 +129,12 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Answer {
         Ok(route) => route,
         Err(RouteError::NotFound) => return Answer::error(StatusCode::NOT_FOUND, "not found"),
         Err(RouteError::MethodNotAllowed(allowed)) => {
-            return Answer::error(
+            let mut answer = Answer::error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 &format!("this path takes {allowed}"),
             );
+            answer.allow = Some(allowed);
+            return answer;
         }
     };
     let presented = req
@@ -277,7 +288,7 @@ async fn read_package(api: &Api, name: &str, version: Option<String>, urls: &Url
     let releases = match engine::read_package(&api.storage, &api.repo, public, name) {
         Ok(Some(releases)) => releases,
         Ok(None) => return Answer::error(StatusCode::NOT_FOUND, &format!("no package `{name}`")),
-        Err(e) => return engine_error(e),
+        Err(e) => return engine_error(api, e),
     };
     match version {
         None => Answer::new(
@@ -298,7 +309,9 @@ async fn read_package(api: &Api, name: &str, version: Option<String>, urls: &Url
 }
 
 /// Publishes a validated tarball: an `add` through the engine, 201 for a new release, 200 for a replaced
-/// one, 422 for one that exists without `replace`.
+/// one, 422 for one that exists without `replace`. A release exists once the index lists it:
+/// one that only `packages/NAME` records is a publish cut short (the server was killed before
+/// it wrote `names` and `versions`), which the client's retry completes (201).
 fn publish(
     api: &Api,
     registry: &mut Registry,
@@ -308,8 +321,11 @@ fn publish(
 ) -> Result<Answer, engine::Error> {
     let (name, version) = (new.name.clone(), new.release.version.clone());
     let public = registry.public_key().clone();
-    let existed = engine::read_package(registry.storage(), &api.repo, &public, &name)?
+    let recorded = engine::read_package(registry.storage(), &api.repo, &public, &name)?
         .is_some_and(|releases| releases.iter().any(|r| r.version == version));
+    let existed = recorded
+        && engine::indexed_versions(registry.storage(), &api.repo, &public, &name)?
+            .is_some_and(|versions| versions.contains(&version));
     if existed && !replace {
         let message = format!(
             "{name} {version} is already published: releases are immutable for clients that locked them; publish again with --replace (mix) or replace=true (hex_core) to overwrite it"
@@ -359,10 +375,10 @@ async fn run(
         };
         let lock = match api.storage.lock() {
             Ok(lock) => lock,
-            Err(e) => return engine_error(e.into()),
+            Err(e) => return engine_error(api, e.into()),
         };
         let mut registry = Registry::open(&api.storage, &api.repo, signer, lock);
-        let answer = change(api, &mut registry).unwrap_or_else(engine_error);
+        let answer = change(api, &mut registry).unwrap_or_else(|e| engine_error(api, e));
         let changes = registry.take_changes();
         for change in changes.as_made() {
             let verb = match change.kind {
@@ -381,8 +397,10 @@ async fn run(
     })
 }
 
-/// The status and message of an engine error.
-fn engine_error(e: engine::Error) -> Answer {
+/// The status and message of an engine error. The client's message never shows where the
+/// registry is on the server's disk: paths in it are relative to PUBLIC_DIR, and an internal
+/// error is only logged in full.
+fn engine_error(api: &Api, e: engine::Error) -> Answer {
     use engine::Error;
     let status = match &e {
         Error::NoPackage { .. } | Error::NoVersion { .. } => StatusCode::NOT_FOUND,
@@ -396,12 +414,14 @@ fn engine_error(e: engine::Error) -> Answer {
         Error::AddRefused { problems } | Error::InvalidTarballs { problems, .. } => {
             problems.join("; ")
         }
+        Error::NoPackage { package, .. } => format!("package `{package}` is not in the registry"),
         other => other.to_string(),
     };
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         log_line(&format!("error: {message}"));
+        return Answer::error(status, "internal error: the server's log says more");
     }
-    Answer::error(status, &message)
+    Answer::error(status, &message.replace(&api.storage.display(""), ""))
 }
 
 /// Reads a request body of at most `limit` bytes: 413 at once when `content-length` says more
