@@ -115,6 +115,7 @@ impl Fixture {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
+        assert!(!stdout.contains("note: "), "leftovers remain: {stdout}");
         assert!(
             stdout.contains(&format!(" {releases} releases,")),
             "expected {releases} releases: {stdout}"
@@ -1258,16 +1259,22 @@ fn check_clients_accept(public: &Path, key: &hexreg::signing::PublicKey) {
     }
 }
 
-/// What `hexreg verify` may find after a kill: the leftovers of a publish cut short, as the
+/// What `hexreg verify` may note after a kill: the leftovers of a publish cut short, as the
 /// engine's write order leaves them (tarball, then `packages/NAME`, then `names`, then
-/// `versions`). Returns the kind of each problem line; panics on anything else.
+/// `versions`), which it reports as notes, not problems. Returns the kind of each note;
+/// panics on anything else.
 fn leftovers(verify_stdout: &str) -> Vec<&'static str> {
     verify_stdout
         .lines()
+        .filter(|line| !line.starts_with("ok: "))
         .map(|line| {
+            assert!(
+                line.starts_with("note: "),
+                "hexreg verify found a problem, not a leftover: {line}\n{verify_stdout}"
+            );
             if line.contains("/tarballs/") && line.contains("is not listed in the registry") {
                 "tarball not listed"
-            } else if line.contains("/packages/") && line.ends_with("is not listed in names") {
+            } else if line.contains("/packages/") && line.contains("is not listed in names") {
                 "packages/NAME not in names"
             } else if line.contains("versions: does not list the same packages as names") {
                 "names ahead of versions"
@@ -1360,15 +1367,16 @@ fn a_server_killed_mid_publish_leaves_a_registry_clients_accept_and_retries_comp
         }
         let unanswered = answers.iter().filter(|a| a.is_err()).count();
 
-        // hexreg verify: sound, or only the leftovers of the publishes cut short.
+        // hexreg verify passes; it notes the leftovers of the publishes cut short.
         let out = fx.verify();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        if !out.status.success() {
-            assert_eq!(out.status.code(), Some(1), "{stdout}");
+        assert_eq!(out.status.code(), Some(0), "{stdout}");
+        let kinds = leftovers(&stdout);
+        if !kinds.is_empty() {
             cut_short += 1;
-            for kind in leftovers(&stdout) {
-                *found.entry(kind).or_default() += 1;
-            }
+        }
+        for kind in kinds {
+            *found.entry(kind).or_default() += 1;
         }
         eprintln!(
             "round {round}: killed after {delay:?} (a round takes {full:?}), {unanswered} publishes unanswered, verify: {}",
@@ -1429,7 +1437,7 @@ fn a_retried_publish_completes_one_cut_short_before_the_index() {
     fs::write(fx.public.join("versions"), versions).unwrap();
     let out = fx.verify();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
     let kinds = leftovers(&stdout);
     assert!(kinds.contains(&"packages/NAME not in names"), "{stdout}");
     assert!(kinds.contains(&"versions behind packages/NAME"), "{stdout}");

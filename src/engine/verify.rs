@@ -1,6 +1,8 @@
 //! Verify: checks a registry as a client would see it, and more: every resource gunzips,
 //! verifies and belongs to the repository; `names`, `versions` and `packages/` agree; every
-//! release's tarball is there with its recorded checksum; every tarball is listed. Reads only;
+//! release's tarball is there with its recorded checksum; every tarball is listed. What a
+//! client would trip on is a problem; what a stopped run leaves and the next run repairs (the
+//! index one change behind `packages/`, a tarball not yet recorded) is a note. Reads only;
 //! takes no lock.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,17 +21,30 @@ use crate::tarball;
 /// What [`verify`] found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Verification {
-    /// Every problem, as `PATH: what`.
+    /// Every problem, as `PATH: what`: what a client would trip on (a file that does not open
+    /// or verify, an indexed package without its file, a listed version its file lacks, a
+    /// release without its tarball or with another checksum).
     pub problems: Vec<String>,
+    /// What a run stopped between two writes leaves, harmless to clients and repaired by the
+    /// next change or build (the index one change behind `packages/`, a tarball written before
+    /// its record), as `PATH: what`.
+    pub notes: Vec<String>,
     /// Packages whose `packages/NAME` file is sound.
     pub packages: usize,
     /// Their releases.
     pub releases: usize,
 }
 
+/// Why a note is harmless, said after each.
+const LAG: &str = "harmless to clients: a run stopped between two writes leaves this, and the next build or change repairs it";
+
 impl Verification {
     fn add(&mut self, path: &str, what: impl std::fmt::Display) {
         self.problems.push(format!("{path}: {what}"));
+    }
+
+    fn note(&mut self, path: &str, what: impl std::fmt::Display) {
+        self.notes.push(format!("{path}: {what} ({LAG})"));
     }
 
     /// Whether no problem was found.
@@ -128,16 +143,20 @@ pub fn verify(storage: &dyn Storage, repo: &str, key: &PublicKey) -> Result<Veri
                         .map(|r| r.version.as_str())
                         .collect();
                     if have != p.versions.iter().map(String::as_str).collect::<Vec<_>>() {
-                        found.add(
-                            &shown("versions"),
-                            format!(
-                                "lists {} versions [{}] but {} has [{}]",
-                                p.name,
-                                p.versions.join(", "),
-                                path,
-                                have.join(", ")
-                            ),
+                        let what = format!(
+                            "lists {} versions [{}] but {} has [{}]",
+                            p.name,
+                            p.versions.join(", "),
+                            path,
+                            have.join(", ")
                         );
+                        // A version the index lists but the file lacks is one a client would
+                        // look for in vain; the file ahead of the index is a stopped run.
+                        if p.versions.iter().all(|v| have.contains(&v.as_str())) {
+                            found.note(&shown("versions"), what);
+                        } else {
+                            found.add(&shown("versions"), what);
+                        }
                     }
                     let retired: Vec<i32> = package
                         .releases
@@ -147,7 +166,7 @@ pub fn verify(storage: &dyn Storage, repo: &str, key: &PublicKey) -> Result<Veri
                         .map(|(i, _)| i as i32)
                         .collect();
                     if retired != p.retired {
-                        found.add(
+                        found.note(
                             &shown("versions"),
                             format!("retired indexes of {} do not match {path}", p.name),
                         );
@@ -157,7 +176,7 @@ pub fn verify(storage: &dyn Storage, repo: &str, key: &PublicKey) -> Result<Veri
         }
         for name in by_name.keys() {
             if !listed.contains(&name.as_str()) {
-                found.add(
+                found.note(
                     &shown(&ResourcePath::package(name).key()),
                     "is not listed in names",
                 );
@@ -217,9 +236,9 @@ pub fn verify(storage: &dyn Storage, repo: &str, key: &PublicKey) -> Result<Veri
     {
         let package = file.split('-').next().unwrap_or_default();
         if !expected.contains(file) && !unreadable.contains(package) {
-            found.add(
+            found.note(
                 &shown(&ResourcePath::Tarball(file.clone()).key()),
-                "is not listed in the registry (run `hexreg build`, or remove it)",
+                "is not listed in the registry: `hexreg build` lists it, or remove it",
             );
         }
     }

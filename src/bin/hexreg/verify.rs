@@ -14,8 +14,10 @@ pub const AFTER_HELP: &str = "Example:
   hexreg verify public --name=acme
   hexreg verify public --name=acme --public-key=acme_public.pem
 
-Prints every problem with its path. Exit status: 0 when the registry is sound (a one-line
-summary is printed), 1 when problems were found, 2 when it could not be checked at all
+Prints every problem with its path, and notes (`note: PATH: ...`) of what a run stopped
+between two writes leaves: harmless to clients, repaired by the next build or change (the
+index one change behind packages/, a tarball not yet recorded). Exit status: 0 when the
+registry is sound (a one-line summary, then any notes), 1 when problems were found, 2 when it could not be checked at all
 (PUBLIC_DIR is not a directory, the public key cannot be read, a listing fails) or the
 arguments are wrong.";
 
@@ -70,10 +72,16 @@ pub fn run(args: &VerifyArgs) -> Result<Outcome> {
             found.releases,
             key_path.display()
         );
+        for n in &found.notes {
+            println!("note: {n}");
+        }
         return Ok(Outcome::Sound);
     }
     for p in &found.problems {
         println!("{p}");
+    }
+    for n in &found.notes {
+        println!("note: {n}");
     }
     eprintln!(
         "error: {} problem{} in {}",
