@@ -1774,3 +1774,51 @@ fn hex_core_publishes_retires_reverts_and_rebar3_compiles_from_the_server() {
         );
     }
 }
+
+/// Sends `req` until `done` holds for its answer, for at most 20 s (the server looks at its
+/// keys file at most once a second): a safety net, not a timing assertion.
+fn until(server: &Server, req: &Req, done: impl Fn(&HttpResponse) -> bool) -> HttpResponse {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = req.send(server);
+        if done(&answer) || std::time::Instant::now() > deadline {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_running_server_sees_keys_added_and_revoked() {
+    let fx = Fixture::new();
+    let server = fx.serve(&[]);
+    let added = ok(
+        &fx.dir,
+        &["key", "add", "--keys", "keys", "late", "--write"],
+    )
+    .trim_end()
+    .to_string();
+    let me = req("GET", "/api/users/me").key(&added);
+    let answer = until(&server, &me, |a| a.status == 200);
+    assert_eq!(
+        answer.status, 200,
+        "a key added after the start is accepted"
+    );
+    assert_eq!(text(&term(&answer), &["username"]), Some("late"));
+    let tarball = Package::new("acme_late", "1.0.0").tarball();
+    assert_eq!(publish(&server, &added, tarball).status, 201);
+
+    ok(&fx.dir, &["key", "revoke", "--keys", "keys", "late"]);
+    let answer = until(&server, &me, |a| a.status == 401);
+    assert_eq!(answer.status, 401, "a revoked key is refused");
+    let tarball = Package::new("acme_late", "2.0.0").tarball();
+    assert_eq!(publish(&server, &added, tarball).status, 401);
+    // The other keys still work.
+    assert_eq!(
+        req("GET", "/api/users/me")
+            .key(&fx.reader)
+            .send(&server)
+            .status,
+        200
+    );
+}
