@@ -1822,3 +1822,33 @@ fn a_running_server_sees_keys_added_and_revoked() {
         200
     );
 }
+
+#[test]
+fn a_client_that_stalls_mid_body_gets_408_and_changes_nothing() {
+    let fx = Fixture::new();
+    let server = fx.serve(&["--body-timeout", "1"]);
+    let before = fx.snapshot();
+    let tarball = Package::new("acme_slow", "1.0.0").tarball();
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let head = format!(
+        "POST /api/publish HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: {}\r\n\
+         accept: {ERLANG}\r\ncontent-type: application/octet-stream\r\ncontent-length: {}\r\n\r\n",
+        fx.writer,
+        tarball.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    // Part of the body, then nothing: the server must give up on its own.
+    stream.write_all(&tarball[..100]).unwrap();
+    let mut reader = BufReader::new(stream);
+    let response = HttpResponse::read_one(&mut reader, false);
+    assert_error(&response, 408, "a stalled publish");
+    assert_eq!(
+        fx.snapshot(),
+        before,
+        "a stalled publish changed the registry"
+    );
+    // The server still answers others.
+    let fresh = Package::new("acme_fast", "1.0.0").tarball();
+    assert_eq!(publish(&server, &fx.writer, fresh).status, 201);
+}

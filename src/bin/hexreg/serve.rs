@@ -95,6 +95,11 @@ pub struct ServeArgs {
     /// With --keys: let anyone fetch the repository's files (the API still needs a key).
     #[arg(long)]
     pub public_reads: bool,
+    /// The longest pause, in seconds, allowed while a client sends a request body (a publish,
+    /// docs); a client that stalls longer, or takes over ten times this for the whole body,
+    /// gets 408.
+    #[arg(long, value_name = "SECS", default_value = "30")]
+    pub body_timeout: std::num::NonZeroU64,
 }
 
 /// What every request handler shares.
@@ -231,6 +236,7 @@ fn configure_api(args: &ServeArgs, root: &Path) -> Result<Option<api::Api>> {
         signer,
         public,
         keys: Some(keys),
+        body_idle_timeout: Duration::from_secs(args.body_timeout.get()),
     }))
 }
 

@@ -24,10 +24,9 @@ use hexreg::tarball::MAX_TARBALL_SIZE;
 use super::State;
 use super::respond::{ServeBody, log_line};
 
-/// A client must send each piece of a request body within this time.
-const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// ... and the whole body within this time.
-const BODY_TIMEOUT: Duration = Duration::from_secs(300);
+/// A client must send the whole of a request body within this many times the idle timeout
+/// (`--body-timeout`, the longest pause allowed between two pieces).
+const BODY_TIMEOUT_FACTOR: u32 = 10;
 
 /// What the API needs: the registry, its keys, and who may do what.
 pub struct Api {
@@ -41,6 +40,8 @@ pub struct Api {
     pub public: Option<PublicKey>,
     /// The API keys; `None`: no key is valid.
     pub keys: Option<KeyStore>,
+    /// The longest pause allowed while a client sends a body.
+    pub body_idle_timeout: Duration,
 }
 
 /// A response: status, body term, extra headers.
@@ -183,7 +184,7 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Answer {
         Route::Package { name } => read_package(api, &name, None, &urls).await,
         Route::Release { name, version } => read_package(api, &name, Some(version), &urls).await,
         Route::Publish { replace } => {
-            let body = match read_body(req, MAX_TARBALL_SIZE).await {
+            let body = match read_body(req, MAX_TARBALL_SIZE, api.body_idle_timeout).await {
                 Ok(body) => body,
                 Err(answer) => return answer,
             };
@@ -220,7 +221,7 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Answer {
             .await
         }
         Route::Retire { name, version } => {
-            let body = match read_body(req, 64 * 1024).await {
+            let body = match read_body(req, 64 * 1024, api.body_idle_timeout).await {
                 Ok(body) => body,
                 Err(answer) => return answer,
             };
@@ -242,10 +243,11 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Answer {
             .await
         }
         Route::PublishDocs { name, version } => {
-            let body = match read_body(req, engine::docs::MAX_DOCS_SIZE).await {
-                Ok(body) => body,
-                Err(answer) => return answer,
-            };
+            let body =
+                match read_body(req, engine::docs::MAX_DOCS_SIZE, api.body_idle_timeout).await {
+                    Ok(body) => body,
+                    Err(answer) => return answer,
+                };
             let location = format!("{}/docs/{name}-{version}.tar.gz", urls.repo);
             run(state, move |_, registry| {
                 registry.put_docs(&name, &version, &body)?;
@@ -427,7 +429,11 @@ fn engine_error(api: &Api, e: engine::Error) -> Answer {
 /// Reads a request body of at most `limit` bytes: 413 at once when `content-length` says more
 /// (before a client that sent `expect: 100-continue` sends it), or as soon as more arrives;
 /// 408 when the client stalls.
-async fn read_body(req: Request<Incoming>, limit: u64) -> Result<Vec<u8>, Answer> {
+async fn read_body(
+    req: Request<Incoming>,
+    limit: u64,
+    idle_timeout: Duration,
+) -> Result<Vec<u8>, Answer> {
     let too_big = || {
         Answer::error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -447,7 +453,7 @@ async fn read_body(req: Request<Incoming>, limit: u64) -> Result<Vec<u8>, Answer
     let whole = async {
         loop {
             let frame = tokio::time::timeout(
-                BODY_IDLE_TIMEOUT,
+                idle_timeout,
                 poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)),
             )
             .await;
@@ -471,7 +477,7 @@ async fn read_body(req: Request<Incoming>, limit: u64) -> Result<Vec<u8>, Answer
             }
         }
     };
-    match tokio::time::timeout(BODY_TIMEOUT, whole).await {
+    match tokio::time::timeout(idle_timeout * BODY_TIMEOUT_FACTOR, whole).await {
         Ok(Ok(())) => Ok(out.to_vec()),
         Ok(Err(answer)) => Err(answer),
         Err(_) => Err(stalled()),
