@@ -7,7 +7,8 @@
 //! - [`registry_check`]: whether a registry directory is whole, signed and consistent;
 //! - [`bytes`]: gzip, gunzip, deterministic random bytes;
 //! - [`hexreg_serve`]: `hexreg serve` as a child process, and a raw HTTP/1.1 client;
-//! - [`static_server`]: a tiny static file server, to serve a registry to a real client.
+//! - [`static_server`]: a tiny static file server, to serve a registry to a real client;
+//! - [`moto`]: a local S3 (`moto_server`) for registries in a bucket.
 
 // Each test binary compiles this module separately and uses a part of it.
 #![allow(dead_code)]
@@ -16,6 +17,7 @@ pub mod bytes;
 pub mod files;
 pub mod fixtures;
 pub mod hexreg_serve;
+pub mod moto;
 pub mod package;
 pub mod registry_check;
 pub mod run;
