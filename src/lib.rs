@@ -12,8 +12,9 @@
 //! - [`etf`]: the Erlang term format of the Hex HTTP API's `application/vnd.hex+erlang` bodies.
 //!
 //! The engine, over storage:
-//! - [`storage`]: the operations a registry needs of where it is kept, and
-//!   [`storage::local::LocalDir`], a local directory;
+//! - [`storage`]: the operations a registry needs of where it is kept,
+//!   [`storage::local::LocalDir`], a local directory, and [`storage::object::ObjectStorage`], an
+//!   S3-compatible bucket;
 //! - [`engine`]: build, add, remove, retire, unretire and verify, for every front end.
 //!
 //! The Hex HTTP API, free of I/O: [`api`] (routes, request and response bodies).

@@ -10,9 +10,10 @@
 //!
 //! Paths are relative to the registry's root, `/`-separated (`packages/foo`), as
 //! [`crate::resource_path::ResourcePath`] spells them. [`local::LocalDir`] keeps a registry in a
-//! directory.
+//! directory; [`object::ObjectStorage`] in an S3-compatible bucket, under `s3://BUCKET/PREFIX`.
 
 pub mod local;
+pub mod object;
 
 use std::any::Any;
 use std::fmt;

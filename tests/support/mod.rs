@@ -8,7 +8,8 @@
 //! - [`bytes`]: gzip, gunzip, deterministic random bytes;
 //! - [`hexreg_serve`]: `hexreg serve` as a child process, and a raw HTTP/1.1 client;
 //! - [`json`]: a strict JSON reader into `hexreg::etf::Term`, to check API bodies;
-//! - [`static_server`]: a tiny static file server, to serve a registry to a real client.
+//! - [`static_server`]: a tiny static file server, to serve a registry to a real client;
+//! - [`moto`]: a local S3 (`moto_server`) for registries in a bucket.
 
 // Each test binary compiles this module separately and uses a part of it.
 #![allow(dead_code)]
@@ -18,6 +19,7 @@ pub mod files;
 pub mod fixtures;
 pub mod hexreg_serve;
 pub mod json;
+pub mod moto;
 pub mod package;
 pub mod registry_check;
 pub mod run;

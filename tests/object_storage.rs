@@ -1,0 +1,460 @@
+//! A registry in an S3 bucket ([`ObjectStorage`]) on a local S3 (`moto_server`, which must be
+//! installed: `pip install 'moto[server]'`): conditional writes as S3 does them (moto 5.2.1
+//! honours `If-None-Match: *` and `If-Match` on PUT), the bucket lock, and the engine building
+//! and changing a registry there as it does in a directory.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hexreg::engine::{self, BuildOptions, NewTarball, Registry, Signer};
+use hexreg::registry::{self, Retirement, RetirementReason};
+use hexreg::signing::PrivateKey;
+use hexreg::storage::local::LocalDir;
+use hexreg::storage::object::{LOCK_NAME, ObjectOptions, ObjectStorage};
+use hexreg::storage::{Condition, Storage, StorageError, Version};
+use object_store::{Attribute, GetOptions, ObjectStore};
+
+use support::fixtures;
+use support::moto::Moto;
+use support::package::Package;
+
+const REPO: &str = "acme";
+
+fn signer() -> Signer {
+    let key = PrivateKey::from_pem(&std::fs::read(fixtures::private_key()).unwrap()).unwrap();
+    Signer::new(key, "fixtures/private_key.pem")
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn build(storage: &dyn Storage, signer: &Signer) -> engine::Changes {
+    let lock = storage.try_lock().unwrap().expect("the lock is free");
+    let mut registry = Registry::open(storage, REPO, signer, lock);
+    registry.build(&BuildOptions::default()).unwrap();
+    registry.take_changes()
+}
+
+fn assert_sound(storage: &dyn Storage, signer: &Signer) -> engine::Verification {
+    let found = engine::verify(storage, REPO, &signer.public).unwrap();
+    assert!(found.is_sound(), "{:?}", found.problems);
+    found
+}
+
+/// Copies every fixture tarball into `tarballs/`.
+fn upload_fixture_tarballs(storage: &ObjectStorage) -> Vec<String> {
+    let names = fixtures::all_tarballs();
+    for name in &names {
+        let bytes = std::fs::read(fixtures::fixtures().join("tarballs").join(name)).unwrap();
+        storage
+            .write(&format!("tarballs/{name}"), &bytes, Condition::Create)
+            .unwrap();
+    }
+    names
+}
+
+/// Every object under the storage's prefix: path → version.
+fn objects(storage: &ObjectStorage) -> BTreeMap<String, Version> {
+    fn walk(storage: &ObjectStorage, dir: &str, out: &mut BTreeMap<String, Version>) {
+        for entry in storage.list(dir).unwrap().unwrap_or_default() {
+            let path = if dir.is_empty() {
+                entry.name.clone()
+            } else {
+                format!("{dir}/{}", entry.name)
+            };
+            if entry.regular {
+                out.insert(path, entry.version);
+            } else {
+                walk(storage, &path, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(storage, "", &mut out);
+    out
+}
+
+/// The Content-Type, Content-Encoding and Cache-Control of the object at `rel`.
+fn headers(storage: &ObjectStorage, rel: &str) -> [Option<String>; 3] {
+    let store = storage.store();
+    let location = storage.location(rel).unwrap();
+    let got = storage
+        .block_on(store.get_opts(
+            &location,
+            GetOptions {
+                head: true,
+                ..GetOptions::default()
+            },
+        ))
+        .unwrap();
+    [
+        Attribute::ContentType,
+        Attribute::ContentEncoding,
+        Attribute::CacheControl,
+    ]
+    .map(|a| got.attributes.get(&a).map(|v| v.to_string()))
+}
+
+#[test]
+fn writes_are_conditional_as_on_s3() {
+    let moto = Moto::start();
+    moto.create_bucket("hexreg");
+    let s3 = moto.storage("s3://hexreg/registries/acme");
+    assert_eq!(s3.display("names"), "s3://hexreg/registries/acme/names");
+
+    // An empty prefix is an empty registry; a "directory" with nothing under it does not exist.
+    assert_eq!(s3.list("").unwrap(), Some(Vec::new()));
+    assert_eq!(s3.list("packages").unwrap(), None);
+    assert_eq!(s3.read("names").unwrap(), None);
+    assert!(!s3.create_dir("tarballs").unwrap());
+
+    let first = s3.write("names", b"one", Condition::Create).unwrap();
+    assert_eq!((first.name.as_str(), first.size), ("names", 3));
+    let read = s3.read("names").unwrap().unwrap();
+    assert_eq!(read.bytes, b"one");
+    assert_eq!(read.version, first.version);
+    assert_eq!(read.modified, first.modified);
+    assert!((read.modified - now()).abs() < 60, "{}", read.modified);
+
+    // Create-only over an object: If-None-Match: * refuses it.
+    let e = s3.write("names", b"two", Condition::Create).unwrap_err();
+    assert!(
+        matches!(&e, StorageError::Conflict { path } if path == "s3://hexreg/registries/acme/names"),
+        "{e}"
+    );
+    // Replace with the version read: If-Match accepts it, and the version changes.
+    let second = s3
+        .write("names", b"two", Condition::Replace(read.version.clone()))
+        .unwrap();
+    assert_ne!(second.version, first.version);
+    // Replace with the stale version: If-Match refuses it.
+    let e = s3
+        .write("names", b"three", Condition::Replace(read.version.clone()))
+        .unwrap_err();
+    assert!(matches!(e, StorageError::Conflict { .. }), "{e}");
+    // Replace of an object that is gone: refused too.
+    let e = s3
+        .write("versions", b"x", Condition::Replace(read.version.clone()))
+        .unwrap_err();
+    assert!(matches!(e, StorageError::Conflict { .. }), "{e}");
+    // A refused write whose object already holds exactly its bytes counts as done (a request
+    // retried after a lost answer).
+    let again = s3.write("names", b"two", Condition::Create).unwrap();
+    assert_eq!(again.version, second.version);
+    assert_eq!(s3.read("names").unwrap().unwrap().bytes, b"two");
+
+    // A batch: nothing visible before commit; the entries it returns are those listed after.
+    let batch = s3.batch();
+    batch.put("packages/b", b"bb", Condition::Create).unwrap();
+    batch.put("packages/a", b"a", Condition::Create).unwrap();
+    batch
+        .put("tarballs/a-1.0.0.tar", b"tar", Condition::Create)
+        .unwrap();
+    assert_eq!(s3.list("packages").unwrap(), None);
+    let mut written = batch.commit().unwrap();
+    written.sort_by(|a, b| a.name.cmp(&b.name));
+    let listed = s3.list("packages").unwrap().unwrap();
+    let names: Vec<&str> = listed.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    for (w, l) in written.iter().zip(&listed) {
+        assert_eq!(w.name, format!("packages/{}", l.name));
+        assert_eq!(
+            (w.size, w.modified, &w.version),
+            (l.size, l.modified, &l.version)
+        );
+        assert!(l.regular);
+    }
+    // The root lists its objects, and its "directories" as entries that are not regular.
+    let root: Vec<(String, bool)> = s3
+        .list("")
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.regular))
+        .collect();
+    assert_eq!(
+        root,
+        [
+            ("names".to_string(), true),
+            ("packages".to_string(), false),
+            ("tarballs".to_string(), false)
+        ]
+    );
+
+    // A batch with one refused write fails with a conflict; the others are written.
+    let batch = s3.batch();
+    batch.put("packages/a", b"a2", Condition::Create).unwrap();
+    batch.put("packages/c", b"c", Condition::Create).unwrap();
+    let e = batch.commit().unwrap_err();
+    assert!(matches!(e, StorageError::Conflict { .. }), "{e}");
+    assert_eq!(s3.read("packages/a").unwrap().unwrap().bytes, b"a");
+
+    // Binary objects, not compressed for the client, cached briefly (indexes) or longer.
+    let octets = Some("application/octet-stream".to_string());
+    assert_eq!(
+        headers(&s3, "names"),
+        [octets.clone(), None, Some("public, max-age=60".into())]
+    );
+    assert_eq!(
+        headers(&s3, "tarballs/a-1.0.0.tar"),
+        [octets, None, Some("public, max-age=3600".into())]
+    );
+
+    assert!(s3.delete("packages/a").unwrap());
+    assert!(!s3.delete("packages/a").unwrap());
+    assert_eq!(s3.read("packages/a").unwrap(), None);
+
+    // Another prefix of the bucket is another registry.
+    let other = moto.storage("s3://hexreg/registries/other");
+    assert_eq!(other.list("").unwrap(), Some(Vec::new()));
+
+    // A missing bucket is an error that says so, not an empty registry.
+    let missing = moto.storage("s3://no-such-bucket/acme");
+    for e in [
+        missing.read("names").unwrap_err(),
+        missing.list("").unwrap_err(),
+        missing.write("names", b"x", Condition::Create).unwrap_err(),
+    ] {
+        let text = e.to_string();
+        assert!(text.contains("s3://no-such-bucket/acme/"), "{text}");
+        assert!(text.contains("the bucket does not exist"), "{text}");
+    }
+}
+
+#[test]
+fn the_lock_is_exclusive_renewed_taken_over_when_expired_and_released() {
+    let moto = Moto::start();
+    moto.create_bucket("locks");
+    let short = ObjectOptions {
+        lock_ttl: Duration::from_secs(3),
+        ..moto.options()
+    };
+    let url = "s3://locks/acme";
+    let a = ObjectStorage::from_url(url, short.clone()).unwrap();
+    let b = ObjectStorage::from_url(url, short).unwrap();
+
+    let held = a.try_lock().unwrap().expect("the lock is free");
+    assert!(b.try_lock().unwrap().is_none());
+    assert!(a.try_lock().unwrap().is_none());
+    let text = String::from_utf8(a.read(LOCK_NAME).unwrap().unwrap().bytes).unwrap();
+    assert!(
+        text.contains(&format!("pid: {}", std::process::id())),
+        "{text}"
+    );
+    // Renewed while held: still taken well after its TTL.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(b.try_lock().unwrap().is_none());
+    drop(held);
+    assert_eq!(a.read(LOCK_NAME).unwrap(), None, "released on drop");
+    drop(b.try_lock().unwrap().expect("released"));
+
+    // The lock of a run that was killed, past its expiry: taken over with If-Match on its
+    // ETag, so a second taker that read the same lock is refused.
+    let dead = format!(
+        "hexreg lock\nid: dead\nhost: gone\npid: 1\nacquired: 0\nexpires: {}\n",
+        now() - 1
+    );
+    let dead_version = a
+        .write(LOCK_NAME, dead.as_bytes(), Condition::Create)
+        .unwrap()
+        .version;
+    let taken = b
+        .try_lock()
+        .unwrap()
+        .expect("an expired lock is taken over");
+    let e = a
+        .write(LOCK_NAME, b"second taker", Condition::Replace(dead_version))
+        .unwrap_err();
+    assert!(matches!(e, StorageError::Conflict { .. }), "{e}");
+    assert!(a.try_lock().unwrap().is_none());
+    drop(taken);
+    assert_eq!(a.read(LOCK_NAME).unwrap(), None);
+
+    // A live lock of another run is left alone; deleting it breaks it.
+    let live = format!(
+        "hexreg lock\nid: other\nhost: elsewhere\npid: 1\nacquired: 0\nexpires: {}\n",
+        now() + 600
+    );
+    a.write(LOCK_NAME, live.as_bytes(), Condition::Create)
+        .unwrap();
+    assert!(b.try_lock().unwrap().is_none());
+    assert!(a.delete(LOCK_NAME).unwrap());
+    let held = b.try_lock().unwrap().expect("a deleted lock is free");
+
+    // lock() waits for the holder to release it.
+    std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| a.lock().unwrap());
+        std::thread::sleep(Duration::from_secs(1));
+        assert!(!waiter.is_finished());
+        drop(held);
+        drop(waiter.join().unwrap());
+    });
+    assert_eq!(a.read(LOCK_NAME).unwrap(), None);
+}
+
+#[test]
+fn a_build_on_s3_writes_what_a_build_on_disk_writes() {
+    let moto = Moto::start();
+    moto.create_bucket("registry");
+    let s3 = moto.storage("s3://registry/hex/acme");
+    let tarballs = upload_fixture_tarballs(&s3);
+    let signer = signer();
+    let changes = build(&s3, &signer);
+    assert!(!changes.is_empty());
+    let found = assert_sound(&s3, &signer);
+    assert_eq!(found.releases, tarballs.len());
+
+    let names: Vec<&str> = tarballs.iter().map(String::as_str).collect();
+    let (_tmp, public) = fixtures::temp_public(&names);
+    let local = LocalDir::new(public.to_str().unwrap());
+    build(&local, &signer);
+    let packages = s3.list("packages").unwrap().unwrap();
+    assert_eq!(packages.len(), found.packages);
+    let on_disk: Vec<String> = local
+        .list("packages")
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(
+        packages.iter().map(|e| &e.name).collect::<Vec<_>>(),
+        on_disk.iter().collect::<Vec<_>>()
+    );
+    for path in packages
+        .iter()
+        .map(|e| format!("packages/{}", e.name))
+        .chain(["versions".to_string(), "public_key".to_string()])
+    {
+        assert_eq!(
+            s3.read(&path).unwrap().unwrap().bytes,
+            std::fs::read(public.join(&path)).unwrap(),
+            "{path}"
+        );
+    }
+
+    // Every object: binary, not compressed for the client.
+    let before = objects(&s3);
+    assert_eq!(
+        before.len(),
+        tarballs.len() + packages.len() + 3,
+        "{before:?}"
+    );
+    for path in before.keys() {
+        let [content_type, content_encoding, cache_control] = headers(&s3, path);
+        assert_eq!(
+            content_type.as_deref(),
+            Some("application/octet-stream"),
+            "{path}"
+        );
+        assert_eq!(content_encoding, None, "{path}");
+        assert!(cache_control.is_some(), "{path}");
+    }
+
+    // A second build writes nothing.
+    let changes = build(&s3, &signer);
+    assert!(changes.is_empty(), "{changes:?}");
+    assert_eq!(objects(&s3), before);
+}
+
+fn new_tarball(name: &str, version: &str) -> Result<NewTarball, String> {
+    NewTarball::validate(
+        &format!("{name}-{version}.tar"),
+        Package::new(name, version).tarball(),
+        REPO,
+    )
+}
+
+#[test]
+fn add_retire_and_remove_on_s3_keep_the_registry_sound() {
+    let moto = Moto::start();
+    moto.create_bucket("registry");
+    let s3 = moto.storage("s3://registry/acme");
+    upload_fixture_tarballs(&s3);
+    let signer = signer();
+    build(&s3, &signer);
+    let open = || Registry::open(&s3, REPO, &signer, s3.try_lock().unwrap().unwrap());
+
+    open()
+        .add(
+            vec![
+                new_tarball("acme_new", "1.0.0"),
+                new_tarball("acme_a", "3.0.0"),
+            ],
+            false,
+        )
+        .unwrap();
+    assert_sound(&s3, &signer);
+    assert!(s3.read("tarballs/acme_new-1.0.0.tar").unwrap().is_some());
+    // `add` took each new tarball's time from the bucket, as a build does: a build after it
+    // changes nothing.
+    assert!(build(&s3, &signer).is_empty());
+
+    let retirement = Retirement {
+        reason: RetirementReason::RetiredSecurity,
+        message: Some("CVE-2026-1".into()),
+    };
+    open()
+        .retire("acme_a", "0.1.0", retirement.clone())
+        .unwrap();
+    assert_sound(&s3, &signer);
+    let file = s3.read("packages/acme_a").unwrap().unwrap().bytes;
+    let package = registry::open_package(&file, &signer.public, REPO, "acme_a").unwrap();
+    let retired: Vec<&str> = package
+        .releases
+        .iter()
+        .filter(|r| r.retired.is_some())
+        .map(|r| r.version.as_str())
+        .collect();
+    assert_eq!(retired, ["0.1.0"]);
+    // Retirements survive a build.
+    assert!(build(&s3, &signer).is_empty());
+
+    open().remove("acme_new", None).unwrap();
+    open().remove("acme_a", Some("3.0.0")).unwrap();
+    let found = assert_sound(&s3, &signer);
+    assert_eq!(found.releases, fixtures::all_tarballs().len());
+    assert_eq!(s3.read("packages/acme_new").unwrap(), None);
+    assert_eq!(s3.read("tarballs/acme_new-1.0.0.tar").unwrap(), None);
+    assert_eq!(s3.read("tarballs/acme_a-3.0.0.tar").unwrap(), None);
+}
+
+#[test]
+fn the_storage_works_from_tokio_blocking_threads() {
+    let moto = Moto::start();
+    moto.create_bucket("served");
+    let storage = Arc::new(moto.storage("s3://served/acme"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        // As `hexreg serve` runs engine calls: on the blocking pool, where a separate runtime's
+        // block_on is allowed.
+        let s3 = Arc::clone(&storage);
+        let lock = tokio::task::spawn_blocking(move || {
+            let lock = s3.lock().unwrap();
+            s3.write("names", b"n", Condition::Create).unwrap();
+            assert_eq!(s3.read("names").unwrap().unwrap().bytes, b"n");
+            lock
+        })
+        .await
+        .unwrap();
+        // A lock and a storage dropped in async code release and shut down without panicking.
+        drop(lock);
+        let s3 = Arc::clone(&storage);
+        let free = tokio::task::spawn_blocking(move || s3.try_lock().unwrap().is_some())
+            .await
+            .unwrap();
+        assert!(free);
+        drop(storage);
+    });
+}
