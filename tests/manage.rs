@@ -542,3 +542,28 @@ fn contradicting_or_zero_options_are_usage_errors() {
         assert!(!tmp.path().join("public/names").exists(), "{args:?} wrote");
     }
 }
+
+#[test]
+fn after_removing_the_newest_release_a_build_changes_nothing() {
+    let (tmp, public) = temp_public(&["acme_a-0.1.0.tar", "acme_a-0.2.0.tar", "acme_b-0.1.0.tar"]);
+    set_mtime(&public.join("tarballs/acme_a-0.1.0.tar"), 1_600_000_000);
+    set_mtime(&public.join("tarballs/acme_a-0.2.0.tar"), 1_700_000_000);
+    build(tmp.path(), &private_key());
+    ok(
+        tmp.path(),
+        &[
+            "remove",
+            "public",
+            "acme_a",
+            "0.2.0",
+            "--name=acme",
+            &key_arg(),
+        ],
+    );
+    // names now holds acme_a's remaining tarball's time, as a build computes it.
+    let out = ok(
+        tmp.path(),
+        &["build", "public", "--name=acme", &key_arg(), "--no-cache"],
+    );
+    assert_eq!(out, "", "a build after remove rewrote: {out}");
+}

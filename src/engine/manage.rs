@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use super::{ChangeKind, Error, Registry, Stage};
 use crate::package_name;
 use crate::registry::{self, PackageSummary, Release, ResourceError, Retirement};
-use crate::resource_path::{DOCS_DIR, ResourcePath, TARBALLS_DIR};
+use crate::resource_path::{DOCS_DIR, ResourcePath, TARBALLS_DIR, tarball_file_name};
 use crate::storage::{Condition, Version};
 use crate::tarball;
 
@@ -374,7 +374,7 @@ impl Registry<'_> {
     /// `packages/NAME` (removed when no release is left), `names` and `versions`, then deletes
     /// the removed releases' tarballs.
     pub fn remove(&mut self, package: &str, version: Option<&str>) -> Result<(), Error> {
-        let index = self.load_index()?;
+        let mut index = self.load_index()?;
         let Some(mut releases) = self.load_package(package)? else {
             // No record: a removal stopped after it may have left tarballs to delete.
             return self.delete_leftover_tarballs(package, version);
@@ -405,6 +405,23 @@ impl Registry<'_> {
                 &delete,
             )
         } else {
+            // `updated_at` is the newest of the package's tarballs, as a build computes it:
+            // the removed one may have been the newest.
+            let remaining: Vec<String> = releases
+                .iter()
+                .map(|r| tarball_file_name(package, &r.version))
+                .collect();
+            let newest = self
+                .storage
+                .list(TARBALLS_DIR)?
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| remaining.contains(&e.name))
+                .map(|e| e.modified)
+                .max();
+            if let (Some(newest), Some(summary)) = (newest, index.get_mut(package)) {
+                summary.updated_at = newest;
+            }
             self.write_changes(
                 Order::Shrink,
                 index,
