@@ -458,3 +458,101 @@ fn the_storage_works_from_tokio_blocking_threads() {
         drop(storage);
     });
 }
+
+/// Runs the hexreg binary in `cwd` with the AWS environment pointing at `moto`.
+fn hexreg_on(moto: &Moto, cwd: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_hexreg"))
+        .current_dir(cwd)
+        .args(args)
+        .env("AWS_ENDPOINT_URL", moto.endpoint())
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("XDG_CACHE_HOME", cwd.join("cache"))
+        .output()
+        .expect("run hexreg")
+}
+
+fn succeeded(out: &std::process::Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn build_add_retire_remove_and_verify_take_an_s3_url() {
+    let moto = Moto::start();
+    moto.create_bucket("cli");
+    let url = "s3://cli/registry";
+    let storage = moto.storage(url);
+    let tarballs = upload_fixture_tarballs(&storage);
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let key = format!("--private-key={}", fixtures::private_key().display());
+    let run = |args: &[&str], what: &str| succeeded(&hexreg_on(&moto, cwd, args), what);
+
+    let out = run(&["build", url, "--name=acme", &key], "build");
+    assert!(out.contains("* creating s3://cli/registry/names"), "{out}");
+    let out = run(&["verify", url, "--name=acme"], "verify");
+    assert!(
+        out.starts_with(&format!("ok: 6 packages, {} releases", tarballs.len())),
+        "{out}"
+    );
+    assert_eq!(run(&["build", url, "--name=acme", &key], "no-op build"), "");
+
+    let new = cwd.join("acme_new-1.0.0.tar");
+    std::fs::write(
+        &new,
+        Package::new("acme_new", "1.0.0")
+            .dep("acme_a", "~> 0.1")
+            .tarball(),
+    )
+    .unwrap();
+    let out = run(
+        &["add", url, new.to_str().unwrap(), "--name=acme", &key],
+        "add",
+    );
+    assert!(
+        out.contains("* creating s3://cli/registry/packages/acme_new"),
+        "{out}"
+    );
+    run(
+        &[
+            "retire",
+            url,
+            "acme_new",
+            "1.0.0",
+            "--reason=security",
+            "--name=acme",
+            &key,
+        ],
+        "retire",
+    );
+    let signer = signer();
+    let releases = engine::read_package(&storage, REPO, &signer.public, "acme_new")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        releases[0].retired.as_ref().map(|r| r.reason),
+        Some(RetirementReason::RetiredSecurity)
+    );
+    run(&["remove", url, "acme_new", "--name=acme", &key], "remove");
+    assert!(
+        storage
+            .read("tarballs/acme_new-1.0.0.tar")
+            .unwrap()
+            .is_none()
+    );
+    let out = run(&["verify", url, "--name=acme"], "verify after changes");
+    assert!(out.starts_with("ok: 6 packages"), "{out}");
+    assert_eq!(
+        run(&["build", url, "--name=acme", &key], "build after changes"),
+        ""
+    );
+}

@@ -47,16 +47,16 @@ impl From<KeyFormat> for PublicKeyFormat {
 
 pub fn run(args: &BuildArgs) -> Result<()> {
     let opts = &args.registry;
-    let storage = opts.storage();
-    let signer = opts.signer(&storage)?;
+    let target = opts.storage()?;
+    let signer = opts.signer(&target)?;
     // The task creates PUBLIC_DIR too; hexreg does it first, to lock it.
-    storage.create_root()?;
+    target.create_root()?;
     let bar = Bar::new(opts.run.quiet);
-    let mut registry = opts.open(&storage, &signer, &bar)?;
+    let mut registry = opts.open(&target, &signer, &bar)?;
     let result = registry.build(&BuildOptions {
         public_key_format: args.public_key_format.into(),
     });
-    print_changes(registry.take_changes(), &storage, opts.run.quiet);
+    print_changes(registry.take_changes(), target.storage(), opts.run.quiet);
     result.map_err(with_problems)?;
     save_cache(registry.into_cache(), "built");
     Ok(())

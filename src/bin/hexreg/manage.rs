@@ -119,18 +119,18 @@ fn change(
     args: &RegistryArgs,
     change: impl FnOnce(&mut Registry) -> Result<(), hexreg::engine::Error>,
 ) -> Result<()> {
-    let storage = args.storage();
-    let signer = args.signer(&storage)?;
-    if !storage.root().is_dir() {
+    let target = args.storage()?;
+    let signer = args.signer(&target)?;
+    if !target.exists() {
         anyhow::bail!(
             "{} is not a directory: give the registry directory (create one with `hexreg build`)",
             args.public_dir
         );
     }
     let bar = Bar::new(args.run.quiet);
-    let mut registry = args.open(&storage, &signer, &bar)?;
+    let mut registry = args.open(&target, &signer, &bar)?;
     let result = change(&mut registry);
-    print_changes(registry.take_changes(), &storage, args.run.quiet);
+    print_changes(registry.take_changes(), target.storage(), args.run.quiet);
     result.map_err(with_problems)?;
     save_cache(registry.into_cache(), "updated");
     Ok(())
@@ -159,9 +159,9 @@ fn read_new_tarball(path: &Path, repo: &str) -> Result<NewTarball, String> {
 
 pub fn add(args: &AddArgs) -> Result<()> {
     // A first `add` starts a registry, as a first `build` does.
-    let storage = args.registry.storage();
-    args.registry.signer(&storage)?;
-    storage.create_root()?;
+    let target = args.registry.storage()?;
+    args.registry.signer(&target)?;
+    target.create_root()?;
     let repo = &args.registry.name;
     change(&args.registry, |registry| {
         let new = args

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use hexreg::engine::{Cache, Registry, Signer, cache};
 use hexreg::signing::PrivateKey;
 use hexreg::storage::local::LocalDir;
+use hexreg::storage::object::{ObjectOptions, ObjectStorage};
 use hexreg::storage::{Lock, Storage};
 
 use crate::progress::Bar;
@@ -16,7 +17,9 @@ use crate::progress::Bar;
 /// The registry a command changes, and how.
 #[derive(clap::Args)]
 pub struct RegistryArgs {
-    /// The directory a web server publishes: holds tarballs/ and the registry files.
+    /// The directory a web server publishes (holds tarballs/ and the registry files), or a
+    /// bucket prefix `s3://BUCKET/PREFIX` (credentials, region and endpoint from the AWS
+    /// environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL...).
     #[arg(value_name = "PUBLIC_DIR")]
     pub public_dir: String,
     /// Repository name clients configure (e.g. `mix hex.repo add acme ...`).
@@ -49,14 +52,88 @@ pub struct RunOptions {
 /// `--jobs`: at least one thread.
 pub type Jobs = NonZeroUsize;
 
+/// Where a registry is: a local directory or a bucket prefix.
+pub enum Target {
+    /// PUBLIC_DIR.
+    Local(LocalDir),
+    /// `s3://BUCKET/PREFIX`.
+    Object(ObjectStorage),
+}
+
+impl Target {
+    /// The registry named by PUBLIC_DIR's text: `s3://...` is a bucket, anything else a
+    /// directory.
+    pub fn open(text: &str) -> Result<Target> {
+        if text.starts_with("s3://") {
+            let storage = ObjectStorage::from_url(text, ObjectOptions::default())?;
+            Ok(Target::Object(storage))
+        } else {
+            Ok(Target::Local(LocalDir::new(text)))
+        }
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &dyn Storage {
+        match self {
+            Target::Local(local) => local,
+            Target::Object(object) => object,
+        }
+    }
+
+    /// Whether `path` lies inside the published directory (never, for a bucket).
+    pub fn holds(&self, path: &Path) -> bool {
+        match self {
+            Target::Local(local) => local.holds(path),
+            Target::Object(_) => false,
+        }
+    }
+
+    /// Creates the directory if it is missing (a bucket prefix needs nothing).
+    pub fn create_root(&self) -> Result<()> {
+        match self {
+            Target::Local(local) => Ok(local.create_root()?),
+            Target::Object(_) => Ok(()),
+        }
+    }
+
+    /// Whether the registry can exist there: a directory must already exist; a bucket is
+    /// checked by its first request.
+    pub fn exists(&self) -> bool {
+        match self {
+            Target::Local(local) => local.root().is_dir(),
+            Target::Object(_) => true,
+        }
+    }
+
+    /// The registry as messages name it.
+    pub fn shown(&self) -> String {
+        match self {
+            Target::Local(local) => local.root().display().to_string(),
+            Target::Object(object) => object.url().to_string(),
+        }
+    }
+
+    /// What identifies the registry for the cache: its resolved directory, or its URL.
+    fn cache_id(&self) -> Vec<u8> {
+        match self {
+            Target::Local(local) => {
+                let root = local.root();
+                let id = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+                id.as_os_str().as_encoded_bytes().to_vec()
+            }
+            Target::Object(object) => object.id().as_bytes().to_vec(),
+        }
+    }
+}
+
 impl RegistryArgs {
-    /// The registry directory.
-    pub fn storage(&self) -> LocalDir {
-        LocalDir::new(&self.public_dir)
+    /// The registry PUBLIC_DIR names.
+    pub fn storage(&self) -> Result<Target> {
+        Target::open(&self.public_dir)
     }
 
     /// Reads the private key, refusing one that would be published with the registry.
-    pub fn signer(&self, storage: &LocalDir) -> Result<Signer> {
+    pub fn signer(&self, storage: &Target) -> Result<Signer> {
         let path = &self.private_key;
         let shown = path.display();
         if storage.holds(path) {
@@ -74,19 +151,20 @@ impl RegistryArgs {
     }
 
     /// Takes the registry's lock: at once, or after waiting (saying so) unless `--no-wait`.
-    pub fn lock(&self, storage: &LocalDir) -> Result<Lock> {
+    pub fn lock(&self, target: &Target) -> Result<Lock> {
+        let storage = target.storage();
         if let Some(lock) = storage.try_lock()? {
             return Ok(lock);
         }
         if self.run.no_wait {
             return Err(hexreg::storage::StorageError::Locked {
-                root: storage.root().display().to_string(),
+                root: target.shown(),
             }
             .into());
         }
         eprintln!(
             "waiting for another hexreg run on {} to finish...",
-            storage.root().display()
+            target.shown()
         );
         Ok(storage.lock()?)
     }
@@ -94,36 +172,28 @@ impl RegistryArgs {
     /// Opens the registry for changes: the key, the lock, the cache, the progress bar.
     pub fn open<'a>(
         &self,
-        storage: &'a LocalDir,
+        target: &'a Target,
         signer: &'a Signer,
         bar: &'a Bar,
     ) -> Result<Registry<'a>> {
-        let lock = self.lock(storage)?;
-        let cache = self.run.cache(storage.root(), &self.name, signer);
-        Ok(Registry::open(storage, &self.name, signer, lock)
+        let lock = self.lock(target)?;
+        let cache = self.run.cache(&target.cache_id(), &self.name, signer);
+        Ok(Registry::open(target.storage(), &self.name, signer, lock)
             .with_cache(cache)
             .with_progress(bar))
     }
 }
 
 impl RunOptions {
-    /// The cache for the registry in `public_dir`, as the options ask.
-    fn cache(&self, public_dir: &Path, repository: &str, signer: &Signer) -> Cache {
+    /// The cache for the registry identified by `id`, as the options ask.
+    fn cache(&self, id: &[u8], repository: &str, signer: &Signer) -> Cache {
         let dir = match (&self.cache_dir, self.no_cache) {
             (_, true) => None,
             (Some(dir), false) => Some(dir.clone()),
             (None, false) => cache::default_dir(),
         };
-        let id = public_dir
-            .canonicalize()
-            .unwrap_or_else(|_| public_dir.to_path_buf());
         match dir {
-            Some(dir) => Cache::load(
-                &dir,
-                id.as_os_str().as_encoded_bytes(),
-                repository,
-                &signer.public.fingerprint(),
-            ),
+            Some(dir) => Cache::load(&dir, id, repository, &signer.public.fingerprint()),
             None => Cache::disabled(repository),
         }
     }

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
+use crate::options::Target;
 use hexreg::engine::verify;
 use hexreg::signing::PublicKey;
-use hexreg::storage::local::LocalDir;
 
 pub const AFTER_HELP: &str = "Example:
   hexreg verify public --name=acme
@@ -24,7 +24,7 @@ arguments are wrong.";
 /// `hexreg verify` arguments.
 #[derive(clap::Args)]
 pub struct VerifyArgs {
-    /// The registry directory.
+    /// The registry directory, or `s3://BUCKET/PREFIX`.
     #[arg(value_name = "PUBLIC_DIR")]
     pub public_dir: String,
     /// Repository name clients use.
@@ -45,32 +45,41 @@ pub enum Outcome {
 
 /// Checks the registry; `Err` when it cannot be checked at all (exit 2).
 pub fn run(args: &VerifyArgs) -> Result<Outcome> {
-    let storage = LocalDir::new(&args.public_dir);
-    if !storage.root().is_dir() {
+    let target = Target::open(&args.public_dir)?;
+    if !target.exists() {
         bail!(
             "{} is not a directory: give the registry directory (PUBLIC_DIR)",
             args.public_dir
         );
     }
-    let key_path = args
-        .public_key
-        .clone()
-        .unwrap_or_else(|| storage.path("public_key"));
-    let key_text = fs::read(&key_path).with_context(|| {
-        format!(
-            "cannot read public key {} (give one with --public-key)",
-            key_path.display()
-        )
-    })?;
+    let storage = target.storage();
+    let (key_text, key_shown) = match &args.public_key {
+        Some(path) => {
+            let text = fs::read(path).with_context(|| {
+                format!(
+                    "cannot read public key {} (--public-key): check the path",
+                    path.display()
+                )
+            })?;
+            (text, path.display().to_string())
+        }
+        None => {
+            let shown = storage.display("public_key");
+            let object = storage.read("public_key")?.with_context(|| {
+                format!(
+                    "cannot read public key {shown}: it is missing (give one with --public-key)"
+                )
+            })?;
+            (object.bytes, shown)
+        }
+    };
     let key = PublicKey::from_pem(&key_text)
-        .map_err(|e| anyhow::anyhow!("public key {} {e}", key_path.display()))?;
-    let found = verify(&storage, &args.name, &key)?;
+        .map_err(|e| anyhow::anyhow!("public key {key_shown} {e}"))?;
+    let found = verify(storage, &args.name, &key)?;
     if found.is_sound() {
         println!(
             "ok: {} packages, {} releases, every tarball present and matching, signed by {}",
-            found.packages,
-            found.releases,
-            key_path.display()
+            found.packages, found.releases, key_shown
         );
         for n in &found.notes {
             println!("note: {n}");
