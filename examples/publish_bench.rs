@@ -37,7 +37,10 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 #[path = "../tests/support/package.rs"]
 mod package;
 
-use package::Package;
+#[path = "corpus/mod.rs"]
+mod corpus;
+
+use corpus::{Rng, generate, package_name, tarball};
 
 /// `mix hex.registry build` on the 2,000-package bench corpus, measured earlier on another
 /// machine: context only, not comparable with timings taken here.
@@ -93,78 +96,6 @@ fn parse_args() -> Result<Args> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The corpus: the generator of examples/bench.rs, copied as it is (its items are private to
-// that example), so that the same seed gives the same tarballs.
-
-/// A small deterministic pseudo-random generator (xorshift), so corpora are reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-const WORDS: [&str; 16] = [
-    "registry", "package", "release", "version", "module", "function", "defp", "case", "when",
-    "end", "state", "acc", "reduce", "map", "error", "ok",
-];
-
-fn source(rng: &mut Rng) -> String {
-    let mut s = String::with_capacity(11_000);
-    while s.len() < 10_500 {
-        match rng.below(8) {
-            0 => s.push_str(&format!("{:x} ", rng.next())),
-            1 => s.push('\n'),
-            _ => {
-                s.push_str(WORDS[rng.below(WORDS.len())]);
-                s.push(' ');
-            }
-        }
-    }
-    s
-}
-
-fn package_name(i: usize) -> String {
-    format!("pkg_{i:05}")
-}
-
-fn tarball(rng: &mut Rng, name: &str, version: &str, packages: usize) -> Vec<u8> {
-    let deps: Vec<String> = (0..rng.below(4))
-        .map(|_| package_name(rng.below(packages)))
-        .filter(|dep| dep != name)
-        .collect();
-    let src = source(rng);
-    deps.iter()
-        .fold(Package::new(name, version), |package, dep| {
-            package.dep(dep, "~> 0.1")
-        })
-        .file(&format!("lib/{name}.ex"), src)
-        .tarball()
-}
-
-fn generate(tarballs: &Path, packages: usize, max_releases: usize) -> Result<usize> {
-    fs::create_dir_all(tarballs)?;
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let mut count = 0;
-    for p in 0..packages {
-        let name = package_name(p);
-        for r in 0..1 + rng.below(max_releases) {
-            let version = format!("0.{r}.0");
-            let data = tarball(&mut rng, &name, &version, packages);
-            fs::write(tarballs.join(format!("{name}-{version}.tar")), data)?;
-            count += 1;
-        }
-    }
-    Ok(count)
-}
-
 /// A new release (a version no corpus package has: major 9 and up) of a package of the corpus.
 struct NewRelease {
     name: String,
@@ -455,7 +386,7 @@ fn main() -> Result<()> {
     let tarballs = if corpus.is_dir() {
         fs::read_dir(&corpus)?.count()
     } else {
-        generate(&corpus, args.packages, args.max_releases)?
+        generate(&corpus, args.packages, args.max_releases)?.0
     };
     println!(
         "corpus: {} packages, {tarballs} tarballs (ready in {:.1?})",

@@ -74,11 +74,6 @@ impl Changes {
         });
     }
 
-    /// Moves the changes of `other` to the end of this one.
-    pub fn append(&mut self, other: &mut Changes) {
-        self.list.append(&mut other.list);
-    }
-
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()

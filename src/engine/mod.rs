@@ -212,11 +212,6 @@ impl<'a> Registry<'a> {
         self
     }
 
-    /// The repository name.
-    pub fn repository(&self) -> &str {
-        &self.repo
-    }
-
     /// The public half of the signing key, which verifies what the registry holds.
     pub fn public_key(&self) -> &PublicKey {
         &self.signer.public
