@@ -234,6 +234,7 @@ impl Registry<'_> {
                 .file(Stage::PublicKey, ChangeKind::Creating, &path),
         }
         let condition = Condition::after(existing.as_ref().map(|o| &o.version));
+        self.lock_for_writing()?;
         self.storage.write(&path, want.as_bytes(), condition)?;
         Ok(())
     }

@@ -83,6 +83,7 @@ impl Registry<'_> {
         } else {
             ChangeKind::Creating
         };
+        self.lock_for_writing()?;
         self.storage.write(
             &path,
             bytes,
@@ -95,6 +96,7 @@ impl Registry<'_> {
     /// Removes the docs of release `version` of `package`; `false` when there were none.
     pub fn remove_docs(&mut self, package: &str, version: &str) -> Result<bool, Error> {
         let path = ResourcePath::docs(package, version).key();
+        self.lock_for_writing()?;
         let removed = self.storage.delete(&path)?;
         if removed {
             self.changes

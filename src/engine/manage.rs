@@ -208,6 +208,7 @@ impl Registry<'_> {
         }
         for path in delete {
             let key = path.key();
+            self.lock_for_writing()?;
             if self.storage.delete(&key)? {
                 self.changes
                     .file(Stage::Deletions, ChangeKind::Removing, &key);
@@ -329,6 +330,7 @@ impl Registry<'_> {
         // Tarballs first: a release must never be listed before its tarball is there.
         let mut modified: BTreeMap<String, i64> = BTreeMap::new();
         if !copies.is_empty() {
+            self.lock_for_writing()?;
             let batch = self.storage.batch();
             for (t, version) in &copies {
                 let key = ResourcePath::tarball(&t.name, &t.release.version).key();
@@ -479,6 +481,7 @@ impl Registry<'_> {
         }
         for path in leftovers {
             let key = path.key();
+            self.lock_for_writing()?;
             if self.storage.delete(&key)? {
                 self.changes
                     .file(Stage::Deletions, ChangeKind::Removing, &key);

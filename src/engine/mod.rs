@@ -173,8 +173,12 @@ impl Signer {
     }
 }
 
-/// A registry open for changes: its storage, whose lock it holds, its repository name, its
-/// signing key, the cache of what earlier runs read, and the changes made so far.
+/// Takes a storage's lock for a registry opened with [`Registry::open_deferred`].
+pub type TakeLock<'a> = Box<dyn Fn() -> Result<Lock, StorageError> + Send + Sync + 'a>;
+
+/// A registry open for changes: its storage, whose lock it holds (or takes before its first
+/// write), its repository name, its signing key, the cache of what earlier runs read, and the
+/// changes made so far.
 pub struct Registry<'a> {
     storage: &'a dyn Storage,
     repo: String,
@@ -182,7 +186,11 @@ pub struct Registry<'a> {
     cache: Cache,
     progress: &'a dyn Progress,
     changes: Changes,
-    _lock: Lock,
+    lock: std::sync::Mutex<Option<Lock>>,
+    /// With [`Registry::open_deferred`]: how to take the lock, and whether it was taken after
+    /// the registry was read.
+    take_lock: Option<TakeLock<'a>>,
+    locked_late: std::sync::atomic::AtomicBool,
 }
 
 impl<'a> Registry<'a> {
@@ -196,8 +204,58 @@ impl<'a> Registry<'a> {
             cache: Cache::disabled(repo),
             progress: &Silent,
             changes: Changes::default(),
-            _lock: lock,
+            lock: std::sync::Mutex::new(Some(lock)),
+            take_lock: None,
+            locked_late: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The registry of repository `repo` in `storage`, whose lock `take_lock` takes just before
+    /// the first write, so that an operation with nothing to write (a no-op build) takes no
+    /// lock: on a bucket the lock costs a PUT and a DELETE. Every write is conditional on the
+    /// version read, so when another run changed the registry between this one's reads and
+    /// its lock, a write fails with [`StorageError::Conflict`] and [`Registry::locked_late`]
+    /// tells the caller to run the operation again, now under the lock.
+    pub fn open_deferred(
+        storage: &'a dyn Storage,
+        repo: &str,
+        signer: &'a Signer,
+        take_lock: TakeLock<'a>,
+    ) -> Self {
+        Registry {
+            storage,
+            repo: repo.to_string(),
+            signer,
+            cache: Cache::disabled(repo),
+            progress: &Silent,
+            changes: Changes::default(),
+            lock: std::sync::Mutex::new(None),
+            take_lock: Some(take_lock),
+            locked_late: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the lock was taken after the registry was read (by a registry opened with
+    /// [`Registry::open_deferred`]): then a [`StorageError::Conflict`] may only mean that
+    /// another run came first, and the operation, run again, reads under the lock.
+    pub fn locked_late(&self) -> bool {
+        self.locked_late.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Makes sure the lock is held before a write.
+    fn lock_for_writing(&self) -> Result<(), Error> {
+        let mut held = self
+            .lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if held.is_none()
+            && let Some(take) = &self.take_lock
+        {
+            *held = Some(take()?);
+            self.locked_late
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Uses `cache` to skip what earlier runs read.

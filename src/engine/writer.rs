@@ -162,6 +162,7 @@ impl Registry<'_> {
             }
         }
         if !payloads.is_empty() {
+            self.lock_for_writing()?;
             let batch = self.storage.batch();
             let (key, progress) = (&self.signer.key, self.progress);
             progress.start("signing packages", payloads.len());
@@ -300,6 +301,7 @@ impl Registry<'_> {
         })?;
         for name in stale {
             let path = ResourcePath::package(name).key();
+            self.lock_for_writing()?;
             self.storage.delete(&path)?;
             self.changes
                 .file(Stage::Removals, ChangeKind::Removing, &path);

@@ -12,6 +12,7 @@
 //! [`crate::resource_path::ResourcePath`] spells them. [`local::LocalDir`] keeps a registry in a
 //! directory; [`object::ObjectStorage`] in an S3-compatible bucket, under `s3://BUCKET/PREFIX`.
 
+pub mod aws_profile;
 pub mod local;
 pub mod object;
 

@@ -104,6 +104,26 @@ impl Default for ObjectOptions {
     }
 }
 
+/// What [`ObjectStorage::fetch`] found.
+#[derive(Debug)]
+pub enum Fetched {
+    /// The object.
+    Found {
+        /// Its size in bytes.
+        size: u64,
+        /// Its ETag, quoted, as the store sent it.
+        e_tag: Option<String>,
+        /// Its `Last-Modified` time, Unix seconds.
+        modified: i64,
+        /// Its content; `None` for a HEAD.
+        bytes: Option<Bytes>,
+    },
+    /// The client's `If-None-Match` matched: not sent again.
+    NotModified,
+    /// No such object.
+    Missing,
+}
+
 /// Why a bucket cannot be used, or a request to it failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
@@ -126,6 +146,14 @@ pub enum ObjectError {
         key: String,
         /// Why.
         source: object_store::Error,
+    },
+    /// The AWS profile (`AWS_PROFILE`, `~/.aws/credentials`, `~/.aws/config`) cannot be used.
+    #[error("cannot use the AWS profile for {url}: {source}")]
+    Profile {
+        /// The registry URL.
+        url: String,
+        /// Why.
+        source: super::aws_profile::ProfileError,
     },
     /// The S3 client cannot be set up from the settings.
     #[error(
@@ -171,6 +199,7 @@ impl From<ObjectError> for StorageError {
             ObjectError::BadUrl { url, .. }
             | ObjectError::BadSetting { url, .. }
             | ObjectError::Setup { url, .. }
+            | ObjectError::Profile { url, .. }
             | ObjectError::Runtime { url, .. } => url.clone(),
             _ => String::new(),
         };
@@ -415,7 +444,8 @@ async fn put_if(
     }
 }
 
-/// A registry under `s3://BUCKET/PREFIX`.
+/// A registry under `s3://BUCKET/PREFIX`. Clones share the client and runtime.
+#[derive(Clone)]
 pub struct ObjectStorage {
     shared: Arc<Shared>,
 }
@@ -453,6 +483,19 @@ impl ObjectStorage {
             format!("s3://{bucket}/{prefix}")
         };
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        let profile = super::aws_profile::settings(
+            |name| std::env::var(name).ok(),
+            |path| std::fs::read_to_string(path).ok(),
+        )
+        .map_err(|source| ObjectError::Profile {
+            url: shown.clone(),
+            source,
+        })?;
+        for (key, value) in &profile {
+            if let Ok(parsed) = key.parse::<AmazonS3ConfigKey>() {
+                builder = builder.with_config(parsed, value);
+            }
+        }
         if std::env::var_os("AWS_TIMEOUT").is_none() {
             builder = builder.with_config(
                 AmazonS3ConfigKey::Client(object_store::ClientConfigKey::Timeout),
@@ -526,6 +569,48 @@ impl ObjectStorage {
     /// Runs `future` on the storage's runtime, from a synchronous caller (not from async code).
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.shared.block_on(future)
+    }
+
+    /// Fetches `rel` for an HTTP front end, from async code (unlike the [`Storage`] methods):
+    /// the request runs on the storage's own runtime. `head`: its metadata only.
+    /// `if_none_match`: a client's `If-None-Match`, passed on to the store.
+    pub async fn fetch(
+        &self,
+        rel: &str,
+        head: bool,
+        if_none_match: Option<String>,
+    ) -> Result<Fetched, StorageError> {
+        let shared = Arc::clone(&self.shared);
+        let location = shared.location(rel)?;
+        let store = Arc::clone(&shared.store);
+        let request = async move {
+            let options = object_store::GetOptions {
+                if_none_match,
+                head,
+                ..object_store::GetOptions::default()
+            };
+            let got = store.get_opts(&location, options).await?;
+            let meta = got.meta.clone();
+            let bytes = if head { None } else { Some(got.bytes().await?) };
+            Ok::<_, object_store::Error>((meta, bytes))
+        };
+        let joined = shared.handle.spawn(request).await;
+        let got = joined.map_err(|e| StorageError::Io {
+            action: "read",
+            path: self.display(rel),
+            source: io::Error::other(e),
+        })?;
+        match got {
+            Ok((meta, bytes)) => Ok(Fetched::Found {
+                size: meta.size,
+                e_tag: meta.e_tag,
+                modified: meta.last_modified.timestamp(),
+                bytes,
+            }),
+            Err(object_store::Error::NotModified { .. }) => Ok(Fetched::NotModified),
+            Err(e @ object_store::Error::NotFound { .. }) if !no_bucket(&e) => Ok(Fetched::Missing),
+            Err(e) => Err(self.shared.failed("read", rel, e)),
+        }
     }
 
     /// The lock object, if any: its bytes and version.

@@ -5,6 +5,7 @@ use anyhow::Result;
 
 use hexreg::engine::BuildOptions;
 use hexreg::signing::PublicKeyFormat;
+use hexreg::storage::StorageError;
 
 use crate::options::{RegistryArgs, save_cache};
 use crate::output::{print_changes, with_problems};
@@ -52,10 +53,23 @@ pub fn run(args: &BuildArgs) -> Result<()> {
     // The task creates PUBLIC_DIR too; hexreg does it first, to lock it.
     target.create_root()?;
     let bar = Bar::new(opts.run.quiet);
-    let mut registry = opts.open(&target, &signer, &bar)?;
-    let result = registry.build(&BuildOptions {
+    let mut registry = opts.open_deferred(&target, &signer, &bar)?;
+    let options = BuildOptions {
         public_key_format: args.public_key_format.into(),
-    });
+    };
+    let mut result = registry.build(&options);
+    if registry.locked_late()
+        && matches!(
+            result,
+            Err(hexreg::engine::Error::Storage(
+                StorageError::Conflict { .. }
+            ))
+        )
+    {
+        // Another run changed the registry between this one's reads and its lock: build
+        // again, reading under the lock now held.
+        result = registry.build(&options);
+    }
     print_changes(registry.take_changes(), target.storage(), opts.run.quiet);
     result.map_err(with_problems)?;
     save_cache(registry.into_cache(), "built");

@@ -10,7 +10,7 @@ use hexreg::engine::{Cache, Registry, Signer, cache};
 use hexreg::signing::PrivateKey;
 use hexreg::storage::local::LocalDir;
 use hexreg::storage::object::{ObjectOptions, ObjectStorage};
-use hexreg::storage::{Lock, Storage};
+use hexreg::storage::{Lock, Storage, StorageError};
 
 use crate::progress::Bar;
 
@@ -47,6 +47,49 @@ pub struct RunOptions {
     /// Read every tarball, ignoring and not writing the cache.
     #[arg(long)]
     pub no_cache: bool,
+    #[command(flatten)]
+    pub bucket: BucketArgs,
+}
+
+/// How objects are written to a bucket (ignored for a directory).
+#[derive(clap::Args, Clone, Default)]
+pub struct BucketArgs {
+    /// On s3://: the Cache-Control of names, versions, public_key and packages/* (a CDN in
+    /// front serves them this long before asking again) [default: public, max-age=60].
+    #[arg(long, value_name = "VALUE")]
+    pub index_cache_control: Option<String>,
+    /// On s3://: the Cache-Control of tarballs/* and docs/* [default: public, max-age=3600].
+    #[arg(long, value_name = "VALUE")]
+    pub archive_cache_control: Option<String>,
+}
+
+impl BucketArgs {
+    /// The bucket options these flags ask for.
+    fn options(&self) -> Result<ObjectOptions> {
+        let mut options = ObjectOptions::default();
+        for (flag, given, field) in [
+            (
+                "--index-cache-control",
+                &self.index_cache_control,
+                &mut options.index_cache_control,
+            ),
+            (
+                "--archive-cache-control",
+                &self.archive_cache_control,
+                &mut options.archive_cache_control,
+            ),
+        ] {
+            if let Some(value) = given {
+                if value.is_empty() || !value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+                    bail!(
+                        "{flag} {value:?} is not a header value: give printable ASCII such as \"public, max-age=300\""
+                    );
+                }
+                *field = value.clone();
+            }
+        }
+        Ok(options)
+    }
 }
 
 /// `--jobs`: at least one thread.
@@ -63,9 +106,9 @@ pub enum Target {
 impl Target {
     /// The registry named by PUBLIC_DIR's text: `s3://...` is a bucket, anything else a
     /// directory.
-    pub fn open(text: &str) -> Result<Target> {
+    pub fn open(text: &str, bucket: &BucketArgs) -> Result<Target> {
         if text.starts_with("s3://") {
-            let storage = ObjectStorage::from_url(text, ObjectOptions::default())?;
+            let storage = ObjectStorage::from_url(text, bucket.options()?)?;
             Ok(Target::Object(storage))
         } else {
             Ok(Target::Local(LocalDir::new(text)))
@@ -129,7 +172,7 @@ impl Target {
 impl RegistryArgs {
     /// The registry PUBLIC_DIR names.
     pub fn storage(&self) -> Result<Target> {
-        Target::open(&self.public_dir)
+        Target::open(&self.public_dir, &self.run.bucket)
     }
 
     /// Reads the private key, refusing one that would be published with the registry.
@@ -151,22 +194,21 @@ impl RegistryArgs {
     }
 
     /// Takes the registry's lock: at once, or after waiting (saying so) unless `--no-wait`.
-    pub fn lock(&self, target: &Target) -> Result<Lock> {
+    pub fn lock(&self, target: &Target) -> Result<Lock, StorageError> {
         let storage = target.storage();
         if let Some(lock) = storage.try_lock()? {
             return Ok(lock);
         }
         if self.run.no_wait {
-            return Err(hexreg::storage::StorageError::Locked {
+            return Err(StorageError::Locked {
                 root: target.shown(),
-            }
-            .into());
+            });
         }
         eprintln!(
             "waiting for another hexreg run on {} to finish...",
             target.shown()
         );
-        Ok(storage.lock()?)
+        storage.lock()
     }
 
     /// Opens the registry for changes: the key, the lock, the cache, the progress bar.
@@ -181,6 +223,27 @@ impl RegistryArgs {
         Ok(Registry::open(target.storage(), &self.name, signer, lock)
             .with_cache(cache)
             .with_progress(bar))
+    }
+
+    /// Opens the registry for an operation that may have nothing to write (a build): on a
+    /// bucket, where the lock costs requests, it is taken before the first write only
+    /// ([`Registry::open_deferred`]); on a directory at once, as [`RegistryArgs::open`].
+    pub fn open_deferred<'a>(
+        &'a self,
+        target: &'a Target,
+        signer: &'a Signer,
+        bar: &'a Bar,
+    ) -> Result<Registry<'a>> {
+        let Target::Object(_) = target else {
+            return self.open(target, signer, bar);
+        };
+        let cache = self.run.cache(&target.cache_id(), &self.name, signer);
+        let take = Box::new(move || self.lock(target));
+        Ok(
+            Registry::open_deferred(target.storage(), &self.name, signer, take)
+                .with_cache(cache)
+                .with_progress(bar),
+        )
     }
 }
 

@@ -18,12 +18,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use hexreg::storage::local::LocalDir;
+use hexreg::storage::object::ObjectStorage;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
+
+use crate::options::Target;
 
 pub const AFTER_HELP: &str = "Examples:
   hexreg serve public
@@ -63,9 +67,10 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// `hexreg serve` arguments.
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// The registry directory to publish (the PUBLIC_DIR of `hexreg build`).
+    /// The registry to publish: the PUBLIC_DIR of `hexreg build`, or a bucket prefix
+    /// `s3://BUCKET/PREFIX` (credentials, region and endpoint from the AWS environment).
     #[arg(value_name = "PUBLIC_DIR")]
-    pub public_dir: PathBuf,
+    pub public_dir: String,
     /// Address and port to listen on: 0.0.0.0:PORT or [::]:PORT for every interface, port 0 for
     /// any free port (the one chosen is printed).
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8000")]
@@ -100,12 +105,22 @@ pub struct ServeArgs {
     /// gets 408.
     #[arg(long, value_name = "SECS", default_value = "30")]
     pub body_timeout: std::num::NonZeroU64,
+    #[command(flatten)]
+    pub bucket: crate::options::BucketArgs,
+}
+
+/// Where the served files are.
+pub(crate) enum Source {
+    /// PUBLIC_DIR: every served file must resolve to a path under it.
+    Dir(files::Root),
+    /// `s3://BUCKET/PREFIX`: every served file is an object under the prefix.
+    Bucket(ObjectStorage),
 }
 
 /// What every request handler shares.
 pub(crate) struct State {
-    /// PUBLIC_DIR: every served file must resolve to a path under it.
-    pub root: files::Root,
+    /// The registry's files.
+    pub source: Source,
     /// HTTP Basic credentials; `None`: none configured.
     pub auth: Option<auth::Auth>,
     /// Whether fetching the repository's files needs credentials (Basic or an API key).
@@ -118,7 +133,13 @@ pub(crate) struct State {
 
 /// Runs the server until SIGINT or SIGTERM; `jobs` worker threads (default: one per core).
 pub fn run(args: ServeArgs, jobs: Option<usize>) -> Result<()> {
-    let root = check_public_dir(&args.public_dir)?;
+    let target = match Target::open(&args.public_dir, &args.bucket)? {
+        Target::Local(_) => {
+            let root = check_public_dir(Path::new(&args.public_dir))?;
+            Target::Local(LocalDir::new(&root.display().to_string()))
+        }
+        bucket @ Target::Object(_) => bucket,
+    };
     let env_auth = match std::env::var(AUTH_ENV) {
         Ok(value) => Some(value),
         Err(std::env::VarError::NotPresent) => None,
@@ -132,7 +153,14 @@ pub fn run(args: ServeArgs, jobs: Option<usize>) -> Result<()> {
         args.auth_file.as_deref(),
     )?;
     let addrs = parse_bind(&args.bind)?;
-    let api = configure_api(&args, &root)?;
+    let source = match &target {
+        Target::Local(local) => Source::Dir(
+            files::Root::open(local.root().to_path_buf())
+                .with_context(|| format!("cannot open PUBLIC_DIR {}", args.public_dir))?,
+        ),
+        Target::Object(bucket) => Source::Bucket(bucket.clone()),
+    };
+    let api = configure_api(&args, target)?;
     let reads_need_credentials =
         auth.is_some() || (api.as_ref().is_some_and(|a| a.keys.is_some()) && !args.public_reads);
     raise_open_file_limit();
@@ -146,10 +174,8 @@ pub fn run(args: ServeArgs, jobs: Option<usize>) -> Result<()> {
         .thread_name("hexreg-serve")
         .build()
         .context("cannot start the async runtime")?;
-    let root = files::Root::open(root)
-        .with_context(|| format!("cannot open PUBLIC_DIR {}", args.public_dir.display()))?;
     let state = Arc::new(State {
-        root,
+        source,
         auth,
         reads_need_credentials,
         api,
@@ -164,7 +190,7 @@ pub fn run(args: ServeArgs, jobs: Option<usize>) -> Result<()> {
 
 /// The API's registry, signing key and keys file, when --keys is given (from the flag or
 /// HEXREG_KEYS). The keys file and the private key must lie outside PUBLIC_DIR.
-fn configure_api(args: &ServeArgs, root: &Path) -> Result<Option<api::Api>> {
+fn configure_api(args: &ServeArgs, storage: Target) -> Result<Option<api::Api>> {
     let keys_path = match (&args.keys, std::env::var_os(KEYS_ENV)) {
         (Some(path), _) => Some(path.clone()),
         (None, Some(path)) if !path.is_empty() => Some(PathBuf::from(path)),
@@ -187,7 +213,6 @@ fn configure_api(args: &ServeArgs, root: &Path) -> Result<Option<api::Api>> {
     let Some(repo) = args.name.clone() else {
         bail!("--keys needs --name NAME, the repository name clients use");
     };
-    let storage = hexreg::storage::local::LocalDir::new(&root.display().to_string());
     for (flag, path) in [
         ("--keys", Some(&keys_path)),
         ("--private-key", args.private_key.as_ref()),
@@ -198,7 +223,7 @@ fn configure_api(args: &ServeArgs, root: &Path) -> Result<Option<api::Api>> {
             bail!(
                 "{flag} {} lies inside PUBLIC_DIR {}, which is published: move it out",
                 path.display(),
-                root.display()
+                storage.shown()
             );
         }
     }
@@ -226,9 +251,12 @@ fn configure_api(args: &ServeArgs, root: &Path) -> Result<Option<api::Api>> {
     };
     let public = match &signer {
         Some(signer) => Some(signer.public.clone()),
-        None => std::fs::read(root.join("public_key"))
+        None => storage
+            .storage()
+            .read("public_key")
             .ok()
-            .and_then(|pem| hexreg::signing::PublicKey::from_pem(&pem).ok()),
+            .flatten()
+            .and_then(|object| hexreg::signing::PublicKey::from_pem(&object.bytes).ok()),
     };
     Ok(Some(api::Api {
         storage,
@@ -337,19 +365,17 @@ async fn serve(state: Arc<State>, args: &ServeArgs, addrs: &[SocketAddr]) -> Res
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
 
-    respond::log_line(&format!(
-        "serving {} on http://{local}",
-        args.public_dir.display()
-    ));
+    respond::log_line(&format!("serving {} on http://{local}", args.public_dir));
     if let Some(auth) = &state.auth {
         respond::log_line(&format!("HTTP Basic auth required: {}", auth.describe()));
     }
-    if !state.root.path().join("names").is_file() {
+    if let Source::Dir(root) = &state.source
+        && !root.path().join("names").is_file()
+    {
         respond::log_line(&format!(
             "warning: {} has no names file yet: create the registry with \
              `hexreg build {} --name=NAME --private-key=KEY`",
-            args.public_dir.display(),
-            args.public_dir.display()
+            args.public_dir, args.public_dir
         ));
     }
 

@@ -45,7 +45,7 @@ pub enum Outcome {
 
 /// Checks the registry; `Err` when it cannot be checked at all (exit 2).
 pub fn run(args: &VerifyArgs) -> Result<Outcome> {
-    let target = Target::open(&args.public_dir)?;
+    let target = Target::open(&args.public_dir, &crate::options::BucketArgs::default())?;
     if !target.exists() {
         bail!(
             "{} is not a directory: give the registry directory (PUBLIC_DIR)",

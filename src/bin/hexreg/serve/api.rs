@@ -17,12 +17,11 @@ use hexreg::api_keys::{KeyStore, Permission};
 use hexreg::engine::{self, NewTarball, Registry, Signer};
 use hexreg::etf::Term;
 use hexreg::signing::PublicKey;
-use hexreg::storage::Storage;
-use hexreg::storage::local::LocalDir;
 use hexreg::tarball::MAX_TARBALL_SIZE;
 
 use super::State;
 use super::respond::{ServeBody, log_line};
+use crate::options::Target;
 
 /// A client must send the whole of a request body within this many times the idle timeout
 /// (`--body-timeout`, the longest pause allowed between two pieces).
@@ -30,8 +29,8 @@ const BODY_TIMEOUT_FACTOR: u32 = 10;
 
 /// What the API needs: the registry, its keys, and who may do what.
 pub struct Api {
-    /// The registry directory.
-    pub storage: LocalDir,
+    /// The registry: a directory or a bucket.
+    pub storage: Target,
     /// The repository name.
     pub repo: String,
     /// Signs changes; `None`: the API is read-only.
@@ -287,7 +286,13 @@ async fn read_package(api: &Api, name: &str, version: Option<String>, urls: &Url
             "the registry has no public_key to verify it with: build it with `hexreg build`",
         );
     };
-    let releases = match engine::read_package(&api.storage, &api.repo, public, name) {
+    // On a bucket the read blocks on the storage's runtime: not on an async worker.
+    let read = || engine::read_package(api.storage.storage(), &api.repo, public, name);
+    let read = match &api.storage {
+        Target::Local(_) => read(),
+        Target::Object(_) => tokio::task::block_in_place(read),
+    };
+    let releases = match read {
         Ok(Some(releases)) => releases,
         Ok(None) => return Answer::error(StatusCode::NOT_FOUND, &format!("no package `{name}`")),
         Err(e) => return engine_error(api, e),
@@ -375,11 +380,11 @@ async fn run(
         let Some(signer) = &api.signer else {
             return Answer::error(StatusCode::FORBIDDEN, "this server is read-only");
         };
-        let lock = match api.storage.lock() {
+        let lock = match api.storage.storage().lock() {
             Ok(lock) => lock,
             Err(e) => return engine_error(api, e.into()),
         };
-        let mut registry = Registry::open(&api.storage, &api.repo, signer, lock);
+        let mut registry = Registry::open(api.storage.storage(), &api.repo, signer, lock);
         let answer = change(api, &mut registry).unwrap_or_else(|e| engine_error(api, e));
         let changes = registry.take_changes();
         for change in changes.as_made() {
@@ -388,7 +393,10 @@ async fn run(
                 engine::ChangeKind::Updating | engine::ChangeKind::KeyMismatch => "updating",
                 engine::ChangeKind::Removing => "removing",
             };
-            log_line(&format!("* {verb} {}", api.storage.display(&change.path)));
+            log_line(&format!(
+                "* {verb} {}",
+                api.storage.storage().display(&change.path)
+            ));
         }
         answer
     })
@@ -423,7 +431,10 @@ fn engine_error(api: &Api, e: engine::Error) -> Answer {
         log_line(&format!("error: {message}"));
         return Answer::error(status, "internal error: the server's log says more");
     }
-    Answer::error(status, &message.replace(&api.storage.display(""), ""))
+    Answer::error(
+        status,
+        &message.replace(&api.storage.storage().display(""), ""),
+    )
 }
 
 /// Reads a request body of at most `limit` bytes: 413 at once when `content-length` says more

@@ -16,9 +16,10 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::task::JoinHandle;
 
-use super::State;
 use super::auth::REALM;
-use super::files::{self, Opened};
+use super::files;
+use super::{Source, State};
+use hexreg::storage::object::{Fetched, ObjectStorage};
 
 /// Bytes read per step when streaming a file larger than [`files::READ_WHOLE_LIMIT`].
 const CHUNK: u64 = 128 * 1024;
@@ -79,6 +80,10 @@ async fn respond(state: &State, req: &Request<Incoming>) -> Response<ServeBody> 
     let Some(rel) = files::request_path(req.uri().path()) else {
         return not_found();
     };
+    let root = match &state.source {
+        Source::Dir(root) => root,
+        Source::Bucket(bucket) => return from_bucket(bucket, &rel, head, req.headers()).await,
+    };
     // Opening, fstat and reading a small file run right here on the async worker, as nginx's
     // workers do: from a local disk and the page cache they take microseconds, and a hop to
     // the blocking pool would double the CPU cost of a small response. Bodies larger than
@@ -86,37 +91,19 @@ async fn respond(state: &State, req: &Request<Incoming>) -> Response<ServeBody> 
     let cannot_read = |e: io::Error| {
         log_line(&format!(
             "error: cannot read {}: {e}",
-            state.root.path().join(&rel).display()
+            root.path().join(&rel).display()
         ));
         internal_error()
     };
-    let opened = match files::open(&state.root, &rel) {
+    let opened = match files::open(root, &rel) {
         Ok(Some(opened)) => opened,
         Ok(None) => return not_found(),
         Err(e) => return cannot_read(e),
     };
-
-    let mut headers = HeaderMap::new();
-    set(&mut headers, header::ETAG, &opened.etag);
-    if let Some(secs) = opened.modified_secs {
-        set(&mut headers, header::LAST_MODIFIED, &files::http_date(secs));
+    let headers = validators(&opened.etag, opened.modified_secs);
+    if not_modified(req.headers(), &opened.etag, opened.modified_secs) {
+        return not_modified_response(headers);
     }
-    if not_modified(req.headers(), &opened) {
-        let mut response = Response::new(ServeBody::empty());
-        *response.status_mut() = StatusCode::NOT_MODIFIED;
-        *response.headers_mut() = headers;
-        return response;
-    }
-    // Registry files are gzip files served as they are: no Content-Encoding, ever.
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(opened.len));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
     let body = if head {
         ServeBody::empty()
     } else if opened.len <= files::READ_WHOLE_LIMIT {
@@ -127,6 +114,94 @@ async fn respond(state: &State, req: &Request<Incoming>) -> Response<ServeBody> 
     } else {
         ServeBody::file(opened.file, opened.len)
     };
+    content_response(headers, opened.len, body)
+}
+
+/// A file from a bucket, fetched whole (registry files are small, and tarballs at most the
+/// clients' 16 MiB): its ETag and Last-Modified are the object's. The client's If-None-Match
+/// goes to the store, which answers 304 without the body; If-Modified-Since is checked here.
+async fn from_bucket(
+    bucket: &ObjectStorage,
+    rel: &std::path::Path,
+    head: bool,
+    request: &HeaderMap,
+) -> Response<ServeBody> {
+    let Some(rel) = rel.to_str() else {
+        return not_found();
+    };
+    let if_none_match = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match bucket.fetch(rel, head, if_none_match.clone()).await {
+        Ok(Fetched::Missing) => not_found(),
+        Ok(Fetched::NotModified) => {
+            let mut headers = HeaderMap::new();
+            // The tag the client holds is the object's (a list is not echoed).
+            if let Some(tag) = if_none_match.filter(|t| !t.contains(',') && t.trim() != "*") {
+                set(&mut headers, header::ETAG, tag.trim());
+            }
+            not_modified_response(headers)
+        }
+        Ok(Fetched::Found {
+            size,
+            e_tag,
+            modified,
+            bytes,
+        }) => {
+            let etag = e_tag.unwrap_or_default();
+            let modified = u64::try_from(modified).ok();
+            let headers = validators(&etag, modified);
+            if not_modified(request, &etag, modified) {
+                return not_modified_response(headers);
+            }
+            let body = match bytes {
+                Some(bytes) if !head => ServeBody::full(bytes),
+                _ => ServeBody::empty(),
+            };
+            content_response(headers, size, body)
+        }
+        Err(e) => {
+            log_line(&format!("error: {e}"));
+            text_response(
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: the registry's bucket did not answer as expected; the server's log says why\n",
+            )
+        }
+    }
+}
+
+/// `ETag` and `Last-Modified`, sent with every answer about a file.
+fn validators(etag: &str, modified_secs: Option<u64>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if !etag.is_empty() {
+        set(&mut headers, header::ETAG, etag);
+    }
+    if let Some(secs) = modified_secs {
+        set(&mut headers, header::LAST_MODIFIED, &files::http_date(secs));
+    }
+    headers
+}
+
+fn not_modified_response(headers: HeaderMap) -> Response<ServeBody> {
+    let mut response = Response::new(ServeBody::empty());
+    *response.status_mut() = StatusCode::NOT_MODIFIED;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// A file's answer: `headers` (its validators), its length and its body.
+fn content_response(mut headers: HeaderMap, len: u64, body: ServeBody) -> Response<ServeBody> {
+    // Registry files are gzip files served as they are: no Content-Encoding, ever.
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     let mut response = Response::new(body);
     *response.headers_mut() = headers;
     response
@@ -139,17 +214,18 @@ fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
 }
 
 /// RFC 9110 13.2.2: If-None-Match decides when present; otherwise If-Modified-Since.
-fn not_modified(headers: &HeaderMap, opened: &Opened) -> bool {
+/// Whether the client's copy, by its If-None-Match or (without one) If-Modified-Since, is the
+/// file's.
+fn not_modified(headers: &HeaderMap, etag: &str, modified_secs: Option<u64>) -> bool {
     let mut none_match = headers.get_all(header::IF_NONE_MATCH).iter().peekable();
     if none_match.peek().is_some() {
         return none_match.any(|value| {
             value
                 .to_str()
-                .is_ok_and(|list| etag_list_matches(list, &opened.etag))
+                .is_ok_and(|list| etag_list_matches(list, etag))
         });
     }
-    let (Some(since), Some(modified)) =
-        (headers.get(header::IF_MODIFIED_SINCE), opened.modified_secs)
+    let (Some(since), Some(modified)) = (headers.get(header::IF_MODIFIED_SINCE), modified_secs)
     else {
         return false;
     };
