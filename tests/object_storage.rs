@@ -18,7 +18,8 @@ use hexreg::storage::{Condition, Storage, StorageError, Version};
 use object_store::{Attribute, GetOptions, ObjectStore};
 
 use support::fixtures;
-use support::moto::Moto;
+use support::hexreg_serve::Server;
+use support::moto::{Logged, Moto};
 use support::package::Package;
 
 const REPO: &str = "acme";
@@ -554,5 +555,530 @@ fn build_add_retire_remove_and_verify_take_an_s3_url() {
     assert_eq!(
         run(&["build", url, "--name=acme", &key], "build after changes"),
         ""
+    );
+}
+
+/// The registry paths of `requests` that match `method` and succeeded, as `PREFIX`-relative
+/// keys (`names`, `packages/acme_a`), leaving out listings.
+fn keys_of(requests: &[Logged], method: &str, bucket_prefix: &str) -> Vec<String> {
+    requests
+        .iter()
+        .filter(|r| r.method == method && !r.is_list() && r.status < 300)
+        .filter_map(|r| r.target.strip_prefix(bucket_prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_no_op_build_sends_no_write_and_adding_one_tarball_puts_three_files() {
+    let moto = Moto::start();
+    moto.create_bucket("counted");
+    let url = "s3://counted/repo";
+    let storage = moto.storage(url);
+    let tarballs = upload_fixture_tarballs(&storage);
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let key = format!("--private-key={}", fixtures::private_key().display());
+    let run = |what: &str| {
+        succeeded(
+            &hexreg_on(&moto, cwd, &["build", url, "--name=acme", &key]),
+            what,
+        )
+    };
+    run("first build");
+
+    // No-op: listings and a handful of GETs, no PUT, no lock.
+    let before = moto.requests().len();
+    assert_eq!(run("no-op build"), "");
+    let no_op = moto.requests()[before..].to_vec();
+    assert!(
+        no_op.iter().all(|r| r.method == "GET"),
+        "only GETs: {no_op:#?}"
+    );
+    let gets = keys_of(&no_op, "GET", "/counted/repo/");
+    assert!(
+        gets.len() <= 3 && gets.iter().all(|k| !k.starts_with("tarballs/")),
+        "a handful of GETs, no tarball: {gets:?}"
+    );
+    assert!(no_op.iter().any(Logged::is_list));
+
+    // One new tarball: it alone is read; packages/NAME, names and versions are written (and
+    // the lock, which a change takes).
+    storage
+        .write(
+            "tarballs/acme_new-1.0.0.tar",
+            &Package::new("acme_new", "1.0.0")
+                .dep("acme_a", "~> 0.1")
+                .tarball(),
+            Condition::Create,
+        )
+        .unwrap();
+    let before = moto.requests().len();
+    let out = run("add-one build");
+    assert!(out.contains("packages/acme_new"), "{out}");
+    let add_one = moto.requests()[before..].to_vec();
+    let tarball_gets: Vec<String> = keys_of(&add_one, "GET", "/counted/repo/")
+        .into_iter()
+        .filter(|k| k.starts_with("tarballs/"))
+        .collect();
+    assert_eq!(tarball_gets, ["tarballs/acme_new-1.0.0.tar"]);
+    let mut puts = keys_of(&add_one, "PUT", "/counted/repo/");
+    puts.sort();
+    puts.dedup();
+    assert_eq!(
+        puts,
+        [LOCK_NAME, "names", "packages/acme_new", "versions"],
+        "{add_one:#?}"
+    );
+    assert!(
+        keys_of(&add_one, "DELETE", "/counted/repo/").is_empty(),
+        "nothing deleted"
+    );
+    let out = succeeded(
+        &hexreg_on(&moto, cwd, &["verify", url, "--name=acme"]),
+        "verify",
+    );
+    assert!(
+        out.starts_with(&format!("ok: 7 packages, {} releases", tarballs.len() + 1)),
+        "{out}"
+    );
+}
+
+/// `hexreg serve s3://...` with the AWS environment of `moto`, a keys file in `cwd` and a
+/// write key, which it returns.
+fn serve_bucket(moto: &Moto, cwd: &std::path::Path, url: &str) -> (Server, String) {
+    let key = succeeded(
+        &hexreg_on(
+            moto,
+            cwd,
+            &["key", "add", "--keys", "keys", "--write", "ci"],
+        ),
+        "key add",
+    )
+    .trim_end()
+    .to_string();
+    let endpoint = moto.endpoint();
+    let keys = cwd.join("keys");
+    let private_key = fixtures::private_key();
+    let server = Server::start(
+        std::path::Path::new(url),
+        &[
+            "--name=acme",
+            "--keys",
+            keys.to_str().unwrap(),
+            "--private-key",
+            private_key.to_str().unwrap(),
+            "--public-reads",
+        ],
+        &[
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    );
+    (server, key)
+}
+
+#[test]
+fn serve_reads_from_a_bucket_and_publishes_into_it() {
+    let moto = Moto::start();
+    moto.create_bucket("served");
+    let url = "s3://served/repo";
+    let storage = moto.storage(url);
+    upload_fixture_tarballs(&storage);
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let key = format!("--private-key={}", fixtures::private_key().display());
+    succeeded(
+        &hexreg_on(&moto, cwd, &["build", url, "--name=acme", &key]),
+        "build",
+    );
+    let (server, api_key) = serve_bucket(&moto, cwd, url);
+
+    // The files, as stored, with the object's validators.
+    let names = storage.read("names").unwrap().unwrap();
+    let got = server.get("/names");
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, names.bytes);
+    assert_eq!(got.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(got.header("content-encoding"), None);
+    let etag = got.header("etag").expect("an ETag").to_string();
+    assert_eq!(
+        etag,
+        format!("\"{}\"", String::from_utf8_lossy(&names.version.0))
+    );
+    let again = server.request("GET", "/names", &[("If-None-Match", &etag)]);
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+    let tarball = storage.read("tarballs/acme_a-0.1.0.tar").unwrap().unwrap();
+    let head = server.request("HEAD", "/tarballs/acme_a-0.1.0.tar", &[]);
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        Some(tarball.bytes.len().to_string().as_str())
+    );
+    for path in [
+        "/.hexreg-lock",
+        "/packages",
+        "/packages/nope",
+        "/../names",
+        "/",
+    ] {
+        assert_eq!(server.get(path).status, 404, "{path}");
+    }
+
+    // A publish through the API lands in the bucket, signed, and is served.
+    let new = Package::new("acme_pub", "1.0.0").tarball();
+    let published = server.post(
+        "/api/publish?replace=false",
+        &[
+            ("authorization", &api_key),
+            ("content-type", "application/octet-stream"),
+        ],
+        &new,
+    );
+    assert_eq!(
+        published.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&published.body)
+    );
+    assert_eq!(
+        storage
+            .read("tarballs/acme_pub-1.0.0.tar")
+            .unwrap()
+            .unwrap()
+            .bytes,
+        new
+    );
+    let signer = signer();
+    let releases = engine::read_package(&storage, REPO, &signer.public, "acme_pub")
+        .unwrap()
+        .expect("packages/acme_pub");
+    assert_eq!(releases[0].version, "1.0.0");
+    assert_sound(&storage, &signer);
+    assert_eq!(server.get("/packages/acme_pub").status, 200);
+    let info = server.request(
+        "GET",
+        "/api/packages/acme_pub",
+        &[("authorization", &api_key)],
+    );
+    assert_eq!(info.status, 200);
+    assert!(String::from_utf8_lossy(&info.body).contains("\"1.0.0\""));
+    assert_eq!(storage.read(LOCK_NAME).unwrap(), None, "lock released");
+}
+
+/// Uploads `count` generated tarballs `gen_NNN-1.0.0.tar`, in parallel.
+fn upload_generated(storage: &ObjectStorage, count: usize) {
+    let batch = storage.batch();
+    for i in 0..count {
+        batch
+            .put(
+                &format!("tarballs/gen_{i:03}-1.0.0.tar"),
+                &Package::new(&format!("gen_{i:03}"), "1.0.0").tarball(),
+                Condition::Create,
+            )
+            .unwrap();
+    }
+    batch.commit().unwrap();
+}
+
+fn hexreg_command(moto: &Moto, cwd: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hexreg"));
+    cmd.current_dir(cwd)
+        .args(args)
+        .env("AWS_ENDPOINT_URL", moto.endpoint())
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("XDG_CACHE_HOME", cwd.join("cache"))
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
+#[test]
+fn a_build_killed_midway_leaves_a_sound_bucket_and_the_next_build_completes_it() {
+    let moto = Moto::start();
+    moto.create_bucket("killed");
+    let url = "s3://killed/repo";
+    let storage = moto.storage(url);
+    let fixtures_count = upload_fixture_tarballs(&storage).len();
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let key = format!("--private-key={}", fixtures::private_key().display());
+    let args = ["build", url, "--name=acme", &key];
+    succeeded(&hexreg_on(&moto, cwd, &args), "first build");
+    upload_generated(&storage, 200);
+
+    let mut child = hexreg_command(&moto, cwd, &args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once it has written some of the new packages/*, before names and versions.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let written = moto
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PUT" && r.target.starts_with("/killed/repo/packages/gen_"))
+            .count();
+        if written > 0 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the build ended before it could be killed"
+        );
+        assert!(std::time::Instant::now() < deadline, "no write seen");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        storage.read(LOCK_NAME).unwrap().is_some(),
+        "the killed run leaves its lock"
+    );
+
+    // What clients read is whole: the old index and whatever packages/* came before it.
+    let signer = signer();
+    let found = assert_sound(&storage, &signer);
+    assert!(found.packages >= 6, "{found:?}");
+    let out = succeeded(
+        &hexreg_on(&moto, cwd, &["verify", url, "--name=acme"]),
+        "verify after the kill",
+    );
+    assert!(out.starts_with("ok: "), "{out}");
+
+    // The next build takes over the dead run's lock at once (same machine, no such process)
+    // and completes the registry.
+    let out = hexreg_on(&moto, cwd, &args);
+    succeeded(&out, "build after the kill");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("waiting"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = succeeded(
+        &hexreg_on(&moto, cwd, &["verify", url, "--name=acme"]),
+        "verify after the rebuild",
+    );
+    assert!(
+        out.starts_with(&format!(
+            "ok: 206 packages, {} releases",
+            fixtures_count + 200
+        )),
+        "{out}"
+    );
+    assert_eq!(storage.read(LOCK_NAME).unwrap(), None);
+}
+
+#[test]
+fn two_builds_at_once_never_interleave_and_both_succeed() {
+    let moto = Moto::start();
+    moto.create_bucket("racing");
+    let url = "s3://racing/repo";
+    let storage = moto.storage(url);
+    let fixtures_count = upload_fixture_tarballs(&storage).len();
+    upload_generated(&storage, 20);
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let key = format!("--private-key={}", fixtures::private_key().display());
+    let args = ["build", url, "--name=acme", &key];
+
+    // Held by this test while both builds start: each reads, then waits for it.
+    let held = storage.try_lock().unwrap().expect("the lock is free");
+    let start = || {
+        let mut child = hexreg_command(&moto, cwd, &args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        (child, rx)
+    };
+    let (a, a_err) = start();
+    let (b, b_err) = start();
+    for err in [&a_err, &b_err] {
+        let line = err
+            .recv_timeout(Duration::from_secs(120))
+            .expect("a build says it waits");
+        assert!(line.starts_with("waiting for another hexreg run"), "{line}");
+    }
+    drop(held);
+    for (child, what) in [(a, "first"), (b, "second")] {
+        let out = child.wait_with_output().unwrap();
+        succeeded(&out, what);
+    }
+
+    let out = succeeded(
+        &hexreg_on(&moto, cwd, &["verify", url, "--name=acme"]),
+        "verify",
+    );
+    assert!(
+        out.starts_with(&format!(
+            "ok: 26 packages, {} releases",
+            fixtures_count + 20
+        )),
+        "{out}"
+    );
+    // In the log, every successful write of a registry file lies inside one holding of the
+    // lock (its creating PUT to its release), and holdings do not overlap.
+    let mut holding = false;
+    let mut holdings = 0;
+    for r in moto.requests() {
+        let lock = format!("/racing/repo/{LOCK_NAME}");
+        let released = r.method == "POST" && r.target.starts_with("/racing?delete")
+            || r.method == "DELETE" && r.target == lock;
+        if r.method == "PUT" && r.target == lock && r.status == 200 {
+            assert!(!holding, "the lock was taken while held: {r:?}");
+            holding = true;
+            holdings += 1;
+        } else if released && r.status < 300 {
+            holding = false;
+        } else if r.method == "PUT"
+            && r.status == 200
+            && !r.target.starts_with("/racing/repo/tarballs/")
+            && r.target.starts_with("/racing/repo/")
+        {
+            assert!(holding, "a write outside the lock: {r:?}");
+        }
+    }
+    assert!(holdings >= 2, "the test's holding and at least one build's");
+    assert_eq!(storage.read(LOCK_NAME).unwrap(), None);
+}
+
+#[test]
+fn a_stale_lock_is_broken_and_a_live_one_is_waited_for_or_refused() {
+    let moto = Moto::start();
+    moto.create_bucket("stale");
+    let url = "s3://stale/repo";
+    let storage = moto.storage(url);
+    upload_fixture_tarballs(&storage);
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let key = format!("--private-key={}", fixtures::private_key().display());
+    let args = ["build", url, "--name=acme", &key, "--no-wait"];
+
+    // Another machine's lock, past its expiry: taken over.
+    let expired = format!(
+        "hexreg lock\nid: dead\nhost: elsewhere\npid: 1\nacquired: 0\nexpires: {}\n",
+        now() - 1
+    );
+    storage
+        .write(LOCK_NAME, expired.as_bytes(), Condition::Create)
+        .unwrap();
+    let out = succeeded(&hexreg_on(&moto, cwd, &args), "build over an expired lock");
+    assert!(out.contains("* creating s3://stale/repo/names"), "{out}");
+    assert_eq!(storage.read(LOCK_NAME).unwrap(), None);
+
+    // Another machine's live lock: --no-wait refuses, naming the way out; nothing written.
+    let live = format!(
+        "hexreg lock\nid: other\nhost: elsewhere\npid: 1\nacquired: 0\nexpires: {}\n",
+        now() + 600
+    );
+    storage
+        .write(LOCK_NAME, live.as_bytes(), Condition::Create)
+        .unwrap();
+    storage
+        .write(
+            "tarballs/acme_new-1.0.0.tar",
+            &Package::new("acme_new", "1.0.0").tarball(),
+            Condition::Create,
+        )
+        .unwrap();
+    let before = objects(&storage);
+    let out = hexreg_on(&moto, cwd, &args);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another hexreg run is changing s3://stale/repo"),
+        "{err}"
+    );
+    assert_eq!(objects(&storage), before, "nothing written");
+    // Broken by deleting it, as README says: then the build goes through.
+    assert!(storage.delete(LOCK_NAME).unwrap());
+    succeeded(
+        &hexreg_on(&moto, cwd, &args),
+        "build after breaking the lock",
+    );
+    assert!(storage.read("packages/acme_new").unwrap().is_some());
+}
+
+#[test]
+fn wrong_credentials_a_missing_bucket_and_an_unreachable_endpoint_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let key = format!("--private-key={}", fixtures::private_key().display());
+    let fails = |moto: &Moto, url: &str, env: &[(&str, &str)], expected: &[&str]| {
+        let mut cmd = hexreg_command(moto, cwd, &["build", url, "--name=acme", &key]);
+        cmd.envs(env.iter().copied());
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        for part in expected {
+            assert!(err.contains(part), "{part:?} in {err}");
+        }
+    };
+
+    let moto = Moto::start();
+    moto.create_bucket("present");
+    let storage = moto.storage("s3://present/repo");
+    upload_fixture_tarballs(&storage);
+    let before = objects(&storage);
+    fails(
+        &moto,
+        "s3://absent/repo",
+        &[],
+        &["s3://absent/repo", "NoSuchBucket", "create it"],
+    );
+    // A port just freed: nothing listens there, connections are refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap();
+    let closed = format!("http://{closed}");
+    fails(
+        &moto,
+        "s3://present/repo",
+        &[("AWS_ENDPOINT_URL", &closed)],
+        &[
+            "s3://present/repo",
+            "Connection refused",
+            "AWS_ENDPOINT_URL",
+        ],
+    );
+    assert_eq!(objects(&storage), before, "nothing written");
+
+    // A server that checks credentials: test/test is no key it knows.
+    let checking = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
+    fails(
+        &checking,
+        "s3://present/repo",
+        &[],
+        &[
+            "s3://present/repo",
+            "InvalidAccessKeyId",
+            "check the credentials",
+        ],
+    );
+    assert!(
+        checking
+            .requests()
+            .iter()
+            .filter(|r| r.target != "/")
+            .all(|r| r.method == "GET" && r.status == 403),
+        "nothing but refused reads (beside the readiness probe of `/`)"
     );
 }

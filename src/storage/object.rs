@@ -173,8 +173,9 @@ pub enum ObjectError {
         /// Why.
         source: io::Error,
     },
-    /// A request failed.
-    #[error("{source}{}", if hint.is_empty() { String::new() } else { format!("; {hint}") })]
+    /// A request failed: shown as one line (the store's error code and message, or the cause
+    /// underneath), then what to do; the full error is its source.
+    #[error("{}{}", summary(source), if hint.is_empty() { String::new() } else { format!("; {hint}") })]
     Request {
         /// Why.
         source: object_store::Error,
@@ -211,6 +212,33 @@ impl From<ObjectError> for StorageError {
     }
 }
 
+/// A failed request in one line: the S3 error document's status, code and message when the
+/// store sent one, otherwise the innermost cause (a refused connection, a timeout), with the
+/// retries made.
+fn summary(e: &object_store::Error) -> String {
+    let text = e.to_string();
+    let between = |start: &str, end: &str| {
+        let from = text.find(start)? + start.len();
+        let len = text[from..].find(end)?;
+        Some(text[from..from + len].trim().to_string())
+    };
+    if let (Some(code), Some(message)) = (
+        between("<Code>", "</Code>"),
+        between("<Message>", "</Message>"),
+    ) {
+        let status = between("status code: ", ":").unwrap_or_default();
+        return format!("the store answered {status} {code}: {message}");
+    }
+    let mut inner: &dyn std::error::Error = e;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    match between("after ", " retries") {
+        Some(retries) => format!("{inner} (after {retries} retries)"),
+        None => inner.to_string(),
+    }
+}
+
 /// What to do about a failed request, when the failure says.
 fn hint(e: &object_store::Error) -> &'static str {
     let text = e.to_string();
@@ -221,6 +249,13 @@ fn hint(e: &object_store::Error) -> &'static str {
         }
         object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. } => {
             "the store must support conditional writes (If-None-Match and If-Match on PUT)"
+        }
+        _ if text.contains("InvalidAccessKeyId")
+            || text.contains("SignatureDoesNotMatch")
+            || text.contains("AccessDenied")
+            || text.contains("ExpiredToken") =>
+        {
+            "check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, or AWS_PROFILE) and that they may list, read, write and delete objects under the prefix"
         }
         _ if text.contains("NoSuchBucket") => {
             "the bucket does not exist: create it, or check the URL, AWS_ENDPOINT_URL and AWS_REGION"
@@ -641,7 +676,7 @@ impl ObjectStorage {
             let Some(current) = self.read_lock()? else {
                 continue;
             };
-            if !lock_expired(&current, shared.options.lock_ttl) {
+            if !lock_expired(&current, shared.options.lock_ttl) && !owner.holder_is_gone(&current) {
                 return Ok(None);
             }
             let Some(e_tag) = e_tag_of(&current.version) else {
@@ -711,6 +746,18 @@ fn lock_expired(lock: &Object, ttl: Duration) -> bool {
     now() >= expires
 }
 
+/// The boot id of the running kernel and the process namespace of this process, which
+/// together say where a process id means the same process; "" when /proc does not tell.
+fn process_namespace() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let namespace = std::fs::read_link("/proc/self/ns/pid").unwrap_or_default();
+    let (boot, namespace) = (boot.trim(), namespace.to_string_lossy());
+    if boot.is_empty() || namespace.is_empty() {
+        return String::new();
+    }
+    format!("{boot} {namespace}")
+}
+
 /// The value of `name: value` in a lock's text.
 fn field<'t>(text: &'t str, name: &str) -> Option<&'t str> {
     text.lines().find_map(|line| {
@@ -725,6 +772,9 @@ struct Owner {
     id: String,
     host: String,
     pid: u32,
+    /// This kernel's boot id and process namespace: where `pid` means this process ("" when
+    /// unknown).
+    processes: String,
     acquired: i64,
 }
 
@@ -746,16 +796,40 @@ impl Owner {
             id,
             host,
             pid: std::process::id(),
+            processes: process_namespace(),
             acquired: now(),
         })
+    }
+
+    /// Whether the lock object `lock` was left by a process of this machine that is gone (it
+    /// was killed before it could delete it): same boot and process namespace, and no process
+    /// with its id.
+    fn holder_is_gone(&self, lock: &Object) -> bool {
+        let Ok(text) = std::str::from_utf8(&lock.bytes) else {
+            return false;
+        };
+        let (Some(processes), Some(pid)) = (field(text, "processes"), field(text, "pid")) else {
+            return false;
+        };
+        if self.processes.is_empty() || processes != self.processes {
+            return false;
+        }
+        let Some(pid) = pid
+            .parse::<i32>()
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        else {
+            return false;
+        };
+        rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
     }
 
     /// The lock object's content, expiring `ttl` from now.
     fn body(&self, ttl: Duration) -> Vec<u8> {
         let expires = now().saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
         format!(
-            "hexreg lock: delete this object to break the lock, when no hexreg run is going on\nid: {}\nhost: {}\npid: {}\nacquired: {}\nexpires: {expires}\n",
-            self.id, self.host, self.pid, self.acquired
+            "hexreg lock: delete this object to break the lock, when no hexreg run is going on\nid: {}\nhost: {}\npid: {}\nprocesses: {}\nacquired: {}\nexpires: {expires}\n",
+            self.id, self.host, self.pid, self.processes, self.acquired
         )
         .into_bytes()
     }

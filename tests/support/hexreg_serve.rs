@@ -91,6 +91,24 @@ impl Server {
         self.raw(&raw)
     }
 
+    /// `POST path` with `headers` and `body`, on a fresh connection.
+    pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+        let mut raw = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            raw.push_str(&format!("{k}: {v}\r\n"));
+        }
+        raw.push_str("\r\n");
+        let mut stream = connect(self.port);
+        stream.write_all(raw.as_bytes()).expect("send request");
+        stream.write_all(body).expect("send body");
+        let mut bytes = Vec::new();
+        stream.read_to_end(&mut bytes).expect("read response");
+        HttpResponse::parse_whole(&bytes)
+    }
+
     /// Sends `raw` on a fresh connection and reads the response to EOF.
     pub fn raw(&self, raw: &str) -> HttpResponse {
         let mut stream = connect(self.port);

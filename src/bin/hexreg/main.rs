@@ -86,7 +86,7 @@ fn main() -> ExitCode {
             Ok(verify::Outcome::Sound) => Ok(()),
             Ok(verify::Outcome::Problems) => return ExitCode::FAILURE,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", output::describe(&e));
                 return ExitCode::from(2);
             }
         },
@@ -95,7 +95,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", output::describe(&e));
             ExitCode::FAILURE
         }
     }

@@ -42,3 +42,28 @@ pub fn with_problems(e: Error) -> anyhow::Error {
     }
     e.into()
 }
+
+/// An error and its causes on one line, `outer: cause: ...`, leaving out a cause whose text is
+/// already there (most messages include their source's) and the raw sources of an object-store
+/// error, whose message already sums them up.
+pub fn describe(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let shown = cause.to_string();
+        if !text.contains(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        let summarized = cause
+            .downcast_ref::<hexreg::storage::object::ObjectError>()
+            .is_some()
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.is::<hexreg::storage::object::ObjectError>());
+        if summarized {
+            break;
+        }
+    }
+    text
+}
