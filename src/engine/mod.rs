@@ -9,11 +9,13 @@
 //! and deletes tarballs last. Each records what it changed in [`Changes`]. [`verify()`] reads
 //! a registry and returns every problem it finds.
 
+pub mod advisories;
 pub mod build;
 pub mod cache;
 pub mod changes;
 pub mod docs;
 pub mod manage;
+pub mod policies;
 pub mod verify;
 mod writer;
 
@@ -22,10 +24,12 @@ use crate::registry::ResourceError;
 use crate::signing::{PrivateKey, PublicKey, SignError};
 use crate::storage::{Lock, Storage, StorageError};
 
+pub use advisories::read_advisories;
 pub use build::BuildOptions;
 pub use cache::Cache;
 pub use changes::{Change, ChangeKind, Changes, Stage};
-pub use manage::{NewTarball, indexed_versions, read_package};
+pub use manage::{NewTarball, indexed_versions, read_package, read_package_record};
+pub use policies::read_policies;
 pub use verify::{Verification, verify};
 
 /// Why an operation failed. Nothing was written unless the error says so.
@@ -123,6 +127,32 @@ pub enum Error {
         /// Its missing `packages/NAME` file, as shown.
         path: String,
     },
+    /// An advisory refused.
+    #[error(transparent)]
+    Advisory(#[from] crate::advisory::AdvisoryError),
+    /// No such advisory.
+    #[error("package `{package}` has no advisory `{id}` (it has: {})", if have.is_empty() { "none".to_string() } else { have.join(", ") })]
+    NoAdvisory {
+        /// The package.
+        package: String,
+        /// The id asked for.
+        id: String,
+        /// The ids there are.
+        have: Vec<String>,
+    },
+    /// A policy refused.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    /// No such policy.
+    #[error(
+        "there is no policy `{name}` ({path} does not exist; `hexreg policy list` shows the policies)"
+    )]
+    NoPolicy {
+        /// The policy.
+        name: String,
+        /// Its missing file, as shown.
+        path: String,
+    },
     /// No such version.
     #[error("package `{package}` has no version `{version}` (it has: {})", have.join(", "))]
     NoVersion {
@@ -182,6 +212,7 @@ pub struct Registry<'a> {
     cache: Cache,
     progress: &'a dyn Progress,
     changes: Changes,
+    release_dates: bool,
     _lock: Lock,
 }
 
@@ -196,6 +227,7 @@ impl<'a> Registry<'a> {
             cache: Cache::disabled(repo),
             progress: &Silent,
             changes: Changes::default(),
+            release_dates: false,
             _lock: lock,
         }
     }
@@ -203,6 +235,16 @@ impl<'a> Registry<'a> {
     /// Uses `cache` to skip what earlier runs read.
     pub fn with_cache(mut self, cache: Cache) -> Self {
         self.cache = cache;
+        self
+    }
+
+    /// With `on`, every release that enters the registry without a recorded `published_at`
+    /// gets one (Hex 2.5's cooldown reads it): its tarball's modification time, which for
+    /// `add` (and a publish through `serve`) is when the tarball was stored. Dates already
+    /// recorded are kept either way; off (the default), nothing new is dated, so a registry
+    /// without dates is written byte for byte as the task writes it.
+    pub fn with_release_dates(mut self, on: bool) -> Self {
+        self.release_dates = on;
         self
     }
 
