@@ -19,7 +19,7 @@ impl Registry<'_> {
         let index = self.load_index()?;
         let (mut releases, mut advisories) = self.existing_record(package)?;
         let affected = advisory::add(&mut releases, &mut advisories, new);
-        self.write_advisories(index, package, releases, &advisories)?;
+        self.write_advisories(Order::Grow, index, package, releases, &advisories)?;
         Ok(affected)
     }
 
@@ -35,7 +35,7 @@ impl Registry<'_> {
                 have: advisories.iter().map(|a| a.id.clone()).collect(),
             });
         }
-        self.write_advisories(index, package, releases, &advisories)
+        self.write_advisories(Order::Shrink, index, package, releases, &advisories)
     }
 
     fn existing_record(
@@ -49,15 +49,20 @@ impl Registry<'_> {
         }
     }
 
+    /// Writes `package` with `advisories`, and the index. Adding goes `packages/NAME` first,
+    /// removing the index first: `versions` never flags a release its file does not, and a
+    /// run stopped between the two writes is completed by running it again (the file still
+    /// holds what it adds or removes).
     fn write_advisories(
         &mut self,
+        order: Order,
         index: super::manage::Index,
         package: &str,
         releases: Vec<Release>,
         advisories: &[SecurityAdvisory],
     ) -> Result<(), Error> {
         self.write_changes(
-            Order::Grow,
+            order,
             index,
             vec![(package.to_string(), releases)],
             &[],
