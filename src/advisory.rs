@@ -18,8 +18,10 @@ pub enum AdvisoryError {
         "--id `{0}` is not an advisory id: give one word without spaces, e.g. GHSA-xxxx-xxxx-xxxx or CVE-2026-1234"
     )]
     Id(String),
-    /// `--summary` is empty.
-    #[error("--summary is empty: give a one-line description of the vulnerability")]
+    /// `--summary` is empty or holds control characters (a line break, an escape).
+    #[error(
+        "--summary is empty or holds control characters: give a one-line description of the vulnerability"
+    )]
     Summary,
     /// A URL that is not http(s).
     #[error("{flag} `{url}` is not an http:// or https:// URL: give the advisory's web page")]
@@ -82,7 +84,7 @@ impl NewAdvisory {
         if !is_word(&self.id) {
             return Err(AdvisoryError::Id(crate::tarball::one_line(&self.id)));
         }
-        if self.summary.trim().is_empty() {
+        if self.summary.trim().is_empty() || self.summary.chars().any(char::is_control) {
             return Err(AdvisoryError::Summary);
         }
         check_url("--url", &self.html_url)?;
@@ -246,5 +248,8 @@ mod tests {
         assert!(matches!(a.check(), Err(AdvisoryError::Cvss(_))));
         a.cvss_score = Some(f32::NAN);
         assert!(matches!(a.check(), Err(AdvisoryError::Cvss(_))));
+        a.cvss_score = None;
+        a.summary = "two\nlines".into();
+        assert_eq!(a.check(), Err(AdvisoryError::Summary));
     }
 }

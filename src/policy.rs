@@ -47,6 +47,11 @@ pub enum PolicyError {
         /// Why.
         source: RequirementError,
     },
+    /// A description with control characters.
+    #[error(
+        "--description holds control characters (a line break, an escape): give one line of text"
+    )]
+    Description,
     /// A repository name that is empty or holds whitespace.
     #[error(
         "--repository `{0}` is not a repository name: give the name clients use, e.g. `hexpm` or the registry's --name"
@@ -155,6 +160,13 @@ impl PolicySpec {
         }
         if let Some(cooldown) = &self.cooldown {
             cooldown_seconds(cooldown)?;
+        }
+        if self
+            .description
+            .as_deref()
+            .is_some_and(|d| d.chars().any(char::is_control))
+        {
+            return Err(PolicyError::Description);
         }
         Ok(())
     }

@@ -607,6 +607,85 @@ mod tests {
         assert!(bytes.windows(4).any(|w| w == [0x1a, 0x02, 0x00, 0x01]));
     }
 
+    fn release(version: &str) -> Release {
+        Release::from_proto(proto::package::Release {
+            version: version.into(),
+            inner_checksum: vec![1; 32],
+            outer_checksum: Some(vec![2; 32]),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn annotations_carry_over_by_version_and_drop_bad_indexes() {
+        let advisory = SecurityAdvisory {
+            id: "A".into(),
+            ..Default::default()
+        };
+        let mut recorded = vec![release("1.0.0"), release("2.0.0")];
+        recorded[0].published_at = Some(Timestamp {
+            seconds: 10,
+            nanos: 5,
+        });
+        recorded[0].advisory_indexes = vec![0];
+        recorded[1].retired = Some(Retirement {
+            reason: RetirementReason::RetiredInvalid,
+            message: None,
+        });
+        let mut package = proto::package::Package {
+            releases: recorded.iter().map(Release::to_proto).collect(),
+            name: "foo".into(),
+            repository: "acme".into(),
+            advisories: vec![advisory.clone()],
+        };
+        // An index past the advisories (a corrupt or foreign file) is dropped.
+        package.releases[1].advisory_indexes = vec![7];
+        let annotations = Annotations::from_package(package);
+        assert_eq!(annotations, Annotations::of(&recorded, &[advisory]));
+
+        // Releases read from tarballs take them; a date they already have is replaced only by
+        // a recorded one.
+        let mut fresh = vec![release("1.0.0"), release("2.0.0"), release("3.0.0")];
+        for r in &mut fresh {
+            r.published_at = Some(Timestamp {
+                seconds: 99,
+                nanos: 0,
+            });
+        }
+        annotations.apply(&mut fresh);
+        assert_eq!(
+            fresh[0].published_at.map(|t| (t.seconds, t.nanos)),
+            Some((10, 5))
+        );
+        assert_eq!(fresh[0].advisory_indexes, [0]);
+        assert_eq!(fresh[1].published_at.map(|t| t.seconds), Some(99));
+        assert!(fresh[1].retired.is_some());
+        assert!(fresh[2].retired.is_none() && fresh[2].advisory_indexes.is_empty());
+    }
+
+    #[test]
+    fn release_fields_are_written_in_ascending_order_with_unpacked_advisory_indexes() {
+        let mut r = release("1.0.0");
+        r.advisory_indexes = vec![0, 1];
+        r.published_at = Some(Timestamp {
+            seconds: 1,
+            nanos: 0,
+        });
+        let bytes = r.to_proto().encode_to_vec();
+        // ... outer_checksum (field 5), then 30 00 30 01 (field 6, one tag per element), then
+        // 3a 04 08 01 10 00 (field 7: seconds 1, nanos 0).
+        assert!(
+            bytes.ends_with(&[0x30, 0x00, 0x30, 0x01, 0x3a, 0x04, 0x08, 0x01, 0x10, 0x00]),
+            "{bytes:02x?}"
+        );
+        let p = PackageSummary::new("foo", 0, &[release("0.1.0"), r]);
+        assert_eq!(p.with_advisories, [1]);
+        let versions = versions_payload("acme", &[p]);
+        // with_advisories: field 5, packed: 2a 01 01.
+        assert!(versions.windows(3).any(|w| w == [0x2a, 0x01, 0x01]));
+    }
+
     #[test]
     fn sealed_resources_open_and_verify() {
         let key = key();
