@@ -75,7 +75,7 @@ pub fn read_policies(
         .list(POLICIES_DIR)?
         .unwrap_or_default()
         .into_iter()
-        .filter(|e| !e.name.starts_with('.'))
+        .filter(|e| e.regular && !e.name.starts_with('.'))
         .map(|e| e.name)
         .collect();
     names.sort();
