@@ -3,11 +3,14 @@
 //!
 //! A [`Registry`] is a repository name, its signing key and a storage whose lock it holds. Its
 //! operations ([`Registry::build`], [`Registry::add`], [`Registry::remove`],
-//! [`Registry::retire`], [`Registry::unretire`]) decide every change before writing anything,
+//! [`Registry::retire`], [`Registry::unretire`], [`Registry::add_advisory`],
+//! [`Registry::remove_advisory`], [`Registry::set_policy`], [`Registry::remove_policy`]) decide
+//! every change before writing anything,
 //! then write in an order that leaves a registry clients accept after any write: what grows
 //! goes tarballs, `packages/*`, then `names` and `versions`; what shrinks goes the index first
 //! and deletes tarballs last. Each records what it changed in [`Changes`]. [`verify()`] reads
-//! a registry and returns every problem it finds.
+//! a registry and returns every problem it finds. What a `packages/NAME` records beyond the
+//! tarballs (retirements, release dates, advisories) is kept by every write of it.
 
 pub mod advisories;
 pub mod build;
