@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-const PROTOS: [&str; 4] = ["signed", "names", "versions", "package"];
+const PROTOS: [&str; 5] = ["signed", "names", "versions", "package", "policy"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);

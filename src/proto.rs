@@ -20,3 +20,7 @@ pub mod versions {
 pub mod package {
     include!(concat!(env!("OUT_DIR"), "/package/package.rs"));
 }
+/// `policy.proto`: the `/policies/NAME` resource.
+pub mod policy {
+    include!(concat!(env!("OUT_DIR"), "/policy/policy.rs"));
+}

@@ -91,7 +91,21 @@ pub struct Release {
     pub dependencies: Vec<proto::package::Dependency>,
     /// Set when the release is retired.
     pub retired: Option<Retirement>,
+    /// When the release entered the registry (Hex 2.5's cooldown reads it); `None` writes no
+    /// `published_at`, as the task does.
+    pub published_at: Option<Timestamp>,
+    /// Indexes into the package's advisories of those affecting this release.
+    pub advisory_indexes: Vec<u32>,
 }
+
+/// `Timestamp` of `package.proto`: seconds and nanoseconds since the Unix epoch.
+pub use crate::proto::package::Timestamp;
+
+/// A security advisory of a package: `SecurityAdvisory` of `package.proto`.
+pub use crate::proto::package::SecurityAdvisory;
+
+/// The severity of an advisory: `AdvisorySeverity` of `package.proto`.
+pub use crate::proto::package::AdvisorySeverity;
 
 impl Release {
     /// The release a valid tarball describes, within repository `repo`.
@@ -115,6 +129,8 @@ impl Release {
             outer_checksum: tarball.outer_checksum,
             dependencies,
             retired: None,
+            published_at: None,
+            advisory_indexes: Vec::new(),
         })
     }
 
@@ -126,8 +142,8 @@ impl Release {
             dependencies: self.dependencies.clone(),
             retired: self.retired.as_ref().map(Retirement::to_proto),
             outer_checksum: Some(self.outer_checksum.to_vec()),
-            advisory_indexes: Vec::new(),
-            published_at: None,
+            advisory_indexes: self.advisory_indexes.clone(),
+            published_at: self.published_at,
         }
     }
 }
@@ -152,6 +168,8 @@ impl Release {
             outer_checksum,
             dependencies: release.dependencies,
             retired: release.retired.map(Retirement::from_proto).transpose()?,
+            published_at: release.published_at,
+            advisory_indexes: release.advisory_indexes,
         })
     }
 }
@@ -172,15 +190,121 @@ pub fn sort_releases(releases: &mut [Release]) {
     version::sort_by_version(releases, |r| &r.parsed);
 }
 
-/// The `packages/NAME` payload. `releases` must be sorted ([`sort_releases`]).
-pub fn package_payload(repo: &str, name: &str, releases: &[Release]) -> Vec<u8> {
+/// The `packages/NAME` payload. `releases` must be sorted ([`sort_releases`]); their
+/// `advisory_indexes` point into `advisories`.
+pub fn package_payload(
+    repo: &str,
+    name: &str,
+    releases: &[Release],
+    advisories: &[SecurityAdvisory],
+) -> Vec<u8> {
     proto::package::Package {
         releases: releases.iter().map(Release::to_proto).collect(),
         name: name.to_string(),
         repository: repo.to_string(),
-        advisories: Vec::new(),
+        advisories: advisories.to_vec(),
     }
     .encode_to_vec()
+}
+
+/// What a `packages/NAME` file records that no tarball holds, and that every later build and
+/// change keeps: each release's retirement, publication time and advisory indexes, and the
+/// package's advisories.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Annotations {
+    /// The releases with any of them, by version.
+    pub releases: Vec<ReleaseAnnotations>,
+    /// The package's advisories, which `advisory_indexes` point into.
+    pub advisories: Vec<SecurityAdvisory>,
+}
+
+/// What a `packages/NAME` file records of one release beyond its tarball.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseAnnotations {
+    /// The version text.
+    pub version: String,
+    /// Its retirement.
+    pub retired: Option<Retirement>,
+    /// When it entered the registry.
+    pub published_at: Option<Timestamp>,
+    /// Indexes into the package's advisories.
+    pub advisory_indexes: Vec<u32>,
+}
+
+impl Annotations {
+    /// The annotations of `releases` and `advisories`, as they would be written.
+    pub fn of(releases: &[Release], advisories: &[SecurityAdvisory]) -> Self {
+        Annotations {
+            releases: releases
+                .iter()
+                .filter(|r| {
+                    r.retired.is_some()
+                        || r.published_at.is_some()
+                        || !r.advisory_indexes.is_empty()
+                })
+                .map(|r| ReleaseAnnotations {
+                    version: r.version.clone(),
+                    retired: r.retired.clone(),
+                    published_at: r.published_at,
+                    advisory_indexes: r.advisory_indexes.clone(),
+                })
+                .collect(),
+            advisories: advisories.to_vec(),
+        }
+    }
+
+    /// The annotations of a decoded `packages/NAME` payload. Lenient, as a build must be with
+    /// a file it is about to rewrite: a retirement reason `package.proto` does not define
+    /// (written by a newer tool) is kept as "other", so the release stays retired, and an
+    /// advisory index past the advisories is dropped.
+    pub fn from_package(package: proto::package::Package) -> Self {
+        let count = package.advisories.len();
+        Annotations {
+            releases: package
+                .releases
+                .into_iter()
+                .map(|r| ReleaseAnnotations {
+                    retired: r.retired.map(|status| {
+                        Retirement::from_proto(status.clone()).unwrap_or(Retirement {
+                            reason: RetirementReason::RetiredOther,
+                            message: status.message,
+                        })
+                    }),
+                    published_at: r.published_at,
+                    advisory_indexes: r
+                        .advisory_indexes
+                        .into_iter()
+                        .filter(|&i| (i as usize) < count)
+                        .collect(),
+                    version: r.version,
+                })
+                .filter(|r| {
+                    r.retired.is_some()
+                        || r.published_at.is_some()
+                        || !r.advisory_indexes.is_empty()
+                })
+                .collect(),
+            advisories: package.advisories,
+        }
+    }
+
+    /// Gives each of `releases` (read from tarballs) what is recorded for its version: its
+    /// retirement, its advisory indexes, and its publication time when one is recorded (a
+    /// release without keeps the one it has, e.g. its tarball's modification time).
+    pub fn apply(&self, releases: &mut [Release]) {
+        for recorded in &self.releases {
+            for release in releases
+                .iter_mut()
+                .filter(|r| r.version == recorded.version)
+            {
+                release.retired = recorded.retired.clone();
+                release.advisory_indexes = recorded.advisory_indexes.clone();
+                if recorded.published_at.is_some() {
+                    release.published_at = recorded.published_at;
+                }
+            }
+        }
+    }
 }
 
 /// One package's line in `names` and `versions`.
@@ -194,6 +318,8 @@ pub struct PackageSummary {
     pub versions: Vec<String>,
     /// Indexes into `versions` of retired releases.
     pub retired: Vec<i32>,
+    /// Indexes into `versions` of releases with security advisories.
+    pub with_advisories: Vec<i32>,
 }
 
 impl PackageSummary {
@@ -207,6 +333,12 @@ impl PackageSummary {
                 .iter()
                 .enumerate()
                 .filter(|(_, r)| r.retired.is_some())
+                .map(|(i, _)| i as i32)
+                .collect(),
+            with_advisories: releases
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| !r.advisory_indexes.is_empty())
                 .map(|(i, _)| i as i32)
                 .collect(),
         }
@@ -240,7 +372,7 @@ pub fn versions_payload(repo: &str, packages: &[PackageSummary]) -> Vec<u8> {
                 name: p.name.clone(),
                 versions: p.versions.clone(),
                 retired: p.retired.clone(),
-                with_advisories: Vec::new(),
+                with_advisories: p.with_advisories.clone(),
             })
             .collect(),
         repository: repo.to_string(),
@@ -453,6 +585,7 @@ mod tests {
             updated_at: 1,
             versions: vec![],
             retired: vec![],
+            with_advisories: vec![],
         };
         assert_eq!(
             names_payload("acme", &[p]),
@@ -467,10 +600,90 @@ mod tests {
             updated_at: 0,
             versions: vec!["1.0.0".into(), "2.0.0".into()],
             retired: vec![0, 1],
+            with_advisories: vec![],
         };
         let bytes = versions_payload("r", &[p]);
         // ... 0x1a (field 3, length-delimited) 0x02 0x00 0x01
         assert!(bytes.windows(4).any(|w| w == [0x1a, 0x02, 0x00, 0x01]));
+    }
+
+    fn release(version: &str) -> Release {
+        Release::from_proto(proto::package::Release {
+            version: version.into(),
+            inner_checksum: vec![1; 32],
+            outer_checksum: Some(vec![2; 32]),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn annotations_carry_over_by_version_and_drop_bad_indexes() {
+        let advisory = SecurityAdvisory {
+            id: "A".into(),
+            ..Default::default()
+        };
+        let mut recorded = vec![release("1.0.0"), release("2.0.0")];
+        recorded[0].published_at = Some(Timestamp {
+            seconds: 10,
+            nanos: 5,
+        });
+        recorded[0].advisory_indexes = vec![0];
+        recorded[1].retired = Some(Retirement {
+            reason: RetirementReason::RetiredInvalid,
+            message: None,
+        });
+        let mut package = proto::package::Package {
+            releases: recorded.iter().map(Release::to_proto).collect(),
+            name: "foo".into(),
+            repository: "acme".into(),
+            advisories: vec![advisory.clone()],
+        };
+        // An index past the advisories (a corrupt or foreign file) is dropped.
+        package.releases[1].advisory_indexes = vec![7];
+        let annotations = Annotations::from_package(package);
+        assert_eq!(annotations, Annotations::of(&recorded, &[advisory]));
+
+        // Releases read from tarballs take them; a date they already have is replaced only by
+        // a recorded one.
+        let mut fresh = vec![release("1.0.0"), release("2.0.0"), release("3.0.0")];
+        for r in &mut fresh {
+            r.published_at = Some(Timestamp {
+                seconds: 99,
+                nanos: 0,
+            });
+        }
+        annotations.apply(&mut fresh);
+        assert_eq!(
+            fresh[0].published_at.map(|t| (t.seconds, t.nanos)),
+            Some((10, 5))
+        );
+        assert_eq!(fresh[0].advisory_indexes, [0]);
+        assert_eq!(fresh[1].published_at.map(|t| t.seconds), Some(99));
+        assert!(fresh[1].retired.is_some());
+        assert!(fresh[2].retired.is_none() && fresh[2].advisory_indexes.is_empty());
+    }
+
+    #[test]
+    fn release_fields_are_written_in_ascending_order_with_unpacked_advisory_indexes() {
+        let mut r = release("1.0.0");
+        r.advisory_indexes = vec![0, 1];
+        r.published_at = Some(Timestamp {
+            seconds: 1,
+            nanos: 0,
+        });
+        let bytes = r.to_proto().encode_to_vec();
+        // ... outer_checksum (field 5), then 30 00 30 01 (field 6, one tag per element), then
+        // 3a 04 08 01 10 00 (field 7: seconds 1, nanos 0).
+        assert!(
+            bytes.ends_with(&[0x30, 0x00, 0x30, 0x01, 0x3a, 0x04, 0x08, 0x01, 0x10, 0x00]),
+            "{bytes:02x?}"
+        );
+        let p = PackageSummary::new("foo", 0, &[release("0.1.0"), r]);
+        assert_eq!(p.with_advisories, [1]);
+        let versions = versions_payload("acme", &[p]);
+        // with_advisories: field 5, packed: 2a 01 01.
+        assert!(versions.windows(3).any(|w| w == [0x2a, 0x01, 0x01]));
     }
 
     #[test]

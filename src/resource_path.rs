@@ -9,6 +9,8 @@ pub const PACKAGES_DIR: &str = "packages";
 pub const TARBALLS_DIR: &str = "tarballs";
 /// Directory of the documentation tarballs, where hex_core's `get_docs` fetches them.
 pub const DOCS_DIR: &str = "docs";
+/// Directory of the `policies/NAME` resources (Hex 2.5's `HEX_POLICY=REPO/NAME`).
+pub const POLICIES_DIR: &str = "policies";
 
 /// A file of a registry, relative to its root.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -25,6 +27,8 @@ pub enum ResourcePath {
     Tarball(String),
     /// `docs/NAME-VERSION.tar.gz`: a release's documentation.
     Docs(String),
+    /// `policies/NAME`: a dependency policy.
+    Policy(String),
 }
 
 impl ResourcePath {
@@ -58,6 +62,7 @@ impl fmt::Display for ResourcePath {
             ResourcePath::Package(name) => write!(f, "{PACKAGES_DIR}/{name}"),
             ResourcePath::Tarball(file) => write!(f, "{TARBALLS_DIR}/{file}"),
             ResourcePath::Docs(file) => write!(f, "{DOCS_DIR}/{file}"),
+            ResourcePath::Policy(name) => write!(f, "{POLICIES_DIR}/{name}"),
         }
     }
 }

@@ -1852,3 +1852,58 @@ fn a_client_that_stalls_mid_body_gets_408_and_changes_nothing() {
     let fresh = Package::new("acme_fast", "1.0.0").tarball();
     assert_eq!(publish(&server, &fx.writer, fresh).status, 201);
 }
+
+/// `serve --published-at` dates each release it publishes with the time its tarball was
+/// stored (Hex 2.5's cooldown reads `published_at`); without the flag, none is written, as the
+/// task writes none. Policies written next to the registry are served like any resource.
+#[test]
+fn publishing_with_published_at_dates_releases_and_policies_are_served() {
+    let release_dates = |fx: &Fixture| -> Vec<Option<i64>> {
+        let bytes = fs::read(fx.public.join("packages/acme_dated")).unwrap();
+        registry::open_package(&bytes, &public_key(), REPO, "acme_dated")
+            .unwrap()
+            .releases
+            .into_iter()
+            .map(|r| r.published_at.map(|t| t.seconds))
+            .collect()
+    };
+    let tarball = Package::new("acme_dated", "1.0.0").tarball();
+
+    let fx = Fixture::new();
+    let server = fx.serve(&[]);
+    assert_eq!(publish(&server, &fx.writer, tarball.clone()).status, 201);
+    assert_eq!(release_dates(&fx), [None]);
+    drop(server);
+
+    let fx = Fixture::new();
+    let server = fx.serve(&["--published-at"]);
+    assert_eq!(publish(&server, &fx.writer, tarball).status, 201);
+    let stored = fs::metadata(fx.public.join("tarballs/acme_dated-1.0.0.tar"))
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert_eq!(release_dates(&fx), [Some(stored)]);
+    fx.assert_sound(1);
+
+    ok(
+        &fx.dir,
+        &[
+            "policy",
+            "set",
+            "public",
+            "strict",
+            "--cooldown=7d",
+            "--name=acme",
+            &format!("--private-key={}", private_key().display()),
+        ],
+    );
+    let served = req("GET", "/policies/strict").key(&fx.reader).send(&server);
+    assert_eq!(served.status, 200);
+    assert_eq!(
+        served.body,
+        fs::read(fx.public.join("policies/strict")).unwrap()
+    );
+}

@@ -1082,3 +1082,82 @@ fn wrong_credentials_a_missing_bucket_and_an_unreachable_endpoint_are_clear_erro
         "nothing but refused reads (beside the readiness probe of `/`)"
     );
 }
+
+/// Release dates, advisories and policies in a bucket: the engine writes them there as in a
+/// directory, a build keeps them, and verify checks the policies.
+#[test]
+fn dates_advisories_and_policies_on_s3() {
+    let moto = Moto::start();
+    moto.create_bucket("registry");
+    let s3 = moto.storage("s3://registry/acme");
+    upload_fixture_tarballs(&s3);
+    let signer = signer();
+    let open = || Registry::open(&s3, REPO, &signer, s3.try_lock().unwrap().unwrap());
+    open()
+        .with_release_dates(true)
+        .build(&BuildOptions::default())
+        .unwrap();
+    let affects = hexreg::requirement::Requirement::parse("< 0.2.0").unwrap();
+    let advisory = hexreg::advisory::NewAdvisory {
+        id: "GHSA-s3".into(),
+        summary: "in a bucket".into(),
+        html_url: "https://example.com/GHSA-s3".into(),
+        api_url: None,
+        severity: registry::AdvisorySeverity::SeverityCritical,
+        cvss_score: None,
+        aliases: Vec::new(),
+        affects,
+    };
+    let affected = open().add_advisory("acme_a", &advisory).unwrap();
+    assert_eq!(affected, ["0.1.0", "0.1.1"]);
+    let spec = hexreg::policy::PolicySpec {
+        name: "strict".into(),
+        repository: REPO.into(),
+        cooldown: Some("2w".into()),
+        ..Default::default()
+    };
+    open().set_policy(&spec).unwrap();
+
+    // A build without dating keeps dates and advisories: nothing changes.
+    assert!(build(&s3, &signer).is_empty());
+    let file = s3.read("packages/acme_a").unwrap().unwrap().bytes;
+    let package = registry::open_package(&file, &signer.public, REPO, "acme_a").unwrap();
+    assert_eq!(package.advisories[0].id, "GHSA-s3");
+    assert!(package.releases.iter().all(|r| r.published_at.is_some()));
+    let flagged: Vec<&str> = package
+        .releases
+        .iter()
+        .filter(|r| r.advisory_indexes == [0])
+        .map(|r| r.version.as_str())
+        .collect();
+    assert_eq!(flagged, ["0.1.0", "0.1.1"]);
+    let policy = s3.read("policies/strict").unwrap().unwrap().bytes;
+    let policy = hexreg::policy::open_policy(&policy, &signer.public, REPO, "strict").unwrap();
+    assert_eq!(
+        policy.repositories[0]
+            .restriction
+            .as_ref()
+            .and_then(|r| r.cooldown.as_deref()),
+        Some("2w")
+    );
+    assert_sound(&s3, &signer);
+
+    s3.write(
+        "policies/strict",
+        b"junk",
+        Condition::Replace(s3.read("policies/strict").unwrap().unwrap().version),
+    )
+    .unwrap();
+    let found = engine::verify(&s3, REPO, &signer.public).unwrap();
+    assert!(
+        found
+            .problems
+            .iter()
+            .any(|p| p.contains("policies/strict: is not gzip data")),
+        "{:?}",
+        found.problems
+    );
+    open().remove_policy("strict").unwrap();
+    assert_eq!(s3.read("policies/strict").unwrap(), None);
+    assert_sound(&s3, &signer);
+}

@@ -476,7 +476,19 @@ fn hex_core_decodes_retirements_hexreg_writes() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let beams = tmp.path().join("rebar3-beams");
+    let stdout = hex_core_decode(&rebar3, tmp.path(), &public);
+    assert!(
+        stdout.contains("retired=>#{message=><<\"CVE-2026-1:use0.2.0\">>,reason=>'RETIRED_SECURITY'},version=><<\"0.1.0\">>"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("retired=>[0]"), "{stdout}");
+}
+
+/// What rebar3's own copy of hex_core (`r3_hex_registry`, run in Erlang) makes of
+/// `packages/acme_erl` and `versions` in `public`, signatures verified: the two decoded terms,
+/// printed with `~p`, whitespace removed. Fails unless both decode.
+fn hex_core_decode(rebar3: &Path, dir: &Path, public: &Path) -> String {
+    let beams = dir.join("rebar3-beams");
     let script = format!(
         r#"
 {{ok, Sections}} = escript:extract("{rebar3}", []),
@@ -505,13 +517,64 @@ halt().
         .split_whitespace()
         .collect::<String>();
     assert!(
-        out.status.success() && stdout.starts_with("{ok,"),
+        out.status.success() && stdout.starts_with("{ok,") && stdout.contains("}{ok,"),
         "erl failed: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        stdout.contains("retired=>#{message=><<\"CVE-2026-1:use0.2.0\">>,reason=>'RETIRED_SECURITY'},version=><<\"0.1.0\">>"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("retired=>[0]"), "{stdout}");
+    stdout
+}
+
+/// A registry with Hex 2.5's fields (release dates, an advisory, a policy): rebar3 3.19's
+/// hex_core 0.7.1 predates them. It still verifies and decodes `packages/NAME` and `versions`
+/// (its gpb decoder skips the fields it does not know: the test shows which it knows), and
+/// resolves, downloads and compiles from the registry.
+#[test]
+fn rebar3_accepts_registry_with_hex_2_5_fields() {
+    let Some(rebar3) = rebar3_or_skip("rebar3_accepts_registry_with_hex_2_5_fields") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let public = tmp.path().join("public");
+    copy_tarballs(&public);
+    let key = key_arg(&private_key());
+    for args in [
+        vec!["build", "public", "--published-at"],
+        vec![
+            "advisory",
+            "add",
+            "public",
+            "acme_erl",
+            "--id=GHSA-test",
+            "--summary=test advisory",
+            "--url=https://example.com/GHSA-test",
+            "--severity=medium",
+            "--affects=< 0.2.0",
+        ],
+        vec!["policy", "set", "public", "strict", "--cooldown=7d"],
+    ] {
+        let mut args = args;
+        args.extend(["--name=acme", key.as_str()]);
+        let out = hexreg(tmp.path(), &args);
+        assert!(
+            out.status.success(),
+            "hexreg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let stdout = hex_core_decode(&rebar3, tmp.path(), &public);
+    assert!(stdout.contains("version=><<\"0.1.0\">>"), "{stdout}");
+    assert!(stdout.contains("version=><<\"0.2.0\">>"), "{stdout}");
+    // 0.7.1 knows none of the new fields: they are skipped, not misread.
+    for field in [
+        "published_at",
+        "advisories",
+        "advisory_indexes",
+        "with_advisories",
+    ] {
+        assert!(
+            !stdout.contains(field),
+            "hex_core 0.7.1 decoded {field}: {stdout}"
+        );
+    }
+    assert_rebar3_accepts(&rebar3, tmp.path(), &public);
 }

@@ -149,7 +149,7 @@ fn read_tarball(bytes: &[u8]) {
         return;
     };
     let name = &t.metadata.name;
-    let payload = registry::package_payload(REPO, name, std::slice::from_ref(&release));
+    let payload = registry::package_payload(REPO, name, std::slice::from_ref(&release), &[]);
     let package = registry::decode_package(&payload, REPO, name)
         .expect("a payload hexreg wrote decodes as the package it describes");
     assert_eq!(package.releases.len(), 1);

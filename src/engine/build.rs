@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 
 use super::cache::Cache;
-use super::writer::Outcome;
+use super::writer::{Carry, Outcome};
 use super::{ChangeKind, Error, Registry, Stage};
 use crate::package_name;
-use crate::registry::{self, PackageSummary, Release};
+use crate::registry::{self, PackageSummary, Release, Timestamp};
 use crate::resource_path::{ResourcePath, TARBALLS_DIR};
 use crate::signing::{PublicKey, PublicKeyFormat};
 use crate::storage::{Condition, Entry, Version};
@@ -103,7 +103,15 @@ impl Registry<'_> {
                             None => self.cache.keep(&file.name),
                         }
                         let entry = packages.entry(t.package).or_insert((Vec::new(), i64::MIN));
-                        entry.0.push(t.release);
+                        let mut release = t.release;
+                        if self.release_dates {
+                            // Replaced by the date the file in place records, if any.
+                            release.published_at = Some(Timestamp {
+                                seconds: t.mtime,
+                                nanos: 0,
+                            });
+                        }
+                        entry.0.push(release);
                         entry.1 = entry.1.max(t.mtime);
                     }
                     Err(e) => problems.push(e),
@@ -120,8 +128,9 @@ impl Registry<'_> {
                 list.push((name, releases));
                 mtimes.push(mtime);
             }
-            // Retirements are taken from the existing files here, so summaries come after.
-            outcomes.extend(self.prepare_packages(package_files, &mut list, true)?);
+            // Retirements, dates and advisories are taken from the existing files here, so
+            // summaries come after.
+            outcomes.extend(self.prepare_packages(package_files, &mut list, Carry::Tarballs)?);
             for ((name, releases), mtime) in list.iter().zip(mtimes) {
                 summaries.push(PackageSummary::new(name, mtime, releases));
             }

@@ -22,11 +22,12 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 
 use crate::proto;
-use crate::registry::{Release, Retirement};
+use crate::registry::{Annotations, Release, ReleaseAnnotations, Retirement};
 use crate::storage::Version;
 
-/// Bump when the meaning of an entry changes (2: storage version tokens instead of `stat`).
-const FORMAT: u32 = 2;
+/// Bump when the meaning of an entry changes (2: storage version tokens instead of `stat`;
+/// 3: registry files record release dates and advisories, not only retirements).
+const FORMAT: u32 = 3;
 
 /// The cache file. Tarball entries are kept encoded (a `CacheEntry` message is wire-compatible
 /// with `bytes`): a hex.pm-sized cache holds 150,000 of them, and only the entries of the
@@ -63,15 +64,22 @@ struct ResourceEntry {
     #[prost(bytes = "vec", tag = "3")]
     payload_sha256: Vec<u8>,
     #[prost(message, repeated, tag = "4")]
-    retired: Vec<RetiredVersion>,
+    releases: Vec<ReleaseEntry>,
+    #[prost(message, repeated, tag = "5")]
+    advisories: Vec<proto::package::SecurityAdvisory>,
 }
 
+/// One release's [`ReleaseAnnotations`].
 #[derive(Clone, PartialEq, prost::Message)]
-struct RetiredVersion {
+struct ReleaseEntry {
     #[prost(string, tag = "1")]
     version: String,
     #[prost(message, optional, tag = "2")]
     status: Option<proto::package::RetirementStatus>,
+    #[prost(message, optional, tag = "3")]
+    published_at: Option<proto::package::Timestamp>,
+    #[prost(uint32, repeated, tag = "4")]
+    advisory_indexes: Vec<u32>,
 }
 
 /// What the cache knows of a registry file hexreg wrote or checked.
@@ -79,8 +87,8 @@ struct RetiredVersion {
 pub struct KnownResource {
     /// SHA-256 of the payload the file holds, signed by the current key.
     pub payload_sha256: [u8; 32],
-    /// The retirements in that payload (for `packages/*`).
-    pub retired: Vec<(String, Retirement)>,
+    /// What that payload records beyond the tarballs (for `packages/*`).
+    pub annotations: Annotations,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -200,8 +208,11 @@ impl Cache {
 
     /// Records the release of a tarball read this run, for the next run.
     pub fn put(&mut self, file_name: &str, version: Version, release: &Release) {
+        // What a tarball holds only: the rest comes from the registry file.
         let mut proto = release.to_proto();
         proto.retired = None;
+        proto.published_at = None;
+        proto.advisory_indexes = Vec::new();
         self.changed = true;
         let entry = CacheEntry {
             file_name: file_name.to_string(),
@@ -218,17 +229,28 @@ impl Cache {
         if entry.version != version.0 || version.0.is_empty() {
             return None;
         }
-        let retired = entry
-            .retired
+        let releases = entry
+            .releases
             .iter()
             .map(|r| {
-                let status = Retirement::from_proto(r.status.clone()?).ok()?;
-                Some((r.version.clone(), status))
+                let retired = match &r.status {
+                    Some(status) => Some(Retirement::from_proto(status.clone()).ok()?),
+                    None => None,
+                };
+                Some(ReleaseAnnotations {
+                    version: r.version.clone(),
+                    retired,
+                    published_at: r.published_at,
+                    advisory_indexes: r.advisory_indexes.clone(),
+                })
             })
             .collect::<Option<Vec<_>>>()?;
         Some(KnownResource {
             payload_sha256: <[u8; 32]>::try_from(entry.payload_sha256.as_slice()).ok()?,
-            retired,
+            annotations: Annotations {
+                releases,
+                advisories: entry.advisories.clone(),
+            },
         })
     }
 
@@ -238,20 +260,24 @@ impl Cache {
         rel: &str,
         version: Version,
         payload_sha256: [u8; 32],
-        retired: Vec<(String, Retirement)>,
+        annotations: Annotations,
         fresh: bool,
     ) {
         let entry = ResourceEntry {
             path: rel.to_string(),
             version: version.0,
             payload_sha256: payload_sha256.to_vec(),
-            retired: retired
+            releases: annotations
+                .releases
                 .into_iter()
-                .map(|(version, r)| RetiredVersion {
-                    version,
-                    status: Some(r.to_proto()),
+                .map(|r| ReleaseEntry {
+                    version: r.version,
+                    status: r.retired.as_ref().map(Retirement::to_proto),
+                    published_at: r.published_at,
+                    advisory_indexes: r.advisory_indexes,
                 })
                 .collect(),
+            advisories: annotations.advisories,
         };
         self.changed |= fresh || self.old_resources.get(rel) != Some(&entry);
         self.new_resources.push(entry);
@@ -392,7 +418,7 @@ mod tests {
         for i in 0..count {
             cache.put(&format!("foo-1.{i}.0.tar"), stat(i), &release(i));
         }
-        cache.put_resource("names", stat(1), [3; 32], Vec::new(), true);
+        cache.put_resource("names", stat(1), [3; 32], Annotations::default(), true);
         cache.save().unwrap();
 
         let loaded = Cache::load(dir.path(), public, "acme", b"key");

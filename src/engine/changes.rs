@@ -32,6 +32,8 @@ pub enum Stage {
     Versions = 5,
     /// Tarballs deleted by `remove`, after the index no longer lists them.
     Deletions = 6,
+    /// `policies/*` written or removed.
+    Policies = 7,
 }
 
 /// One change: a path relative to the registry's root.

@@ -6,9 +6,12 @@
 
 use std::collections::BTreeMap;
 
+use super::writer::Carry;
 use super::{ChangeKind, Error, Registry, Stage};
 use crate::package_name;
-use crate::registry::{self, PackageSummary, Release, ResourceError, Retirement};
+use crate::registry::{
+    self, PackageSummary, Release, ResourceError, Retirement, SecurityAdvisory, Timestamp,
+};
 use crate::resource_path::{DOCS_DIR, ResourcePath, TARBALLS_DIR, tarball_file_name};
 use crate::storage::{Condition, Version};
 use crate::tarball;
@@ -40,12 +43,16 @@ impl NewTarball {
     }
 }
 
+/// A package's releases (sorted) and its advisories, which their `advisory_indexes` point
+/// into.
+pub type PackageRecord = (Vec<Release>, Vec<SecurityAdvisory>);
+
 /// The packages of a registry, from its `names` and `versions`.
-type Index = BTreeMap<String, PackageSummary>;
+pub(super) type Index = BTreeMap<String, PackageSummary>;
 
 /// Which way a change goes, for the order of its writes (see `write_changes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Order {
+pub(super) enum Order {
     Grow,
     Shrink,
 }
@@ -75,7 +82,7 @@ impl Registry<'_> {
     /// Every package of the registry, from `names` and `versions`. A package only one of them
     /// lists (a run stopped between the two) is completed from what the other files record,
     /// so that the next write of the index repairs it.
-    fn load_index(&self) -> Result<Index, Error> {
+    pub(super) fn load_index(&self) -> Result<Index, Error> {
         let names = self.payload(&ResourcePath::Names)?;
         let versions = self.payload(&ResourcePath::Versions)?;
         let (names, versions) = match (names, versions) {
@@ -123,6 +130,7 @@ impl Registry<'_> {
                     updated_at,
                     versions: p.versions,
                     retired: p.retired,
+                    with_advisories: p.with_advisories,
                 },
             );
         }
@@ -140,17 +148,26 @@ impl Registry<'_> {
     /// The releases in `packages/NAME`, sorted; `None` if the file does not exist. A file not
     /// signed by this registry's key is reported as such, naming the key.
     fn load_package(&self, name: &str) -> Result<Option<Vec<Release>>, Error> {
-        read_package(self.storage, &self.repo, &self.signer.public, name).map_err(|e| match e {
-            Error::Resource {
-                path,
-                source: source @ (ResourceError::BadSignature | ResourceError::Unsigned),
-            } => Error::Untrusted {
-                path,
-                source,
-                key: self.signer.name.clone(),
+        Ok(self
+            .load_package_record(name)?
+            .map(|(releases, _)| releases))
+    }
+
+    /// [`Registry::load_package`], with the package's advisories.
+    pub(super) fn load_package_record(&self, name: &str) -> Result<Option<PackageRecord>, Error> {
+        read_package_record(self.storage, &self.repo, &self.signer.public, name).map_err(
+            |e| match e {
+                Error::Resource {
+                    path,
+                    source: source @ (ResourceError::BadSignature | ResourceError::Unsigned),
+                } => Error::Untrusted {
+                    path,
+                    source,
+                    key: self.signer.name.clone(),
+                },
+                other => other,
             },
-            other => other,
-        })
+        )
     }
 
     /// Release `version` of `package`, or an error saying there is none.
@@ -161,7 +178,7 @@ impl Registry<'_> {
     }
 
     /// The releases of `package`, or an error saying it is not in the registry.
-    fn existing_package(&self, package: &str) -> Result<Vec<Release>, Error> {
+    pub(super) fn existing_package(&self, package: &str) -> Result<Vec<Release>, Error> {
         self.load_package(package)?.ok_or_else(|| Error::NoPackage {
             package: package.to_string(),
             root: self.shown("").trim_end_matches('/').to_string(),
@@ -177,19 +194,20 @@ impl Registry<'_> {
     /// `packages/NAME` lacks. What shrinks (`Shrink`: remove) goes index first, then packages,
     /// then tarballs: a release leaves what clients resolve with before its record and its
     /// tarball go, and until its record goes, running the command again finds it.
-    fn write_changes(
+    pub(super) fn write_changes(
         &mut self,
         order: Order,
         mut index: Index,
         mut changed: Vec<(String, Vec<Release>)>,
         removed: &[String],
         delete: &[ResourcePath],
+        carry: Carry,
     ) -> Result<(), Error> {
         self.write_public_key(None)?;
         // A few packages change: their files are read, `packages/` is not listed.
         let files = super::writer::PackageFiles::Unlisted;
         if order == Order::Grow {
-            self.write_packages(&files, &mut changed, false)?;
+            self.write_packages(&files, &mut changed, carry)?;
         }
         for (name, releases) in &changed {
             let updated_at = index.get(name).map_or(0, |s| s.updated_at);
@@ -204,7 +222,7 @@ impl Registry<'_> {
         let summaries: Vec<PackageSummary> = index.into_values().collect();
         self.write_index(&summaries, removed)?;
         if order == Order::Shrink {
-            self.write_packages(&files, &mut changed, false)?;
+            self.write_packages(&files, &mut changed, carry)?;
         }
         for path in delete {
             let key = path.key();
@@ -302,7 +320,11 @@ impl Registry<'_> {
                         ));
                         continue;
                     }
-                    releases[i] = t.release.clone();
+                    // The release is the same version: its date and advisories stay.
+                    let mut release = t.release.clone();
+                    release.published_at = releases[i].published_at;
+                    release.advisory_indexes = std::mem::take(&mut releases[i].advisory_indexes);
+                    releases[i] = release;
                     copies.push((t, on_disk_version));
                     added.push((t.name.clone(), t.release.version.clone()));
                 }
@@ -362,14 +384,28 @@ impl Registry<'_> {
                 updated_at: mtime,
                 versions: Vec::new(),
                 retired: Vec::new(),
+                with_advisories: Vec::new(),
             });
             entry.updated_at = entry.updated_at.max(mtime);
+            // A release entering the registry is dated when it is stored; a replaced one
+            // keeps the date it first entered with.
+            if self.release_dates
+                && let Some(release) = packages
+                    .get_mut(name)
+                    .and_then(|rs| rs.iter_mut().find(|r| &r.version == version))
+                && release.published_at.is_none()
+            {
+                release.published_at = Some(Timestamp {
+                    seconds: mtime,
+                    nanos: 0,
+                });
+            }
         }
         let changed: Vec<(String, Vec<Release>)> = packages
             .into_iter()
             .filter(|(name, _)| added.iter().any(|(n, _)| n == name))
             .collect();
-        self.write_changes(Order::Grow, index, changed, &[], &[])
+        self.write_changes(Order::Grow, index, changed, &[], &[], Carry::Records)
     }
 
     /// Removes release `version` of `package` (every release when `None`): updates
@@ -405,6 +441,7 @@ impl Registry<'_> {
                 Vec::new(),
                 &[package.to_string()],
                 &delete,
+                Carry::Records,
             )
         } else {
             // `updated_at` is the newest of the package's tarballs, as a build computes it:
@@ -430,6 +467,7 @@ impl Registry<'_> {
                 vec![(package.to_string(), releases)],
                 &[],
                 &delete,
+                Carry::Records,
             )
         }
     }
@@ -521,6 +559,7 @@ impl Registry<'_> {
             vec![(package.to_string(), releases)],
             &[],
             &[],
+            Carry::Records,
         )
     }
 }
@@ -578,6 +617,17 @@ pub fn read_package(
     key: &crate::signing::PublicKey,
     package: &str,
 ) -> Result<Option<Vec<Release>>, Error> {
+    Ok(read_package_record(storage, repo, key, package)?.map(|(releases, _)| releases))
+}
+
+/// [`read_package`], with the package's advisories (which the releases' `advisory_indexes`
+/// point into).
+pub fn read_package_record(
+    storage: &dyn crate::storage::Storage,
+    repo: &str,
+    key: &crate::signing::PublicKey,
+    package: &str,
+) -> Result<Option<PackageRecord>, Error> {
     let path = ResourcePath::package(package).key();
     let Some(object) = storage.read(&path)? else {
         return Ok(None);
@@ -600,5 +650,5 @@ pub fn read_package(
         })
         .collect::<Result<Vec<_>, _>>()?;
     registry::sort_releases(&mut releases);
-    Ok(Some(releases))
+    Ok(Some((releases, decoded.advisories)))
 }

@@ -3,17 +3,22 @@
 //!
 //! A [`Registry`] is a repository name, its signing key and a storage whose lock it holds. Its
 //! operations ([`Registry::build`], [`Registry::add`], [`Registry::remove`],
-//! [`Registry::retire`], [`Registry::unretire`]) decide every change before writing anything,
+//! [`Registry::retire`], [`Registry::unretire`], [`Registry::add_advisory`],
+//! [`Registry::remove_advisory`], [`Registry::set_policy`], [`Registry::remove_policy`]) decide
+//! every change before writing anything,
 //! then write in an order that leaves a registry clients accept after any write: what grows
 //! goes tarballs, `packages/*`, then `names` and `versions`; what shrinks goes the index first
 //! and deletes tarballs last. Each records what it changed in [`Changes`]. [`verify()`] reads
-//! a registry and returns every problem it finds.
+//! a registry and returns every problem it finds. What a `packages/NAME` records beyond the
+//! tarballs (retirements, release dates, advisories) is kept by every write of it.
 
+pub mod advisories;
 pub mod build;
 pub mod cache;
 pub mod changes;
 pub mod docs;
 pub mod manage;
+pub mod policies;
 pub mod verify;
 mod writer;
 
@@ -22,10 +27,12 @@ use crate::registry::ResourceError;
 use crate::signing::{PrivateKey, PublicKey, SignError};
 use crate::storage::{Lock, Storage, StorageError};
 
+pub use advisories::read_advisories;
 pub use build::BuildOptions;
 pub use cache::Cache;
 pub use changes::{Change, ChangeKind, Changes, Stage};
-pub use manage::{NewTarball, indexed_versions, read_package};
+pub use manage::{NewTarball, indexed_versions, read_package, read_package_record};
+pub use policies::read_policies;
 pub use verify::{Verification, verify};
 
 /// Why an operation failed. Nothing was written unless the error says so.
@@ -123,6 +130,32 @@ pub enum Error {
         /// Its missing `packages/NAME` file, as shown.
         path: String,
     },
+    /// An advisory refused.
+    #[error(transparent)]
+    Advisory(#[from] crate::advisory::AdvisoryError),
+    /// No such advisory.
+    #[error("package `{package}` has no advisory `{id}` (it has: {})", if have.is_empty() { "none".to_string() } else { have.join(", ") })]
+    NoAdvisory {
+        /// The package.
+        package: String,
+        /// The id asked for.
+        id: String,
+        /// The ids there are.
+        have: Vec<String>,
+    },
+    /// A policy refused.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    /// No such policy.
+    #[error(
+        "there is no policy `{name}` ({path} does not exist; `hexreg policy list` shows the policies)"
+    )]
+    NoPolicy {
+        /// The policy.
+        name: String,
+        /// Its missing file, as shown.
+        path: String,
+    },
     /// No such version.
     #[error("package `{package}` has no version `{version}` (it has: {})", have.join(", "))]
     NoVersion {
@@ -186,6 +219,7 @@ pub struct Registry<'a> {
     cache: Cache,
     progress: &'a dyn Progress,
     changes: Changes,
+    release_dates: bool,
     lock: std::sync::Mutex<Option<Lock>>,
     /// With [`Registry::open_deferred`]: how to take the lock, and whether it was taken after
     /// the registry was read.
@@ -204,6 +238,7 @@ impl<'a> Registry<'a> {
             cache: Cache::disabled(repo),
             progress: &Silent,
             changes: Changes::default(),
+            release_dates: false,
             lock: std::sync::Mutex::new(Some(lock)),
             take_lock: None,
             locked_late: std::sync::atomic::AtomicBool::new(false),
@@ -229,6 +264,7 @@ impl<'a> Registry<'a> {
             cache: Cache::disabled(repo),
             progress: &Silent,
             changes: Changes::default(),
+            release_dates: false,
             lock: std::sync::Mutex::new(None),
             take_lock: Some(take_lock),
             locked_late: std::sync::atomic::AtomicBool::new(false),
@@ -261,6 +297,16 @@ impl<'a> Registry<'a> {
     /// Uses `cache` to skip what earlier runs read.
     pub fn with_cache(mut self, cache: Cache) -> Self {
         self.cache = cache;
+        self
+    }
+
+    /// With `on`, every release that enters the registry without a recorded `published_at`
+    /// gets one (Hex 2.5's cooldown reads it): its tarball's modification time, which for
+    /// `add` (and a publish through `serve`) is when the tarball was stored. Dates already
+    /// recorded are kept either way; off (the default), nothing new is dated, so a registry
+    /// without dates is written byte for byte as the task writes it.
+    pub fn with_release_dates(mut self, on: bool) -> Self {
+        self.release_dates = on;
         self
     }
 

@@ -165,6 +165,19 @@ pub fn verify(storage: &dyn Storage, repo: &str, key: &PublicKey) -> Result<Veri
                         .filter(|(_, r)| r.retired.is_some())
                         .map(|(i, _)| i as i32)
                         .collect();
+                    let with_advisories: Vec<i32> = package
+                        .releases
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| !r.advisory_indexes.is_empty())
+                        .map(|(i, _)| i as i32)
+                        .collect();
+                    if with_advisories != p.with_advisories {
+                        found.note(
+                            &shown("versions"),
+                            format!("with_advisories indexes of {} do not match {path}", p.name),
+                        );
+                    }
                     if retired != p.retired {
                         found.note(
                             &shown("versions"),
@@ -181,6 +194,43 @@ pub fn verify(storage: &dyn Storage, repo: &str, key: &PublicKey) -> Result<Veri
                     "is not listed in names",
                 );
             }
+        }
+    }
+
+    // Advisory indexes point at advisories the package has.
+    for (name, package) in &by_name {
+        for release in &package.releases {
+            if let Some(i) = release
+                .advisory_indexes
+                .iter()
+                .find(|&&i| i as usize >= package.advisories.len())
+            {
+                found.add(
+                    &shown(&ResourcePath::package(name).key()),
+                    format!(
+                        "release {} has advisory index {i}, but the package has {} advisories (re-add or remove the advisory with `hexreg advisory`)",
+                        release.version,
+                        package.advisories.len()
+                    ),
+                );
+            }
+        }
+    }
+
+    // Every policy opens, verifies and names itself and the repository.
+    for (name, policy) in super::read_policies(storage, repo, key)? {
+        let path = shown(&ResourcePath::Policy(name.clone()).key());
+        if !crate::policy::is_valid_name(&name) {
+            found.add(
+                &path,
+                format!(
+                    "`{}` is not a policy name Hex accepts ({}): remove the file",
+                    tarball::one_line(&name),
+                    crate::policy::NAME_RULE
+                ),
+            );
+        } else if let Err(e) = policy {
+            found.add(&path, e);
         }
     }
 

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::{ChangeKind, Error, Registry, Stage};
-use crate::registry::{self, PackageSummary, Release, Retirement};
+use crate::registry::{self, Annotations, PackageSummary, Release, SecurityAdvisory};
 use crate::resource_path::{PACKAGES_DIR, ResourcePath};
 use crate::storage::{Condition, Entry, Version};
 
@@ -34,11 +34,25 @@ pub(super) enum Existing {
 pub(super) struct Outcome {
     path: ResourcePath,
     digest: [u8; 32],
-    retired: Vec<(String, Retirement)>,
+    annotations: Annotations,
     /// `Some` when the file must be written: how, and the payload to sign and seal.
     changed: Option<(ChangeKind, Condition, Vec<u8>)>,
     /// The version of the unchanged file.
     version: Option<Version>,
+}
+
+/// What a write of `packages/NAME` keeps of the file in place.
+#[derive(Clone, Copy)]
+pub(super) enum Carry<'a> {
+    /// The releases were read from tarballs (build): each takes the retirement, publication
+    /// time and advisory indexes the file records for its version, and the package the
+    /// file's advisories.
+    Tarballs,
+    /// The releases were read from the file (add, remove, retire): the package keeps the
+    /// file's advisories.
+    Records,
+    /// The package's advisories become these (`advisory add` and `remove`).
+    Advisories(&'a [SecurityAdvisory]),
 }
 
 /// The files of `packages/`: listed once per operation, sorted by name (a build, which looks at
@@ -113,7 +127,7 @@ impl Registry<'_> {
         path: ResourcePath,
         payload: Vec<u8>,
         existing: Existing,
-        retired: Vec<(String, Retirement)>,
+        annotations: Annotations,
     ) -> Outcome {
         let digest: [u8; 32] = Sha256::digest(&payload).into();
         let (unchanged, version) = match existing {
@@ -131,7 +145,7 @@ impl Registry<'_> {
         Outcome {
             path,
             digest,
-            retired,
+            annotations,
             changed,
             version: if unchanged { version } else { None },
         }
@@ -155,7 +169,7 @@ impl Registry<'_> {
                         condition,
                         payload,
                         outcome.digest,
-                        outcome.retired,
+                        outcome.annotations,
                     ));
                 }
                 None => unchanged.push(outcome),
@@ -186,12 +200,12 @@ impl Registry<'_> {
                 .into_iter()
                 .map(|e| (e.name, e.version))
                 .collect();
-            for (path, kind, _, _, digest, retired) in payloads {
+            for (path, kind, _, _, digest, annotations) in payloads {
                 let key = path.key();
                 self.changes.file(stage(&path), kind, &key);
                 if let Some(version) = written.get(&key) {
                     self.cache
-                        .put_resource(&key, version.clone(), digest, retired, true);
+                        .put_resource(&key, version.clone(), digest, annotations, true);
                 }
             }
         }
@@ -201,7 +215,7 @@ impl Registry<'_> {
                     &outcome.path.key(),
                     version,
                     outcome.digest,
-                    outcome.retired,
+                    outcome.annotations,
                     false,
                 );
             }
@@ -209,16 +223,15 @@ impl Registry<'_> {
         Ok(())
     }
 
-    /// Writes `packages/NAME` of each package whose payload changed. With `keep_retirements`,
-    /// releases take the retirement recorded for their version in the existing file (what
-    /// `build` does, since tarballs carry no retirement).
+    /// Writes `packages/NAME` of each package whose payload changed, with what `carry` says
+    /// to keep of the file in place.
     pub(super) fn write_packages(
         &mut self,
         files: &PackageFiles,
         packages: &mut [(String, Vec<Release>)],
-        keep_retirements: bool,
+        carry: Carry,
     ) -> Result<(), Error> {
-        let outcomes = self.prepare_packages(files, packages, keep_retirements)?;
+        let outcomes = self.prepare_packages(files, packages, carry)?;
         self.commit_packages(outcomes)
     }
 
@@ -233,7 +246,7 @@ impl Registry<'_> {
         &self,
         files: &PackageFiles,
         packages: &mut [(String, Vec<Release>)],
-        keep_retirements: bool,
+        carry: Carry,
     ) -> Result<Vec<Outcome>, Error> {
         let this = self;
         packages
@@ -241,21 +254,28 @@ impl Registry<'_> {
             .map(|(name, releases)| {
                 let path = ResourcePath::package(name);
                 let existing = this.existing(&path, files.get(name))?;
-                if keep_retirements {
-                    match &existing {
-                        Existing::Known(_, known) => apply_retirements(&known.retired, releases),
-                        Existing::Read(_, bytes) => {
-                            apply_retirements(&read_retirements(bytes, &this.repo, name), releases)
-                        }
-                        Existing::Missing => {}
+                let recorded = match &existing {
+                    Existing::Known(_, known) => known.annotations.clone(),
+                    Existing::Read(_, bytes) => read_annotations(bytes, &this.repo, name),
+                    Existing::Missing => Annotations::default(),
+                };
+                let advisories: &[SecurityAdvisory] = match carry {
+                    Carry::Tarballs => {
+                        recorded.apply(releases);
+                        &recorded.advisories
                     }
+                    Carry::Records => &recorded.advisories,
+                    Carry::Advisories(advisories) => advisories,
+                };
+                // Every index points at an advisory the file holds.
+                for release in releases.iter_mut() {
+                    release
+                        .advisory_indexes
+                        .retain(|&i| (i as usize) < advisories.len());
                 }
-                let payload = registry::package_payload(&this.repo, name, releases);
-                let retired = releases
-                    .iter()
-                    .filter_map(|r| Some((r.version.clone(), r.retired.clone()?)))
-                    .collect();
-                Ok(this.prepare(path, payload, existing, retired))
+                let payload = registry::package_payload(&this.repo, name, releases, advisories);
+                let annotations = Annotations::of(releases, advisories);
+                Ok(this.prepare(path, payload, existing, annotations))
             })
             .collect()
     }
@@ -290,7 +310,7 @@ impl Registry<'_> {
                 .get(&path.key())
                 .map_or(Listing::Absent, Listing::Entry);
             let existing = self.existing(&path, listed)?;
-            outcomes.push(self.prepare(path, payload, existing, Vec::new()));
+            outcomes.push(self.prepare(path, payload, existing, Annotations::default()));
         }
         self.commit_resources(outcomes, |path| {
             if *path == ResourcePath::Names {
@@ -310,36 +330,14 @@ impl Registry<'_> {
     }
 }
 
-/// The retirements recorded in an existing `packages/NAME` file. A file that cannot be read back
-/// (corrupt, another repository) has none to keep. The signature is not checked: retirements
-/// survive a build that changes the key, as they do in the task. A reason `package.proto` does
-/// not define (written by a newer tool) is kept as "other": the release stays retired.
-fn read_retirements(existing: &[u8], repo: &str, name: &str) -> Vec<(String, Retirement)> {
-    let Ok(opened) = registry::open(existing) else {
-        return Vec::new();
-    };
-    let Ok(package) = registry::decode_package(&opened.payload, repo, name) else {
-        return Vec::new();
-    };
-    package
-        .releases
-        .into_iter()
-        .filter_map(|r| {
-            let status = r.retired?;
-            let retirement = Retirement::from_proto(status.clone()).unwrap_or(Retirement {
-                reason: registry::RetirementReason::RetiredOther,
-                message: status.message,
-            });
-            Some((r.version, retirement))
-        })
-        .collect()
-}
-
-/// Sets the retirement of each release whose version is listed.
-fn apply_retirements(retired: &[(String, Retirement)], releases: &mut [Release]) {
-    for (version, retirement) in retired {
-        for release in releases.iter_mut().filter(|r| &r.version == version) {
-            release.retired = Some(retirement.clone());
-        }
-    }
+/// What an existing `packages/NAME` file records beyond the tarballs. A file that cannot be
+/// read back (corrupt, another repository) has nothing to keep. The signature is not checked:
+/// retirements, release dates and advisories survive a build that changes the key, as
+/// retirements do in the task.
+fn read_annotations(existing: &[u8], repo: &str, name: &str) -> Annotations {
+    registry::open(existing)
+        .ok()
+        .and_then(|opened| registry::decode_package(&opened.payload, repo, name).ok())
+        .map(Annotations::from_package)
+        .unwrap_or_default()
 }

@@ -388,3 +388,116 @@ fn reverting_a_release_with_docs_fails_safely_at_every_write() {
     registry.remove("alpha", Some("1.0.0")).unwrap();
     assert!(memory.read("docs/alpha-1.0.0.tar.gz").unwrap().is_none());
 }
+
+fn advisory(id: &str, affects: &str) -> hexreg::advisory::NewAdvisory {
+    hexreg::advisory::NewAdvisory {
+        id: id.into(),
+        summary: "a vulnerability".into(),
+        html_url: format!("https://example.com/{id}"),
+        api_url: None,
+        severity: registry::AdvisorySeverity::SeverityHigh,
+        cvss_score: Some(9.0),
+        aliases: Vec::new(),
+        affects: hexreg::requirement::Requirement::parse(affects).unwrap(),
+    }
+}
+
+/// [`built`], with an advisory on alpha 1.0.0 and 1.1.0.
+fn with_advisory() -> MemoryStorage {
+    let memory = built();
+    let signer = signer();
+    let lock = memory.try_lock().unwrap().unwrap();
+    Registry::open(&memory, REPO, &signer, lock)
+        .add_advisory("alpha", &advisory("GHSA-1", "~> 1.0"))
+        .unwrap();
+    memory
+}
+
+#[test]
+fn advisories_fail_safely_at_every_write() {
+    fails_safely_at_every_write(true, built, |registry| {
+        registry
+            .add_advisory("alpha", &advisory("GHSA-1", "< 2.0.0-0"))
+            .map(drop)
+    });
+    fails_safely_at_every_write(true, with_advisory, |registry| {
+        registry.remove_advisory("alpha", "GHSA-1")
+    });
+}
+
+#[test]
+fn policies_fail_safely_at_every_write() {
+    let spec = hexreg::policy::PolicySpec {
+        name: "strict".into(),
+        repository: REPO.into(),
+        cooldown: Some("7d".into()),
+        ..Default::default()
+    };
+    fails_safely_at_every_write(true, built, |registry| registry.set_policy(&spec));
+    fails_safely_at_every_write(
+        true,
+        || {
+            let memory = built();
+            let signer = signer();
+            let lock = memory.try_lock().unwrap().unwrap();
+            Registry::open(&memory, REPO, &signer, lock)
+                .set_policy(&spec)
+                .unwrap();
+            memory
+        },
+        |registry| registry.remove_policy("strict"),
+    );
+}
+
+#[test]
+fn advisories_and_dates_survive_changes_in_memory() {
+    let signer = signer();
+    let memory = with_advisory();
+    let open = || Registry::open(&memory, REPO, &signer, memory.try_lock().unwrap().unwrap());
+    let flagged = || {
+        let file = memory.read("packages/alpha").unwrap().unwrap().bytes;
+        let package = registry::open_package(&file, &signer.public, REPO, "alpha").unwrap();
+        assert_eq!(package.advisories.len(), 1);
+        package
+            .releases
+            .iter()
+            .filter(|r| !r.advisory_indexes.is_empty())
+            .map(|r| r.version.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(flagged(), ["1.0.0", "1.1.0"]);
+    open()
+        .with_release_dates(true)
+        .build(&BuildOptions::default())
+        .unwrap();
+    open()
+        .add(vec![new_tarball("alpha", "1.2.0")], false)
+        .unwrap();
+    open()
+        .retire(
+            "alpha",
+            "1.0.0",
+            Retirement {
+                reason: RetirementReason::RetiredSecurity,
+                message: None,
+            },
+        )
+        .unwrap();
+    open().remove("alpha", Some("1.1.0")).unwrap();
+    assert!(build(&memory, &signer).unwrap().is_empty());
+    assert_eq!(flagged(), ["1.0.0"]);
+    let file = memory.read("packages/alpha").unwrap().unwrap().bytes;
+    let package = registry::open_package(&file, &signer.public, REPO, "alpha").unwrap();
+    let dated: Vec<(&str, bool)> = package
+        .releases
+        .iter()
+        .map(|r| (r.version.as_str(), r.published_at.is_some()))
+        .collect();
+    // Dated by the build with dates; 1.2.0 was added without.
+    assert_eq!(
+        dated,
+        [("1.0.0", true), ("1.2.0", false), ("2.0.0-rc.1", true)]
+    );
+    let found = engine::verify(&memory, REPO, &signer.public).unwrap();
+    assert!(found.is_sound() && found.notes.is_empty(), "{found:?}");
+}

@@ -26,6 +26,11 @@ pub struct BuildArgs {
     /// Format of the public_key file: pkcs1 (as mix writes it) or spki (for gleam's hexpm crate).
     #[arg(long, value_enum, default_value_t = KeyFormat::Pkcs1)]
     pub public_key_format: KeyFormat,
+    /// Record when each release enters the registry (`published_at`, which Hex 2.5's
+    /// HEX_COOLDOWN reads): its tarball's modification time. Dates already recorded are kept,
+    /// with or without this flag, even when the tarballs are new copies.
+    #[arg(long)]
+    pub published_at: bool,
 }
 
 /// `--public-key-format` values.
@@ -53,7 +58,9 @@ pub fn run(args: &BuildArgs) -> Result<()> {
     // The task creates PUBLIC_DIR too; hexreg does it first, to lock it.
     target.create_root()?;
     let bar = Bar::new(opts.run.quiet);
-    let mut registry = opts.open_deferred(&target, &signer, &bar)?;
+    let mut registry = opts
+        .open_deferred(&target, &signer, &bar)?
+        .with_release_dates(args.published_at);
     let options = BuildOptions {
         public_key_format: args.public_key_format.into(),
     };

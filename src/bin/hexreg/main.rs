@@ -2,12 +2,14 @@
 //! errors as `error: ...` on stderr and sets the exit status (0 success, 1 failure, 2 usage;
 //! `verify`: 1 problems found, 2 could not check).
 
+mod advisory;
 mod build;
 mod key;
 mod keygen;
 mod manage;
 mod options;
 mod output;
+mod policy;
 mod progress;
 mod serve;
 mod verify;
@@ -51,6 +53,12 @@ enum Command {
     /// Clear a release's retirement.
     #[command(after_help = manage::UNRETIRE_HELP)]
     Unretire(manage::UnretireArgs),
+    /// Add, remove and list the security advisories of a package (`mix hex.audit`).
+    #[command(after_help = advisory::AFTER_HELP)]
+    Advisory(advisory::AdvisoryArgs),
+    /// Set, remove and list the dependency policies of a registry (HEX_POLICY).
+    #[command(after_help = policy::AFTER_HELP)]
+    Policy(policy::PolicyArgs),
     /// Check every resource, signature and tarball of a registry.
     #[command(after_help = verify::AFTER_HELP)]
     Verify(verify::VerifyArgs),
@@ -80,6 +88,8 @@ fn main() -> ExitCode {
         Command::Remove(args) => manage::remove(&args),
         Command::Retire(args) => manage::retire(&args),
         Command::Unretire(args) => manage::unretire(&args),
+        Command::Advisory(args) => advisory::run(&args),
+        Command::Policy(args) => policy::run(&args),
         Command::Keygen(args) => keygen::run(&args),
         Command::Key(args) => key::run(&args),
         Command::Verify(args) => match verify::run(&args) {

@@ -33,6 +33,10 @@ pub struct AddArgs {
     /// Replace a published release whose tarball differs (otherwise refused).
     #[arg(long)]
     pub replace: bool,
+    /// Record when each new release enters the registry (`published_at`, which Hex 2.5's
+    /// HEX_COOLDOWN reads): the time its tarball is stored.
+    #[arg(long)]
+    pub published_at: bool,
 }
 
 pub const REMOVE_HELP: &str = "Example:
@@ -61,7 +65,7 @@ Marks the release retired in packages/NAME and versions; mix warns about retired
 and does not pick them for new locks.";
 
 /// Why a release is retired.
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Reason {
     Other,
     Invalid,
@@ -115,8 +119,17 @@ pub struct UnretireArgs {
 
 /// Opens the registry `args` names, runs `change` on it, prints what changed and saves the
 /// cache.
-fn change(
+pub fn change(
     args: &RegistryArgs,
+    change: impl FnOnce(&mut Registry) -> Result<(), hexreg::engine::Error>,
+) -> Result<()> {
+    change_dated(args, false, change)
+}
+
+/// [`change`], dating new releases when `release_dates` (`--published-at`).
+fn change_dated(
+    args: &RegistryArgs,
+    release_dates: bool,
     change: impl FnOnce(&mut Registry) -> Result<(), hexreg::engine::Error>,
 ) -> Result<()> {
     let target = args.storage()?;
@@ -128,7 +141,9 @@ fn change(
         );
     }
     let bar = Bar::new(args.run.quiet);
-    let mut registry = args.open(&target, &signer, &bar)?;
+    let mut registry = args
+        .open(&target, &signer, &bar)?
+        .with_release_dates(release_dates);
     let result = change(&mut registry);
     print_changes(registry.take_changes(), target.storage(), args.run.quiet);
     result.map_err(with_problems)?;
@@ -163,7 +178,7 @@ pub fn add(args: &AddArgs) -> Result<()> {
     args.registry.signer(&target)?;
     target.create_root()?;
     let repo = &args.registry.name;
-    change(&args.registry, |registry| {
+    change_dated(&args.registry, args.published_at, |registry| {
         let new = args
             .tarballs
             .iter()

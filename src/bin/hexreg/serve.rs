@@ -100,6 +100,10 @@ pub struct ServeArgs {
     /// With --keys: let anyone fetch the repository's files (the API still needs a key).
     #[arg(long)]
     pub public_reads: bool,
+    /// With --keys: record when each release is published (`published_at`, which Hex 2.5's
+    /// HEX_COOLDOWN reads), as `hexreg add --published-at` does.
+    #[arg(long)]
+    pub published_at: bool,
     /// The longest pause, in seconds, allowed while a client sends a request body (a publish,
     /// docs); a client that stalls longer, or takes over ten times this for the whole body,
     /// gets 408.
@@ -201,6 +205,7 @@ fn configure_api(args: &ServeArgs, storage: Target) -> Result<Option<api::Api>> 
             (args.name.is_some(), "--name"),
             (args.private_key.is_some(), "--private-key"),
             (args.public_reads, "--public-reads"),
+            (args.published_at, "--published-at"),
         ] {
             if given {
                 bail!(
@@ -265,6 +270,7 @@ fn configure_api(args: &ServeArgs, storage: Target) -> Result<Option<api::Api>> 
         public,
         keys: Some(keys),
         body_idle_timeout: Duration::from_secs(args.body_timeout.get()),
+        release_dates: args.published_at,
     }))
 }
 

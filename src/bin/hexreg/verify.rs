@@ -35,25 +35,13 @@ pub struct VerifyArgs {
     pub public_key: Option<PathBuf>,
 }
 
-/// What `verify` concluded, for the exit status.
-pub enum Outcome {
-    /// Sound: exit 0.
-    Sound,
-    /// Problems found: exit 1.
-    Problems,
-}
-
-/// Checks the registry; `Err` when it cannot be checked at all (exit 2).
-pub fn run(args: &VerifyArgs) -> Result<Outcome> {
-    let target = Target::open(&args.public_dir, &crate::options::BucketArgs::default())?;
-    if !target.exists() {
-        bail!(
-            "{} is not a directory: give the registry directory (PUBLIC_DIR)",
-            args.public_dir
-        );
-    }
-    let storage = target.storage();
-    let (key_text, key_shown) = match &args.public_key {
+/// The public key that verifies a registry: `path` (`--public-key`), else the registry's own
+/// `public_key`; with how messages name it.
+pub fn public_key(
+    storage: &dyn hexreg::storage::Storage,
+    path: Option<&std::path::Path>,
+) -> Result<(PublicKey, String)> {
+    let (key_text, key_shown) = match path {
         Some(path) => {
             let text = fs::read(path).with_context(|| {
                 format!(
@@ -75,6 +63,28 @@ pub fn run(args: &VerifyArgs) -> Result<Outcome> {
     };
     let key = PublicKey::from_pem(&key_text)
         .map_err(|e| anyhow::anyhow!("public key {key_shown} {e}"))?;
+    Ok((key, key_shown))
+}
+
+/// What `verify` concluded, for the exit status.
+pub enum Outcome {
+    /// Sound: exit 0.
+    Sound,
+    /// Problems found: exit 1.
+    Problems,
+}
+
+/// Checks the registry; `Err` when it cannot be checked at all (exit 2).
+pub fn run(args: &VerifyArgs) -> Result<Outcome> {
+    let target = Target::open(&args.public_dir, &crate::options::BucketArgs::default())?;
+    if !target.exists() {
+        bail!(
+            "{} is not a directory: give the registry directory (PUBLIC_DIR)",
+            args.public_dir
+        );
+    }
+    let storage = target.storage();
+    let (key, key_shown) = public_key(storage, args.public_key.as_deref())?;
     let found = verify(storage, &args.name, &key)?;
     if found.is_sound() {
         println!(

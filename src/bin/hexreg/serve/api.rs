@@ -41,6 +41,8 @@ pub struct Api {
     pub keys: Option<KeyStore>,
     /// The longest pause allowed while a client sends a body.
     pub body_idle_timeout: Duration,
+    /// Date releases as they are published (`--published-at`).
+    pub release_dates: bool,
 }
 
 /// A response: status, body term, extra headers.
@@ -384,7 +386,8 @@ async fn run(
             Ok(lock) => lock,
             Err(e) => return engine_error(api, e.into()),
         };
-        let mut registry = Registry::open(api.storage.storage(), &api.repo, signer, lock);
+        let mut registry = Registry::open(api.storage.storage(), &api.repo, signer, lock)
+            .with_release_dates(api.release_dates);
         let answer = change(api, &mut registry).unwrap_or_else(|e| engine_error(api, e));
         let changes = registry.take_changes();
         for change in changes.as_made() {
