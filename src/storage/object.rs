@@ -6,7 +6,8 @@
 //! runtime. Never call it from a thread that runs async tasks (`block_on` panics there); from
 //! tokio's blocking pool (`spawn_blocking`, where `hexreg serve` runs engine calls) it is fine.
 //!
-//! **Settings** come from the standard AWS environment, as `AmazonS3Builder::from_env` reads it:
+//! **Settings** come from the standard AWS environment, as `AmazonS3Builder::from_env` reads it,
+//! and from the AWS shared files for `AWS_PROFILE` ([`super::aws_profile`]):
 //! `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` (or
 //! `AWS_DEFAULT_REGION`; `us-east-1` when neither is set), `AWS_ENDPOINT_URL` (or
 //! `AWS_ENDPOINT`, `AWS_ENDPOINT_URL_S3`) for another S3-compatible service, `AWS_ALLOW_HTTP=true`
@@ -47,7 +48,9 @@
 //! (10 minutes by default), by the holder's clock (clocks must agree to well within the TTL).
 //! While held, a background thread renews it (replaces it with `If-Match`, moving the expiry) every
 //! TTL/3, so long runs stay protected. A lock past its expiry (its holder was killed) is taken
-//! over with `If-Match` on its ETag, so of two runs that find it expired only one wins. Dropping
+//! over with `If-Match` on its ETag, so of two runs that find it expired only one wins; so is,
+//! before its expiry, a lock whose holder was a process of this machine (same boot id and
+//! process namespace) that no longer exists: a run killed here. Dropping
 //! the guard stops the renewals and deletes the object if it still holds our id. A stuck lock
 //! (from a run killed with a long TTL) is broken by deleting the object:
 //! `aws s3 rm s3://BUCKET/PREFIX/.hexreg-lock` (only when no run is going on).
