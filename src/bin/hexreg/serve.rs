@@ -34,11 +34,13 @@ pub const AFTER_HELP: &str = "Examples:
   HEXREG_AUTH=ci:s3cret hexreg serve public --bind 0.0.0.0:8000
   hexreg serve public --bind [::]:8443 --auth-file users.htpasswd
   hexreg serve public --name=acme --private-key=key.pem --keys=keys --bind 0.0.0.0:8000
+  AWS_PROFILE=ci hexreg serve s3://my-bucket/repo --name=acme --private-key=key.pem --keys=keys
 
 Serves the files under PUBLIC_DIR (names, versions, packages/*, public_key, tarballs/*) to
 GET and HEAD with ETag, Last-Modified and 304 replies to If-None-Match / If-Modified-Since.
 Dotfiles (hexreg's temporary files among them), directories, and paths that lead outside
-PUBLIC_DIR (`..`, encoded slashes, symlinks) get 404. Each request is logged on stderr as
+PUBLIC_DIR (`..`, encoded slashes, symlinks) get 404. From s3://BUCKET/PREFIX the objects
+under the prefix are served the same way, with the object's ETag and Last-Modified. Each request is logged on stderr as
 `METHOD PATH STATUS BYTES MSms`. SIGINT or SIGTERM stops the server after the requests in
 flight finish.
 
