@@ -724,7 +724,7 @@ fn serve_reads_from_a_bucket_and_publishes_into_it() {
         "/packages",
         "/packages/nope",
         "/../names",
-        "/",
+        "/tarballs/",
     ] {
         assert_eq!(server.get(path).status, 404, "{path}");
     }

@@ -10,6 +10,7 @@
 mod api;
 mod auth;
 mod files;
+mod pages;
 mod respond;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -131,6 +132,8 @@ pub(crate) struct State {
     pub reads_need_credentials: bool,
     /// The Hex API; `None` without --keys.
     pub api: Option<api::Api>,
+    /// The web pages; `None`: none are served.
+    pub pages: Option<pages::Pages>,
     /// Log one line per request on stderr.
     pub log_requests: bool,
 }
@@ -164,7 +167,17 @@ pub fn run(args: ServeArgs, jobs: Option<usize>) -> Result<()> {
         ),
         Target::Object(bucket) => Source::Bucket(bucket.clone()),
     };
+    let pages_target = match &target {
+        Target::Local(local) => Target::Local(LocalDir::new(&local.root().display().to_string())),
+        Target::Object(bucket) => Target::Object(bucket.clone()),
+    };
     let api = configure_api(&args, target)?;
+    let pages = pages::Pages::new(
+        pages_target,
+        api.as_ref()
+            .and_then(|api| api.signer.as_ref())
+            .map(|signer| signer.public.clone()),
+    );
     let reads_need_credentials =
         auth.is_some() || (api.as_ref().is_some_and(|a| a.keys.is_some()) && !args.public_reads);
     raise_open_file_limit();
@@ -183,6 +196,7 @@ pub fn run(args: ServeArgs, jobs: Option<usize>) -> Result<()> {
         auth,
         reads_need_credentials,
         api,
+        pages: Some(pages),
         log_requests: !args.quiet,
     });
     let result = runtime.block_on(serve(state, &args, &addrs));

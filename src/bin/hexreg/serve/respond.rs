@@ -54,7 +54,7 @@ pub async fn handle(
     Ok(response)
 }
 
-async fn respond(state: &State, req: &Request<Incoming>) -> Response<ServeBody> {
+async fn respond(state: &Arc<State>, req: &Request<Incoming>) -> Response<ServeBody> {
     let authorized = !state.reads_need_credentials || {
         let presented = req.headers().get(header::AUTHORIZATION);
         let by_key = state
@@ -77,6 +77,9 @@ async fn respond(state: &State, req: &Request<Incoming>) -> Response<ServeBody> 
         Method::HEAD => true,
         _ => return method_not_allowed(),
     };
+    if super::pages::is_page(req.uri().path()) {
+        return super::pages::handle(Arc::clone(state), req.uri().clone(), head).await;
+    }
     let Some(rel) = files::request_path(req.uri().path()) else {
         return not_found();
     };
