@@ -43,6 +43,12 @@ PUBLIC_DIR (`..`, encoded slashes, symlinks) get 404. Each request is logged on 
 `METHOD PATH STATUS BYTES MSms`. SIGINT or SIGTERM stops the server after the requests in
 flight finish.
 
+Web pages, behind the same credentials: / lists the packages (search by name and
+description with /?q=WORDS), /-/packages/NAME shows a package (versions, release dates,
+retirements, advisories, dependencies, checksums, downloads), /-/packages/NAME/VERSION its
+files and metadata, and /-/docs/NAME/VERSION/ (or /-/docs/NAME/latest/, the newest version
+not retired) browses its docs tarball docs/NAME-VERSION.tar.gz without unpacking it.
+
 Credentials: HTTP Basic, realm \"hexreg\". USER:PASS comes from --auth or, to keep it out of
 process lists and shell history, from the HEXREG_AUTH environment variable (--auth wins).
 --auth-file adds the users of an htpasswd file with bcrypt hashes (`htpasswd -B FILE USER`);
