@@ -340,6 +340,28 @@ fn errors_head_and_repository_files() {
 }
 
 #[test]
+fn a_changed_tarball_is_read_again_and_flagged() {
+    let fx = Fixture::new();
+    let server = fx.serve(&[]);
+    assert!(page(&server, "/").contains("XML reader"));
+    assert!(!page(&server, "/-/packages/acme_xml/0.2.0").contains("does not match"));
+    // Another tarball under the same name (not what the registry signed): the cached details
+    // are dropped (its version token changed), and the version page says it does not match.
+    let changed = Package::new("acme_xml", "0.2.0")
+        .metadata_term("description", "<<\"XML reader, swapped\">>")
+        .tarball();
+    let path = fx.public.join("tarballs/acme_xml-0.2.0.tar");
+    std::fs::write(path.with_extension("new"), &changed).expect("write");
+    std::fs::rename(path.with_extension("new"), &path).expect("rename");
+    assert!(page(&server, "/").contains("XML reader, swapped"));
+    let version = page(&server, "/-/packages/acme_xml/0.2.0");
+    assert!(
+        version.contains("the tarball served does not match the registry's checksum"),
+        "{version}"
+    );
+}
+
+#[test]
 fn pages_need_the_same_credentials() {
     let fx = Fixture::new();
     let server = fx.serve(&["--auth", "ci:s3cret"]);
