@@ -267,6 +267,16 @@ fn hosted_docs() {
     assert_eq!(css.status, 200);
     assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
     assert_eq!(css.body, b"body{color:#333}");
+    // Docs files have validators: 304 for the copy a browser holds.
+    let etag = css.header("etag").expect("an ETag").to_string();
+    assert_ne!(latest.header("etag"), Some(etag.as_str()));
+    let again = server.request(
+        "GET",
+        "/-/docs/acme_json/1.0.0/dist/app.css",
+        &[("If-None-Match", &etag)],
+    );
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
     // Directories redirect to their slash form.
     let bare = server.get("/-/docs/acme_json/1.0.0");
     assert_eq!(bare.status, 301);

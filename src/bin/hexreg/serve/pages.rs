@@ -78,11 +78,18 @@ enum Page {
     Docs {
         content_type: &'static str,
         bytes: Bytes,
+        /// Strong validator: the docs tarball's version token and the file's path, hashed.
+        etag: String,
     },
 }
 
 /// Answers a GET or HEAD of a page (credentials already checked).
-pub async fn handle(state: Arc<State>, uri: Uri, head: bool) -> Response<ServeBody> {
+pub async fn handle(
+    state: Arc<State>,
+    uri: Uri,
+    request: &HeaderMap,
+    head: bool,
+) -> Response<ServeBody> {
     let joined = tokio::task::spawn_blocking(move || {
         let Some(pages) = &state.pages else {
             return Page::Html(
@@ -141,7 +148,20 @@ pub async fn handle(state: Arc<State>, uri: Uri, head: bool) -> Response<ServeBo
         Page::Docs {
             content_type,
             bytes,
-        } => (StatusCode::OK, content_type, DOCS_CSP, bytes),
+            etag,
+        } => {
+            if let Ok(value) = HeaderValue::from_str(&etag) {
+                headers.insert(header::ETAG, value);
+            }
+            if super::respond::not_modified(request, &etag, None) {
+                headers.insert(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(DOCS_CSP),
+                );
+                return super::respond::not_modified_response(headers);
+            }
+            (StatusCode::OK, content_type, DOCS_CSP, bytes)
+        }
     };
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(
@@ -442,6 +462,7 @@ fn docs_file(
         Some((found, bytes)) => Ok(Page::Docs {
             content_type: archive::content_type(found),
             bytes: Bytes::copy_from_slice(bytes),
+            etag: docs_etag(&entry.version, found),
         }),
         None if archive.is_dir_with_index(&inner) => Ok(Page::Redirect(format!(
             "/-/docs/{}/{}/{}/",
@@ -454,6 +475,18 @@ fn docs_file(
         ))),
         None => Ok(not_found(&index.repo, "The docs hold no such file.")),
     }
+}
+
+/// `"HEX"`: sha256 of the docs tarball's version token and the file's path, cut to 128 bits.
+fn docs_etag(version: &Version, path: &str) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(&version.0);
+    hash.update([0]);
+    hash.update(path.as_bytes());
+    let digest = hash.finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("\"{hex}\"")
 }
 
 /// The docs tarball at `path`, at `entry`'s version, from the cache or read; `None` when it

@@ -78,7 +78,8 @@ async fn respond(state: &Arc<State>, req: &Request<Incoming>) -> Response<ServeB
         _ => return method_not_allowed(),
     };
     if super::pages::is_page(req.uri().path()) {
-        return super::pages::handle(Arc::clone(state), req.uri().clone(), head).await;
+        return super::pages::handle(Arc::clone(state), req.uri().clone(), req.headers(), head)
+            .await;
     }
     let Some(rel) = files::request_path(req.uri().path()) else {
         return not_found();
@@ -186,7 +187,7 @@ fn validators(etag: &str, modified_secs: Option<u64>) -> HeaderMap {
     headers
 }
 
-fn not_modified_response(headers: HeaderMap) -> Response<ServeBody> {
+pub(super) fn not_modified_response(headers: HeaderMap) -> Response<ServeBody> {
     let mut response = Response::new(ServeBody::empty());
     *response.status_mut() = StatusCode::NOT_MODIFIED;
     *response.headers_mut() = headers;
@@ -219,7 +220,7 @@ fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
 /// RFC 9110 13.2.2: If-None-Match decides when present; otherwise If-Modified-Since.
 /// Whether the client's copy, by its If-None-Match or (without one) If-Modified-Since, is the
 /// file's.
-fn not_modified(headers: &HeaderMap, etag: &str, modified_secs: Option<u64>) -> bool {
+pub(super) fn not_modified(headers: &HeaderMap, etag: &str, modified_secs: Option<u64>) -> bool {
     let mut none_match = headers.get_all(header::IF_NONE_MATCH).iter().peekable();
     if none_match.peek().is_some() {
         return none_match.any(|value| {
