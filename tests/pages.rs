@@ -390,6 +390,7 @@ fn an_empty_directory_says_there_is_no_registry() {
     let server = Server::start(tmp.path(), &[], &[]);
     let html = page(&server, "/");
     assert!(html.contains("No registry yet"));
+    assert_eq!(server.get("/-/packages/acme_json").status, 404);
 }
 
 #[test]
@@ -495,6 +496,11 @@ fn in_a_browser() {
     assert!(index.contains("acme_json"), "{index}");
     assert!(index.contains("Fast JSON parser"));
     assert!(index.contains("id=\"count\""));
+    // Keyboard users meet the skip link first, then the labelled search box.
+    let skip = index.find("href=\"#main\"").expect("skip link");
+    assert!(skip < index.find("<header").expect("header"));
+    assert!(index.contains("<label for=\"q\""));
+    assert!(index.contains("<main id=\"main\""));
     assert!(!index.contains(HOSTILE));
     assert!(index.contains("&lt;script&gt;alert(1)&lt;/script&gt; utilities"));
 

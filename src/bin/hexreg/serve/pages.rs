@@ -212,7 +212,11 @@ fn route(pages: &Pages, uri: &Uri) -> Result<Page> {
     let path = uri.path();
     let Some(index) = read_index(pages)? else {
         return Ok(Page::Html(
-            StatusCode::OK,
+            if path == "/" {
+                StatusCode::OK
+            } else {
+                StatusCode::NOT_FOUND
+            },
             web::error_page(
                 "hexreg",
                 "No registry yet",
