@@ -526,6 +526,11 @@ fn in_a_browser() {
         ("package-list.png", "/", "1000,640"),
         ("package-page.png", "/-/packages/acme_json", "1000,900"),
         ("package-page-phone.png", "/-/packages/acme_json", "390,844"),
+        (
+            "version-page.png",
+            "/-/packages/acme_util/0.1.0",
+            "1000,900",
+        ),
         ("docs-page.png", "/-/docs/acme_json/latest/", "800,300"),
     ] {
         let shot = dir.join(file);

@@ -4,7 +4,8 @@
 //! package, `/-/packages/NAME/VERSION` one version (its files and metadata),
 //! `/-/docs/NAME/VERSION/PATH` and `/-/docs/NAME/latest/PATH` the files of its docs tarball.
 //! Everything is read through the storage (a directory or a bucket) on the blocking pool: the
-//! `names`-free `versions` index and `packages/NAME`, verified with the registry's public key,
+//! `versions` index (which names every package) and `packages/NAME`, verified with the
+//! registry's public key,
 //! and the tarballs, whose details are kept in memory keyed by their version token, so a page
 //! reads a tarball again only when it changed. Docs tarballs are read whole into memory (never
 //! unpacked to disk), a few kept. Pages answer GET and HEAD behind the same credentials as
