@@ -21,7 +21,8 @@
 //! - [`engine`]: build, add, remove, retire, unretire, advisories, policies and verify, for
 //!   every front end.
 //!
-//! The Hex HTTP API, free of I/O: [`api`] (routes, request and response bodies).
+//! The Hex HTTP API, free of I/O: [`api`] (routes, request and response bodies); the HTML
+//! pages of `hexreg serve`: [`web`].
 //!
 //! Access:
 //! - [`api_keys`]: API keys for the Hex HTTP API, their keys file (hashes only, mode 0600) and
@@ -44,3 +45,4 @@ pub mod signing;
 pub mod storage;
 pub mod tarball;
 pub mod version;
+pub mod web;

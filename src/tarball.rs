@@ -134,6 +134,18 @@ pub fn read(bytes: &[u8]) -> Result<Tarball, TarballError> {
     })
 }
 
+/// The four entries' bytes of a tarball, in [`ENTRIES`] order (`VERSION`, `CHECKSUM`,
+/// `metadata.config`, `contents.tar.gz`), without checking their content: for readers that
+/// show what a tarball holds ([`read`] validates it).
+pub fn outer_parts(bytes: &[u8]) -> Result<[&[u8]; 4], TarballError> {
+    if bytes.len() as u64 > MAX_TARBALL_SIZE {
+        return Err(TarballError::TooBig {
+            size: bytes.len() as u64,
+        });
+    }
+    outer_entries(bytes)
+}
+
 /// sha256(VERSION ‖ metadata.config ‖ contents.tar.gz).
 pub fn inner_checksum(version: &[u8], metadata_config: &[u8], contents: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();

@@ -724,10 +724,27 @@ fn serve_reads_from_a_bucket_and_publishes_into_it() {
         "/packages",
         "/packages/nope",
         "/../names",
-        "/",
+        "/tarballs/",
     ] {
         assert_eq!(server.get(path).status, 404, "{path}");
     }
+
+    // The web pages read the same bucket: the list, a package, a version's files.
+    let index = server.get("/");
+    assert_eq!(index.status, 200);
+    let index = String::from_utf8_lossy(&index.body).into_owned();
+    assert!(index.contains("href=\"/-/packages/acme_a\""), "{index}");
+    let package = server.get("/-/packages/acme_a");
+    assert_eq!(package.status, 200);
+    let package = String::from_utf8_lossy(&package.body).into_owned();
+    assert!(
+        package.contains("href=\"/tarballs/acme_a-0.1.0.tar\""),
+        "{package}"
+    );
+    let version = server.get("/-/packages/acme_a/0.1.0");
+    assert_eq!(version.status, 200);
+    assert!(String::from_utf8_lossy(&version.body).contains("<h2 id=\"files\">Files</h2>"));
+    assert_eq!(server.get("/-/packages/nope").status, 404);
 
     // A publish through the API lands in the bucket, signed, and is served.
     let new = Package::new("acme_pub", "1.0.0").tarball();

@@ -440,7 +440,7 @@ fn directories_are_404() {
     assert_all_404(
         &server,
         &[
-            "/",
+            // `/` is the package list (tests/pages.rs).
             "/packages",
             "/packages/",
             "/tarballs",

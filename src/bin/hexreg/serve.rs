@@ -10,6 +10,7 @@
 mod api;
 mod auth;
 mod files;
+mod pages;
 mod respond;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -43,6 +44,12 @@ PUBLIC_DIR (`..`, encoded slashes, symlinks) get 404. From s3://BUCKET/PREFIX th
 under the prefix are served the same way, with the object's ETag and Last-Modified. Each request is logged on stderr as
 `METHOD PATH STATUS BYTES MSms`. SIGINT or SIGTERM stops the server after the requests in
 flight finish.
+
+Web pages, behind the same credentials: / lists the packages (search by name and
+description with /?q=WORDS), /-/packages/NAME shows a package (versions, release dates,
+retirements, advisories, dependencies, checksums, downloads), /-/packages/NAME/VERSION its
+files and metadata, and /-/docs/NAME/VERSION/ (or /-/docs/NAME/latest/, the newest version
+not retired) browses its docs tarball docs/NAME-VERSION.tar.gz without unpacking it.
 
 Credentials: HTTP Basic, realm \"hexreg\". USER:PASS comes from --auth or, to keep it out of
 process lists and shell history, from the HEXREG_AUTH environment variable (--auth wins).
@@ -133,6 +140,8 @@ pub(crate) struct State {
     pub reads_need_credentials: bool,
     /// The Hex API; `None` without --keys.
     pub api: Option<api::Api>,
+    /// The web pages; `None`: none are served.
+    pub pages: Option<pages::Pages>,
     /// Log one line per request on stderr.
     pub log_requests: bool,
 }
@@ -166,7 +175,17 @@ pub fn run(args: ServeArgs, jobs: Option<usize>) -> Result<()> {
         ),
         Target::Object(bucket) => Source::Bucket(bucket.clone()),
     };
+    let pages_target = match &target {
+        Target::Local(local) => Target::Local(LocalDir::new(&local.root().display().to_string())),
+        Target::Object(bucket) => Target::Object(bucket.clone()),
+    };
     let api = configure_api(&args, target)?;
+    let pages = pages::Pages::new(
+        pages_target,
+        api.as_ref()
+            .and_then(|api| api.signer.as_ref())
+            .map(|signer| signer.public.clone()),
+    );
     let reads_need_credentials =
         auth.is_some() || (api.as_ref().is_some_and(|a| a.keys.is_some()) && !args.public_reads);
     raise_open_file_limit();
@@ -185,6 +204,7 @@ pub fn run(args: ServeArgs, jobs: Option<usize>) -> Result<()> {
         auth,
         reads_need_credentials,
         api,
+        pages: Some(pages),
         log_requests: !args.quiet,
     });
     let result = runtime.block_on(serve(state, &args, &addrs));

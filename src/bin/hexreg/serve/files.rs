@@ -63,7 +63,7 @@ pub fn request_path(raw: &str) -> Option<PathBuf> {
 }
 
 /// `%XX` escapes decoded; `None` for a malformed escape.
-fn percent_decode(segment: &str) -> Option<Vec<u8>> {
+pub fn percent_decode(segment: &str) -> Option<Vec<u8>> {
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

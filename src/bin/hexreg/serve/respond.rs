@@ -54,7 +54,7 @@ pub async fn handle(
     Ok(response)
 }
 
-async fn respond(state: &State, req: &Request<Incoming>) -> Response<ServeBody> {
+async fn respond(state: &Arc<State>, req: &Request<Incoming>) -> Response<ServeBody> {
     let authorized = !state.reads_need_credentials || {
         let presented = req.headers().get(header::AUTHORIZATION);
         let by_key = state
@@ -77,6 +77,10 @@ async fn respond(state: &State, req: &Request<Incoming>) -> Response<ServeBody> 
         Method::HEAD => true,
         _ => return method_not_allowed(),
     };
+    if super::pages::is_page(req.uri().path()) {
+        return super::pages::handle(Arc::clone(state), req.uri().clone(), req.headers(), head)
+            .await;
+    }
     let Some(rel) = files::request_path(req.uri().path()) else {
         return not_found();
     };
@@ -183,7 +187,7 @@ fn validators(etag: &str, modified_secs: Option<u64>) -> HeaderMap {
     headers
 }
 
-fn not_modified_response(headers: HeaderMap) -> Response<ServeBody> {
+pub(super) fn not_modified_response(headers: HeaderMap) -> Response<ServeBody> {
     let mut response = Response::new(ServeBody::empty());
     *response.status_mut() = StatusCode::NOT_MODIFIED;
     *response.headers_mut() = headers;
@@ -216,7 +220,7 @@ fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
 /// RFC 9110 13.2.2: If-None-Match decides when present; otherwise If-Modified-Since.
 /// Whether the client's copy, by its If-None-Match or (without one) If-Modified-Since, is the
 /// file's.
-fn not_modified(headers: &HeaderMap, etag: &str, modified_secs: Option<u64>) -> bool {
+pub(super) fn not_modified(headers: &HeaderMap, etag: &str, modified_secs: Option<u64>) -> bool {
     let mut none_match = headers.get_all(header::IF_NONE_MATCH).iter().peekable();
     if none_match.peek().is_some() {
         return none_match.any(|value| {
