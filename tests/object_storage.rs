@@ -558,6 +558,33 @@ fn build_add_retire_remove_and_verify_take_an_s3_url() {
     );
 }
 
+/// A bucket on `moto` holding the fixture tarballs under `s3://BUCKET/repo`, with a working
+/// directory and the `--private-key` argument.
+struct Bucket {
+    url: String,
+    storage: ObjectStorage,
+    /// How many fixture tarballs were uploaded.
+    fixtures: usize,
+    tmp: tempfile::TempDir,
+    key: String,
+}
+
+impl Bucket {
+    fn with_fixtures(moto: &Moto, bucket: &str) -> Bucket {
+        moto.create_bucket(bucket);
+        let url = format!("s3://{bucket}/repo");
+        let storage = moto.storage(&url);
+        let fixtures = upload_fixture_tarballs(&storage).len();
+        Bucket {
+            url,
+            storage,
+            fixtures,
+            tmp: tempfile::tempdir().unwrap(),
+            key: format!("--private-key={}", fixtures::private_key().display()),
+        }
+    }
+}
+
 /// The registry paths of `requests` that match `method` and succeeded, as `PREFIX`-relative
 /// keys (`names`, `packages/acme_a`), leaving out listings.
 fn keys_of(requests: &[Logged], method: &str, bucket_prefix: &str) -> Vec<String> {
@@ -572,13 +599,15 @@ fn keys_of(requests: &[Logged], method: &str, bucket_prefix: &str) -> Vec<String
 #[test]
 fn a_no_op_build_sends_no_write_and_adding_one_tarball_puts_three_files() {
     let moto = Moto::start();
-    moto.create_bucket("counted");
-    let url = "s3://counted/repo";
-    let storage = moto.storage(url);
-    let tarballs = upload_fixture_tarballs(&storage);
-    let tmp = tempfile::tempdir().unwrap();
+    let Bucket {
+        url,
+        storage,
+        fixtures: tarballs,
+        tmp,
+        key,
+    } = Bucket::with_fixtures(&moto, "counted");
     let cwd = tmp.path();
-    let key = format!("--private-key={}", fixtures::private_key().display());
+    let url = url.as_str();
     let run = |what: &str| {
         succeeded(
             &hexreg_on(&moto, cwd, &["build", url, "--name=acme", &key]),
@@ -639,7 +668,7 @@ fn a_no_op_build_sends_no_write_and_adding_one_tarball_puts_three_files() {
         "verify",
     );
     assert!(
-        out.starts_with(&format!("ok: 7 packages, {} releases", tarballs.len() + 1)),
+        out.starts_with(&format!("ok: 7 packages, {} releases", tarballs + 1)),
         "{out}"
     );
 }
@@ -684,13 +713,15 @@ fn serve_bucket(moto: &Moto, cwd: &std::path::Path, url: &str) -> (Server, Strin
 #[test]
 fn serve_reads_from_a_bucket_and_publishes_into_it() {
     let moto = Moto::start();
-    moto.create_bucket("served");
-    let url = "s3://served/repo";
-    let storage = moto.storage(url);
-    upload_fixture_tarballs(&storage);
-    let tmp = tempfile::tempdir().unwrap();
+    let Bucket {
+        url,
+        storage,
+        fixtures: _count,
+        tmp,
+        key,
+    } = Bucket::with_fixtures(&moto, "served");
     let cwd = tmp.path();
-    let key = format!("--private-key={}", fixtures::private_key().display());
+    let url = url.as_str();
     succeeded(
         &hexreg_on(&moto, cwd, &["build", url, "--name=acme", &key]),
         "build",
@@ -819,13 +850,15 @@ fn hexreg_command(moto: &Moto, cwd: &std::path::Path, args: &[&str]) -> std::pro
 #[test]
 fn a_build_killed_midway_leaves_a_sound_bucket_and_the_next_build_completes_it() {
     let moto = Moto::start();
-    moto.create_bucket("killed");
-    let url = "s3://killed/repo";
-    let storage = moto.storage(url);
-    let fixtures_count = upload_fixture_tarballs(&storage).len();
-    let tmp = tempfile::tempdir().unwrap();
+    let Bucket {
+        url,
+        storage,
+        fixtures: fixtures_count,
+        tmp,
+        key,
+    } = Bucket::with_fixtures(&moto, "killed");
     let cwd = tmp.path();
-    let key = format!("--private-key={}", fixtures::private_key().display());
+    let url = url.as_str();
     let args = ["build", url, "--name=acme", &key];
     succeeded(&hexreg_on(&moto, cwd, &args), "first build");
     upload_generated(&storage, 200);
@@ -979,13 +1012,15 @@ fn two_builds_at_once_never_interleave_and_both_succeed() {
 #[test]
 fn a_stale_lock_is_broken_and_a_live_one_is_waited_for_or_refused() {
     let moto = Moto::start();
-    moto.create_bucket("stale");
-    let url = "s3://stale/repo";
-    let storage = moto.storage(url);
-    upload_fixture_tarballs(&storage);
-    let tmp = tempfile::tempdir().unwrap();
+    let Bucket {
+        url,
+        storage,
+        fixtures: _count,
+        tmp,
+        key,
+    } = Bucket::with_fixtures(&moto, "stale");
     let cwd = tmp.path();
-    let key = format!("--private-key={}", fixtures::private_key().display());
+    let url = url.as_str();
     let args = ["build", url, "--name=acme", &key, "--no-wait"];
 
     // Another machine's lock, past its expiry: taken over.

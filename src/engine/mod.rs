@@ -231,18 +231,7 @@ impl<'a> Registry<'a> {
     /// The registry of repository `repo` in `storage`, whose lock `lock` is. Without a cache
     /// ([`Registry::with_cache`]), every tarball and registry file is read.
     pub fn open(storage: &'a dyn Storage, repo: &str, signer: &'a Signer, lock: Lock) -> Self {
-        Registry {
-            storage,
-            repo: repo.to_string(),
-            signer,
-            cache: Cache::disabled(repo),
-            progress: &Silent,
-            changes: Changes::default(),
-            release_dates: false,
-            lock: std::sync::Mutex::new(Some(lock)),
-            take_lock: None,
-            locked_late: std::sync::atomic::AtomicBool::new(false),
-        }
+        Registry::with_lock(storage, repo, signer, Some(lock), None)
     }
 
     /// The registry of repository `repo` in `storage`, whose lock `take_lock` takes just before
@@ -257,6 +246,16 @@ impl<'a> Registry<'a> {
         signer: &'a Signer,
         take_lock: TakeLock<'a>,
     ) -> Self {
+        Registry::with_lock(storage, repo, signer, None, Some(take_lock))
+    }
+
+    fn with_lock(
+        storage: &'a dyn Storage,
+        repo: &str,
+        signer: &'a Signer,
+        lock: Option<Lock>,
+        take_lock: Option<TakeLock<'a>>,
+    ) -> Self {
         Registry {
             storage,
             repo: repo.to_string(),
@@ -265,8 +264,8 @@ impl<'a> Registry<'a> {
             progress: &Silent,
             changes: Changes::default(),
             release_dates: false,
-            lock: std::sync::Mutex::new(None),
-            take_lock: Some(take_lock),
+            lock: std::sync::Mutex::new(lock),
+            take_lock,
             locked_late: std::sync::atomic::AtomicBool::new(false),
         }
     }
