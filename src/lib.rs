@@ -15,7 +15,11 @@
 //! - [`storage`]: the operations a registry needs of where it is kept,
 //!   [`storage::local::LocalDir`], a local directory, and [`storage::object::ObjectStorage`], an
 //!   S3-compatible bucket;
-//! - [`engine`]: build, add, remove, retire, unretire and verify, for every front end.
+//! - [`engine`]: build, add, remove, retire, unretire, verify and mirror, for every front end.
+//!
+//! Mirroring another repository: [`mirror`] (which releases a filtered mirror keeps, the state
+//! kept between runs, free of I/O), [`requirement`] (version requirements),
+//! [`upstream::HttpUpstream`] (an upstream repository over HTTP) and [`engine::mirror`].
 //!
 //! The Hex HTTP API, free of I/O: [`api`] (routes, request and response bodies).
 //!
@@ -29,11 +33,14 @@ pub mod api_keys;
 pub mod engine;
 pub mod etf;
 pub mod metadata;
+pub mod mirror;
 pub mod package_name;
 pub mod proto;
 pub mod registry;
+pub mod requirement;
 pub mod resource_path;
 pub mod signing;
 pub mod storage;
 pub mod tarball;
+pub mod upstream;
 pub mod version;

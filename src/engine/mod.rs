@@ -14,6 +14,7 @@ pub mod cache;
 pub mod changes;
 pub mod docs;
 pub mod manage;
+pub mod mirror;
 pub mod verify;
 mod writer;
 
