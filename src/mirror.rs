@@ -435,7 +435,7 @@ mod tests {
         let mut r = release(
             "1.0.0",
             &[
-                ("absent_dep", "~> 1.0", false),
+                ("unlisted", "~> 1.0", false),
                 ("elsewhere", "~> 1.0", false),
             ],
         );
@@ -446,6 +446,7 @@ mod tests {
         let step = run(&["odd"], &known);
         assert_eq!(step.kept.len(), 1);
         assert_eq!(step.notes.len(), 2, "{:?}", step.notes);
+        assert!(step.missing.is_empty(), "{:?}", step.missing);
     }
 
     #[test]
