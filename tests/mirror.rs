@@ -727,3 +727,29 @@ fn mirrors_into_a_bucket() {
         "{requests:?}"
     );
 }
+
+#[test]
+fn server_errors_are_retried_then_reported() {
+    let upstream = Upstream::start();
+    let overloaded = support::static_server::StaticServer::start(&upstream.dir());
+    overloaded.fail_next(2);
+    succeeded(&upstream.mirror_from(&overloaded.url, "mirror", &["--retries=2"]));
+    let requested = overloaded.requested_paths();
+    assert_eq!(
+        requested[..3],
+        ["/names", "/names", "/names"],
+        "{requested:?}"
+    );
+    assert_eq!(
+        signed_files(&upstream.root().join("mirror")),
+        signed_files(&upstream.dir())
+    );
+
+    overloaded.fail_next(1);
+    let err = failed(&upstream.mirror_from(&overloaded.url, "other", &["--retries=0"]));
+    assert!(
+        err.contains(&format!("{}/names answered HTTP 503", overloaded.url)),
+        "{err}"
+    );
+    assert!(!upstream.root().join("other/names").exists());
+}
