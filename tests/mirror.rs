@@ -225,6 +225,14 @@ fn full_mirror_keeps_upstream_files_byte_for_byte_and_verifies() {
         PublicKey::from_pem(&fs::read(mirror.join("public_key")).unwrap()).unwrap(),
         public_key()
     );
+    // Served, the mirror never shows its state.
+    assert!(mirror.join(".hexreg-mirror/state").is_file());
+    let served = Server::start(&mirror, &["--quiet"], &[]);
+    assert_eq!(served.get("/.hexreg-mirror/state").status, 404);
+    assert_eq!(
+        served.get("/names").body,
+        fs::read(upstream.dir().join("names")).unwrap()
+    );
 }
 
 #[test]
@@ -374,6 +382,12 @@ fn filtered_mirror_holds_the_closure_re_signed_with_retirements() {
     let out = succeeded(&upstream.mirror("mirror", &strs(&filtered_args(&["unrelated"]))));
     assert_eq!(mirrored_tarballs(&mirror), ["unrelated-1.0.0.tar"]);
     assert!(!mirror.join("packages/app").exists(), "{out}");
+    assert!(!mirror.join(".hexreg-mirror/upstream/packages/app").exists());
+    assert!(
+        mirror
+            .join(".hexreg-mirror/upstream/packages/unrelated")
+            .is_file()
+    );
     let verified = ok(upstream.root(), &["verify", "mirror", "--name=hexpm"]);
     assert!(
         verified.starts_with("ok: 1 packages, 1 releases"),
@@ -453,6 +467,32 @@ fn tampered_registry_files_are_refused_and_change_nothing() {
         err.contains(&format!("{url}/names")) && err.contains("repository `hexpm`"),
         "{err}"
     );
+
+    // `versions` of another registry (genuinely signed) that lists other packages.
+    let versions = upstream.dir().join("versions");
+    let genuine_versions = fs::read(&versions).unwrap();
+    let small = tempfile::tempdir().unwrap();
+    support::fixtures::copy_tarballs(&small.path().join("public"), &["acme_erl-0.2.0.tar"]);
+    ok(
+        small.path(),
+        &[
+            "build",
+            "public",
+            "--name=hexpm",
+            &format!("--private-key={}", private_key().display()),
+            "-q",
+        ],
+    );
+    fs::copy(small.path().join("public/versions"), &versions).unwrap();
+    let err = failed(&upstream.mirror("mirror", &[]));
+    assert!(
+        err.contains(&format!(
+            "{url}/names and {url}/versions do not list the same packages"
+        )),
+        "{err}"
+    );
+    assert_eq!(registry_files(&mirror), before);
+    fs::write(&versions, genuine_versions).unwrap();
 
     // Garbage.
     fs::write(upstream.dir().join("names"), b"<html>oops</html>").unwrap();

@@ -438,8 +438,15 @@ pub fn mirror(
         }
     }
     run.delete_stale_tarballs(&wanted_tarballs)?;
+    let fetched: BTreeSet<&str> = resources.iter().map(|(p, _)| p.as_str()).collect();
+    if !full {
+        run.delete_stale_copies(&fetched)?;
+    }
 
     // 4. The state, last.
+    run.state
+        .resources
+        .retain(|path, _| fetched.contains(path.as_str()));
     for (path, got) in &resources {
         match &got.etag {
             Some(etag) => {
@@ -825,6 +832,19 @@ impl Run<'_> {
         }
         if any {
             batch.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a filtered mirror's copies of upstream files it no longer fetches (packages
+    /// that left the closure).
+    fn delete_stale_copies(&self, fetched: &BTreeSet<&str>) -> Result<(), MirrorError> {
+        let dir = format!("{UPSTREAM_COPY_DIR}/{PACKAGES_DIR}");
+        for entry in self.storage.list(&dir)?.unwrap_or_default() {
+            let path = format!("{PACKAGES_DIR}/{}", entry.name);
+            if entry.regular && !entry.name.starts_with('.') && !fetched.contains(path.as_str()) {
+                self.storage.delete(&format!("{dir}/{}", entry.name))?;
+            }
         }
         Ok(())
     }
