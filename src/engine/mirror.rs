@@ -81,7 +81,9 @@ pub enum FetchError {
         reason: String,
     },
     /// The body is larger than any file of its kind may be.
-    #[error("{url} sent more than {limit} bytes, more than a Hex repository's file may hold")]
+    #[error(
+        "{url} sent more than {limit} bytes, more than a Hex repository's file may hold: refused; check that --from is a Hex repository"
+    )]
     TooBig {
         /// The URL.
         url: String,
@@ -203,7 +205,7 @@ pub enum MirrorError {
     },
     /// An index lists a name that is not a package name.
     #[error(
-        "{url} lists `{name}`, which is not a package name ({}): refused, nothing was changed",
+        "{url} lists `{name}`, which is not a package name ({}): refused, nothing was changed; check that --from is a Hex repository",
         package_name::RULE
     )]
     BadName {
@@ -224,7 +226,7 @@ pub enum MirrorError {
     },
     /// A tarball is not the one the signed registry records.
     #[error(
-        "{url}: sha256 is {actual}, but upstream's signed registry records {expected}: the tarball was refused and the mirror's registry not changed"
+        "{url}: sha256 is {actual}, but upstream's signed registry records {expected}: the tarball was refused and the mirror's registry not changed (the upstream, or something between it and here, serves an altered tarball: tell the upstream's operator)"
     )]
     Checksum {
         /// The URL.
@@ -235,7 +237,7 @@ pub enum MirrorError {
         actual: String,
     },
     /// Selections no release satisfies.
-    #[error("nothing was changed: {}", .0.join("; "))]
+    #[error("nothing was changed: {}; fix the selection (--only, --only-file)", .0.join("; "))]
     Unmatched(Vec<String>),
     /// The download threads cannot start.
     #[error("cannot start {jobs} download threads: {reason}")]
