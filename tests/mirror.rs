@@ -793,3 +793,35 @@ fn server_errors_are_retried_then_reported() {
     );
     assert!(!upstream.root().join("other/names").exists());
 }
+
+#[test]
+fn redirects_to_another_host_are_refused() {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    // Answers the one request the mirror sends with a redirect elsewhere, then stops.
+    let server = std::thread::spawn(move || {
+        for stream in listener.incoming().take(1) {
+            let Ok(mut stream) = stream else { break };
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head);
+            let _ = stream.write_all(
+                b"HTTP/1.1 302 Found\r\nLocation: http://elsewhere.invalid/names\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let out = command(tmp.path())
+        .args(["mirror", "mirror", "--from", &url, "--retries=0"])
+        .output()
+        .unwrap();
+    let err = failed(&out);
+    assert!(
+        err.contains(&format!(
+            "{url}/names redirects to http://elsewhere.invalid/names"
+        )) && err.contains("only the upstream given with --from is contacted"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("mirror/names").exists());
+    server.join().unwrap();
+}

@@ -252,3 +252,18 @@ pub fn run(args: &MirrorArgs, jobs: Option<usize>) -> Result<()> {
     println!("{summary}");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_hexpm_key_is_an_spki_rsa_key() {
+        let key = PublicKey::from_pem(HEXPM_PUBLIC_KEY.as_bytes()).unwrap();
+        // Written back in its own form, it is the text Hex carries.
+        assert_eq!(
+            key.to_pem(PublicKeyFormat::Spki),
+            format!("{HEXPM_PUBLIC_KEY}\n")
+        );
+    }
+}
