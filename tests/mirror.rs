@@ -825,3 +825,40 @@ fn redirects_to_another_host_are_refused() {
     assert!(!tmp.path().join("mirror/names").exists());
     server.join().unwrap();
 }
+
+#[test]
+fn an_upstream_that_never_answers_times_out_and_is_retried() {
+    use std::io::Read as _;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    // Reads each of the two requests (the first attempt and its retry) and never answers;
+    // the connections close when the test is done with them.
+    let server = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(2) {
+            let Ok(mut stream) = stream else { break };
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head);
+            held.push(stream);
+        }
+        held
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let out = command(tmp.path())
+        .args([
+            "mirror",
+            "mirror",
+            "--from",
+            &url,
+            "--timeout=1",
+            "--retries=1",
+        ])
+        .output()
+        .unwrap();
+    let err = failed(&out);
+    assert!(err.contains(&format!("cannot fetch {url}/names")), "{err}");
+    assert!(err.to_lowercase().contains("timed out"), "{err}");
+    // Both attempts reached the server.
+    assert_eq!(server.join().unwrap().len(), 2);
+    assert!(!tmp.path().join("mirror/names").exists());
+}
