@@ -10,7 +10,10 @@
 //! `hexreg serve` on 127.0.0.1, then times `hexreg mirror`: a full mirror into an empty
 //! directory, the no-op rerun, and a filtered mirror (`--only` of 20 packages and the closure
 //! of their dependencies). Requests and bytes are counted from the server's request log.
-//! `--jobs N` sets the mirror's parallel downloads (default: hexreg's, 8).
+//! `--jobs N` sets the mirror's parallel downloads (default: hexreg's, 8). `--s3 s3://BUCKET/PREFIX`
+//! also times a full mirror into that bucket and its no-op rerun (the bucket reached through the
+//! AWS_* environment, e.g. a local `moto_server` with `AWS_ENDPOINT_URL=http://127.0.0.1:5000
+//! AWS_ALLOW_HTTP=true`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -30,6 +33,7 @@ struct Args {
     packages: usize,
     max_releases: usize,
     jobs: Option<usize>,
+    s3: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -37,6 +41,7 @@ fn parse_args() -> Args {
         packages: 2000,
         max_releases: 10,
         jobs: None,
+        s3: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -45,6 +50,7 @@ fn parse_args() -> Args {
             "--packages" => args.packages = value().parse().expect("--packages N"),
             "--max-releases" => args.max_releases = value().parse().expect("--max-releases N"),
             "--jobs" => args.jobs = Some(value().parse().expect("--jobs N")),
+            "--s3" => args.s3 = Some(value()),
             other => panic!(
                 "unknown argument {other}; see the comment at the top of examples/mirror_bench.rs"
             ),
@@ -196,4 +202,8 @@ fn main() {
     mirror("full, no-op rerun", "full", &[]);
     mirror("filtered", "filtered", &filtered);
     mirror("filtered, no-op rerun", "filtered", &filtered);
+    if let Some(bucket) = &args.s3 {
+        mirror("full into S3", bucket, &[]);
+        mirror("full into S3, no-op rerun", bucket, &[]);
+    }
 }
