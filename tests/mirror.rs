@@ -112,9 +112,9 @@ impl Upstream {
             .unwrap()
     }
 
-    /// The requests the server logged from line `from` on (`(path, status)`), once a
-    /// sentinel request shows that every earlier request is logged.
-    fn requests_since(&self, from: usize) -> Vec<(String, u16)> {
+    /// Sends a request for a sentinel path and waits until the server has logged it, so that
+    /// every earlier request is logged; the index of its line.
+    fn sentinel(&self) -> usize {
         static SENTINEL: AtomicUsize = AtomicUsize::new(0);
         let sentinel = format!(
             "/mirror-test-sentinel-{}",
@@ -124,17 +124,13 @@ impl Upstream {
         // A safety net against a server that stopped logging, not a timing assertion.
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let lines = self.server.lines();
-            if let Some(end) = lines.iter().position(|l| l.contains(&sentinel)) {
-                return lines[from.min(end)..end]
-                    .iter()
-                    .filter_map(|line| {
-                        let mut words = line.split_whitespace();
-                        let (method, path, status) = (words.next()?, words.next()?, words.next()?);
-                        let status: u16 = status.parse().ok()?;
-                        (method == "GET").then(|| (path.to_string(), status))
-                    })
-                    .collect();
+            if let Some(i) = self
+                .server
+                .lines()
+                .iter()
+                .position(|l| l.contains(&sentinel))
+            {
+                return i;
             }
             assert!(
                 Instant::now() < deadline,
@@ -144,9 +140,24 @@ impl Upstream {
         }
     }
 
-    /// Lines logged so far (the next [`Upstream::requests_since`] starts there).
+    /// The requests (`(path, status)`) the server logged from line `from` on.
+    fn requests_since(&self, from: usize) -> Vec<(String, u16)> {
+        let end = self.sentinel();
+        self.server.lines()[from.min(end)..end]
+            .iter()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                let (method, path, status) = (words.next()?, words.next()?, words.next()?);
+                let status: u16 = status.parse().ok()?;
+                (method == "GET" && !path.starts_with("/mirror-test-sentinel-"))
+                    .then(|| (path.to_string(), status))
+            })
+            .collect()
+    }
+
+    /// Where the next run's log lines start: after every request logged so far.
     fn log_len(&self) -> usize {
-        self.server.lines().len()
+        self.sentinel() + 1
     }
 }
 
