@@ -71,6 +71,35 @@ pub fn retryable(status: u16) -> bool {
     matches!(status, 408 | 429 | 500..=599)
 }
 
+/// What a response status means for a `GET`, sent conditionally (`If-None-Match`) or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// `200`: read the body.
+    Body,
+    /// `304` to a conditional request: the copy at hand is current.
+    NotModified,
+    /// `304` to an unconditional request: not a Hex repository.
+    UnexpectedNotModified,
+    /// Any other `3xx`: refused, only the upstream's host is contacted.
+    Redirect,
+    /// Worth another attempt ([`retryable`]).
+    Retry,
+    /// Any other status: an error.
+    Fail,
+}
+
+/// What `status` means (free of I/O, so that the policy is tested on its own).
+pub fn answer(status: u16, conditional: bool) -> Answer {
+    match status {
+        200 => Answer::Body,
+        304 if conditional => Answer::NotModified,
+        304 => Answer::UnexpectedNotModified,
+        300..=399 => Answer::Redirect,
+        s if retryable(s) => Answer::Retry,
+        _ => Answer::Fail,
+    }
+}
+
 /// How long to wait before retry number `attempt` (1, 2, ...): 0.5 s doubling, at most 8 s.
 pub fn backoff(attempt: u32) -> Duration {
     let ms = 500u64.saturating_mul(1u64 << attempt.saturating_sub(1).min(4));
@@ -215,15 +244,15 @@ impl HttpUpstream {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let mut response = request.send().await.map_err(transport)?;
         let status = response.status().as_u16();
-        match status {
-            200 => {}
-            304 if etag.is_some() => return Ok(Fetched::NotModified),
-            304 => {
+        match answer(status, etag.is_some()) {
+            Answer::Body => {}
+            Answer::NotModified => return Ok(Fetched::NotModified),
+            Answer::UnexpectedNotModified => {
                 return Err(Failure::Fatal(FetchError::UnexpectedNotModified {
                     url: url.to_string(),
                 }));
             }
-            300..=399 => {
+            Answer::Redirect => {
                 let location = response
                     .headers()
                     .get(header::LOCATION)
@@ -234,12 +263,12 @@ impl HttpUpstream {
                     location: crate::tarball::one_line(location),
                 }));
             }
-            _ => {
+            answer @ (Answer::Retry | Answer::Fail) => {
                 let e = FetchError::Status {
                     url: url.to_string(),
                     status,
                 };
-                return Err(if retryable(status) {
+                return Err(if answer == Answer::Retry {
                     Failure::Retry(e)
                 } else {
                     Failure::Fatal(e)
@@ -335,6 +364,17 @@ mod tests {
         assert_eq!(backoff(2), Duration::from_millis(1000));
         assert_eq!(backoff(4), Duration::from_millis(4000));
         assert_eq!(backoff(50), Duration::from_millis(8000));
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(answer(200, false), Answer::Body);
+        assert_eq!(answer(304, true), Answer::NotModified);
+        assert_eq!(answer(304, false), Answer::UnexpectedNotModified);
+        assert_eq!(answer(301, true), Answer::Redirect);
+        assert_eq!(answer(503, true), Answer::Retry);
+        assert_eq!(answer(404, false), Answer::Fail);
+        assert_eq!(answer(204, false), Answer::Fail);
     }
 
     #[test]
