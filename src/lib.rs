@@ -18,8 +18,12 @@
 //! - [`storage`]: the operations a registry needs of where it is kept,
 //!   [`storage::local::LocalDir`], a local directory, and [`storage::object::ObjectStorage`], an
 //!   S3-compatible bucket;
-//! - [`engine`]: build, add, remove, retire, unretire, advisories, policies and verify, for
-//!   every front end.
+//! - [`engine`]: build, add, remove, retire, unretire, advisories, policies, verify and
+//!   mirror, for every front end.
+//!
+//! Mirroring another repository: [`mirror`] (which releases a filtered mirror keeps, the state
+//! kept between runs, free of I/O), [`requirement`] (version requirements),
+//! [`upstream::HttpUpstream`] (an upstream repository over HTTP) and [`engine::mirror`].
 //!
 //! The Hex HTTP API, free of I/O: [`api`] (routes, request and response bodies); the HTML
 //! pages of `hexreg serve`: [`web`].
@@ -35,6 +39,7 @@ pub mod api_keys;
 pub mod engine;
 pub mod etf;
 pub mod metadata;
+pub mod mirror;
 pub mod package_name;
 pub mod policy;
 pub mod proto;
@@ -44,5 +49,6 @@ pub mod resource_path;
 pub mod signing;
 pub mod storage;
 pub mod tarball;
+pub mod upstream;
 pub mod version;
 pub mod web;

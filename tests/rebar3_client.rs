@@ -578,3 +578,57 @@ fn rebar3_accepts_registry_with_hex_2_5_fields() {
     }
     assert_rebar3_accepts(&rebar3, tmp.path(), &public);
 }
+
+/// `hexreg mirror --only acme_erl:~> 0.2` of an upstream served by `hexreg serve` (its key
+/// given in SPKI form, as hex.pm's is), re-signed with another key: rebar3 resolves, checks
+/// and compiles acme_erl and its dependency from the mirror alone.
+#[test]
+fn rebar3_compiles_through_a_filtered_mirror() {
+    let Some(rebar3) = rebar3_or_skip("rebar3_compiles_through_a_filtered_mirror") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let public = tmp.path().join("public");
+    // A package outside the selection, which the mirror must leave out.
+    support::fixtures::copy_tarballs(&public, &["acme_a-1.0.0.tar"]);
+    hexreg_registry(&public);
+    let spki = tmp.path().join("upstream.pem");
+    fs::write(
+        &spki,
+        support::fixtures::public_key().to_pem(hexreg::signing::PublicKeyFormat::Spki),
+    )
+    .unwrap();
+    let upstream = Server::start(&public, &["--quiet"], &[]);
+    let out = hexreg(
+        tmp.path(),
+        &[
+            "mirror",
+            "mirror",
+            "--from",
+            &upstream.url(),
+            "--upstream-name=acme",
+            &format!("--upstream-key={}", spki.display()),
+            "--only=acme_erl:~> 0.2",
+            "--name=acme",
+            &key_arg(&support::fixtures::other_private_key()),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "hexreg mirror failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mirror = tmp.path().join("mirror");
+    assert!(mirror.join("tarballs/acme_erl-0.2.0.tar").is_file());
+    assert!(mirror.join("tarballs/acme_erl_base-0.1.0.tar").is_file());
+    assert!(!mirror.join("tarballs/acme_erl-0.1.0.tar").exists());
+    assert!(!mirror.join("packages/acme_a").exists());
+    assert_ne!(
+        fs::read(mirror.join("public_key")).unwrap(),
+        fs::read(public.join("public_key")).unwrap(),
+        "the mirror is signed with its own key"
+    );
+    let sandbox = tmp.path().join("client");
+    fs::create_dir_all(&sandbox).unwrap();
+    assert_rebar3_accepts(&rebar3, &sandbox, &mirror);
+}

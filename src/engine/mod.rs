@@ -18,6 +18,7 @@ pub mod cache;
 pub mod changes;
 pub mod docs;
 pub mod manage;
+pub mod mirror;
 pub mod policies;
 pub mod verify;
 mod writer;

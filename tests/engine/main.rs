@@ -3,6 +3,7 @@
 //! accept, which the next run completes.
 
 mod memory_storage;
+mod mirror;
 #[path = "../support/mod.rs"]
 mod support;
 

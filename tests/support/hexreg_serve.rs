@@ -72,6 +72,14 @@ impl Server {
         }
     }
 
+    /// The lines the server has written on stderr so far (its request log among them).
+    pub fn lines(&self) -> Vec<String> {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)

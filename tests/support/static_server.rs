@@ -11,7 +11,7 @@ use std::hash::Hasher;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -26,6 +26,8 @@ pub struct StaticServer {
     pub url: String,
     addr: SocketAddr,
     requests: Arc<Mutex<Vec<String>>>,
+    /// Requests still to answer `503 Service Unavailable` ([`StaticServer::fail_next`]).
+    failures: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -37,22 +39,31 @@ impl StaticServer {
         let addr = listener.local_addr().expect("local_addr");
         let root = root.to_path_buf();
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let failures = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let requests = Arc::clone(&requests);
+            let failures = Arc::clone(&failures);
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
                 .name(format!("static-server-{}", addr.port()))
-                .spawn(move || accept_loop(listener, root, requests, stop))
+                .spawn(move || accept_loop(listener, root, requests, failures, stop))
                 .expect("spawn server thread")
         };
         StaticServer {
             url: format!("http://{addr}"),
             addr,
             requests,
+            failures,
             stop,
             thread: Some(thread),
         }
+    }
+
+    /// Answers the next `n` requests (whatever they ask) with `503 Service Unavailable`, as an
+    /// overloaded server does.
+    pub fn fail_next(&self, n: usize) {
+        self.failures.store(n, Ordering::SeqCst);
     }
 
     pub fn port(&self) -> u16 {
@@ -88,6 +99,7 @@ fn accept_loop(
     listener: TcpListener,
     root: PathBuf,
     requests: Arc<Mutex<Vec<String>>>,
+    failures: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 ) {
     let root = Arc::new(root);
@@ -99,11 +111,12 @@ fn accept_loop(
         let Ok(stream) = conn else { continue };
         let root = Arc::clone(&root);
         let requests = Arc::clone(&requests);
+        let failures = Arc::clone(&failures);
         workers.retain(|w| !w.is_finished());
         if let Ok(w) = std::thread::Builder::new()
             .name("static-server-conn".into())
             .spawn(move || {
-                let _ = handle_connection(stream, &root, &requests);
+                let _ = handle_connection(stream, &root, &requests, &failures);
             })
         {
             workers.push(w);
@@ -118,6 +131,7 @@ fn handle_connection(
     stream: TcpStream,
     root: &Path,
     requests: &Mutex<Vec<String>>,
+    failures: &AtomicUsize,
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -159,6 +173,12 @@ fn handle_connection(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(path.clone());
+    if failures
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return respond(&mut out, "503 Service Unavailable", &[], None);
+    }
 
     let head_only = match method {
         "GET" => false,

@@ -7,6 +7,7 @@ mod build;
 mod key;
 mod keygen;
 mod manage;
+mod mirror;
 mod options;
 mod output;
 mod policy;
@@ -68,6 +69,9 @@ enum Command {
     /// Add, list and revoke the API keys of the Hex HTTP API (`add`, `list`, `revoke`).
     #[command(after_help = key::AFTER_HELP)]
     Key(key::KeyArgs),
+    /// Mirror hex.pm or another Hex repository, whole or a selection, verified.
+    #[command(after_help = mirror::AFTER_HELP)]
+    Mirror(mirror::MirrorArgs),
     /// Serve PUBLIC_DIR over HTTP for mix and rebar3.
     #[command(after_help = serve::AFTER_HELP)]
     Serve(serve::ServeArgs),
@@ -100,6 +104,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
+        Command::Mirror(args) => mirror::run(&args, jobs),
         Command::Serve(args) => serve::run(args, jobs),
     };
     match result {
