@@ -11,7 +11,7 @@ use hexreg::registry::AdvisorySeverity;
 use hexreg::requirement::Requirement;
 
 use crate::manage::change;
-use crate::options::{RegistryArgs, Target};
+use crate::options::RegistryArgs;
 
 pub const AFTER_HELP: &str = "Examples:
   hexreg advisory add public foo --id GHSA-abcd-1234-wxyz --summary \"RCE in foo.parse\" \\
@@ -169,13 +169,7 @@ fn add(args: &AddArgs) -> Result<()> {
 }
 
 fn list(args: &ListArgs) -> Result<()> {
-    let target = Target::open(&args.public_dir, &crate::options::BucketArgs::default())?;
-    if !target.exists() {
-        bail!(
-            "{} is not a directory: give the registry directory (PUBLIC_DIR)",
-            args.public_dir
-        );
-    }
+    let target = crate::verify::open_to_read(&args.public_dir)?;
     let storage = target.storage();
     let (key, _) = crate::verify::public_key(storage, args.public_key.as_deref())?;
     let Some(advisories) = read_advisories(storage, &args.name, &key, &args.package)? else {

@@ -11,7 +11,7 @@ use hexreg::proto::policy::{AdvisorySeverity, RetirementReason};
 
 use crate::advisory::Severity;
 use crate::manage::{Reason, change};
-use crate::options::{RegistryArgs, Target};
+use crate::options::RegistryArgs;
 
 pub const AFTER_HELP: &str = "Examples:
   hexreg policy set public strict --cooldown 7d --min-severity high --retired security,invalid \\
@@ -161,13 +161,7 @@ fn set(args: &SetArgs) -> Result<()> {
 }
 
 fn list(args: &ListArgs) -> Result<()> {
-    let target = Target::open(&args.public_dir, &crate::options::BucketArgs::default())?;
-    if !target.exists() {
-        bail!(
-            "{} is not a directory: give the registry directory (PUBLIC_DIR)",
-            args.public_dir
-        );
-    }
+    let target = crate::verify::open_to_read(&args.public_dir)?;
     let storage = target.storage();
     let (key, _) = crate::verify::public_key(storage, args.public_key.as_deref())?;
     let mut bad = 0;

@@ -66,6 +66,16 @@ pub fn public_key(
     Ok((key, key_shown))
 }
 
+/// The registry PUBLIC_DIR names, to read (verify, the `list` commands): a directory must
+/// exist.
+pub fn open_to_read(public_dir: &str) -> Result<Target> {
+    let target = Target::open(public_dir, &crate::options::BucketArgs::default())?;
+    if !target.exists() {
+        bail!("{public_dir} is not a directory: give the registry directory (PUBLIC_DIR)");
+    }
+    Ok(target)
+}
+
 /// What `verify` concluded, for the exit status.
 pub enum Outcome {
     /// Sound: exit 0.
@@ -76,13 +86,7 @@ pub enum Outcome {
 
 /// Checks the registry; `Err` when it cannot be checked at all (exit 2).
 pub fn run(args: &VerifyArgs) -> Result<Outcome> {
-    let target = Target::open(&args.public_dir, &crate::options::BucketArgs::default())?;
-    if !target.exists() {
-        bail!(
-            "{} is not a directory: give the registry directory (PUBLIC_DIR)",
-            args.public_dir
-        );
-    }
+    let target = open_to_read(&args.public_dir)?;
     let storage = target.storage();
     let (key, key_shown) = public_key(storage, args.public_key.as_deref())?;
     let found = verify(storage, &args.name, &key)?;
