@@ -148,10 +148,10 @@ fn main() {
         .status()
         .unwrap();
     assert!(status.success(), "hexreg build failed");
-    let spki = hexreg::signing::PrivateKey::from_pem(&std::fs::read(&key).unwrap())
+    let spki = hexreg::format::signing::PrivateKey::from_pem(&std::fs::read(&key).unwrap())
         .unwrap()
         .public_key()
-        .to_pem(hexreg::signing::PublicKeyFormat::Spki);
+        .to_pem(hexreg::format::signing::PublicKeyFormat::Spki);
     std::fs::write(base.join("upstream.pem"), spki).unwrap();
     println!(
         "upstream: {} packages, {count} tarballs, {:.1} MB, served by hexreg serve on loopback",

@@ -346,7 +346,7 @@ impl Client {
     fn versions(
         &mut self,
         key: &str,
-        public: &hexreg::signing::PublicKey,
+        public: &hexreg::format::signing::PublicKey,
         name: &str,
     ) -> Result<Vec<String>> {
         let r = self.request("GET", &format!("/packages/{name}"), key, &[])?;
@@ -355,7 +355,7 @@ impl Client {
             "GET /packages/{name}: status {} instead of 200",
             r.status
         );
-        let package = hexreg::registry::open_package(&r.body, public, REPO, name)
+        let package = hexreg::format::registry::open_package(&r.body, public, REPO, name)
             .map_err(|e| anyhow!("GET /packages/{name}: {e}"))?;
         Ok(package.releases.into_iter().map(|r| r.version).collect())
     }
@@ -416,8 +416,9 @@ fn main() -> Result<()> {
 
     let work = base.join("pubrun0");
     let public = work.join("public");
-    let public_key = hexreg::signing::PublicKey::from_pem(&fs::read(public.join("public_key"))?)
-        .map_err(|e| anyhow!("{}: {e}", public.join("public_key").display()))?;
+    let public_key =
+        hexreg::format::signing::PublicKey::from_pem(&fs::read(public.join("public_key"))?)
+            .map_err(|e| anyhow!("{}: {e}", public.join("public_key").display()))?;
     let keys = base.join("keys");
     let _ = fs::remove_file(&keys);
     let out = Command::new(&hexreg)

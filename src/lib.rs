@@ -1,54 +1,33 @@
-//! hexreg: builds, checks and serves signed Hex package registries.
+//! hexreg: builds, checks, mirrors and serves signed Hex package registries.
 //!
-//! The formats, free of I/O:
-//! - [`tarball`]: package tarballs, read and validated as hex_core does, and written;
-//! - [`metadata`]: the `metadata.config` Erlang-term file inside a tarball;
-//! - [`version`]: SemVer parsing and Elixir's version order;
-//! - [`requirement`]: version requirements in Elixir's syntax (`~> 1.2`);
-//! - [`package_name`]: package names and tarball file names;
-//! - [`registry`]: the registry model and its signed, gzipped protobuf resources;
-//! - [`advisory`]: security advisories of a package (Hex 2.5's `mix hex.audit`);
-//! - [`policy`]: dependency policies, `policies/NAME` (Hex 2.5's `HEX_POLICY`);
-//! - [`resource_path`]: where each file of a registry lives;
-//! - [`signing`]: RSA keys, PKCS#1 v1.5 / SHA-512 signatures, the `public_key` file;
-//! - [`proto`]: the protobuf messages generated from `proto/*.proto`;
-//! - [`etf`]: the Erlang term format of the Hex HTTP API's `application/vnd.hex+erlang` bodies.
+//! The library is layered; each layer uses only the ones listed before it:
 //!
-//! The engine, over storage:
-//! - [`storage`]: the operations a registry needs of where it is kept,
-//!   [`storage::local::LocalDir`], a local directory, and [`storage::object::ObjectStorage`], an
-//!   S3-compatible bucket;
-//! - [`engine`]: build, add, remove, retire, unretire, advisories, policies, verify and
-//!   mirror, for every front end.
+//! - [`format`]: every Hex file format and rule, free of I/O: package tarballs and their
+//!   `metadata.config`, versions and requirements, package names, the signed registry
+//!   resources, advisories, policies, signing keys.
+//! - [`api`]: the Hex HTTP API, free of I/O: routes, request and response bodies in the Erlang
+//!   term format and JSON, and which status and body each outcome gets.
+//! - [`keys`]: API keys and the keys file that holds their hashes.
+//! - [`storage`]: what a registry needs of where it is kept, a local directory
+//!   ([`storage::local::LocalDir`]) or an S3-compatible bucket
+//!   ([`storage::object::ObjectStorage`]).
+//! - [`engine`]: build, add, remove, retire, unretire, advisories, policies, docs, verify and
+//!   mirror, over a storage, for every front end.
+//! - [`mirror`]: which releases a filtered mirror keeps and the state it keeps between runs
+//!   (free of I/O), and [`mirror::upstream`], an upstream repository over HTTP(S).
+//! - [`web`]: the HTML pages of `hexreg serve` as functions of their data, and reading the
+//!   files inside a tarball.
+//! - [`server`]: `hexreg serve` as a library: a [`server::Config`] in, a running HTTP server
+//!   out (files, auth, the Hex API, pages).
 //!
-//! Mirroring another repository: [`mirror`] (which releases a filtered mirror keeps, the state
-//! kept between runs, free of I/O), [`requirement`] (version requirements),
-//! [`upstream::HttpUpstream`] (an upstream repository over HTTP) and [`engine::mirror`].
-//!
-//! The Hex HTTP API, free of I/O: [`api`] (routes, request and response bodies); the HTML
-//! pages of `hexreg serve`: [`web`].
-//!
-//! Access:
-//! - [`api_keys`]: API keys for the Hex HTTP API, their keys file (hashes only, mode 0600) and
-//!   [`api_keys::KeyStore`], which a server shares between tasks and which reloads the file
-//!   when it changes.
+//! The `hexreg` binary on top holds the command line: arguments, output, progress bars and
+//! exit codes.
 
-pub mod advisory;
 pub mod api;
-pub mod api_keys;
 pub mod engine;
-pub mod etf;
-pub mod metadata;
+pub mod format;
+pub mod keys;
 pub mod mirror;
-pub mod package_name;
-pub mod policy;
-pub mod proto;
-pub mod registry;
-pub mod requirement;
-pub mod resource_path;
-pub mod signing;
+pub mod server;
 pub mod storage;
-pub mod tarball;
-pub mod upstream;
-pub mod version;
 pub mod web;

@@ -22,9 +22,9 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use hexreg::etf::{self, Term};
-use hexreg::registry;
-use hexreg::tarball::{hex_upper, outer_checksum};
+use hexreg::api::etf::{self, Term};
+use hexreg::format::registry;
+use hexreg::format::tarball::{hex_upper, outer_checksum};
 use support::fixtures::{fixtures, private_key, public_key};
 use support::hexreg_serve::{HttpResponse, Server};
 use support::json;
@@ -1222,7 +1222,7 @@ fn twenty_concurrent_publishers_all_land() {
 /// `packages/NAME`; every release there has its tarball with the recorded outer checksum.
 /// `names` and `versions` may differ by a package (a kill between the two renames of the index
 /// batch), and `versions` may lag behind `packages/*`: the engine's write order allows both.
-fn check_clients_accept(public: &Path, key: &hexreg::signing::PublicKey) {
+fn check_clients_accept(public: &Path, key: &hexreg::format::signing::PublicKey) {
     let open = |rel: &str| {
         let bytes = fs::read(public.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
         let opened = registry::open(&bytes).unwrap_or_else(|e| panic!("{rel} {e}"));

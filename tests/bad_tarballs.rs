@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use hexreg::metadata::Requirement;
-use hexreg::tarball::{
+use hexreg::format::metadata::Requirement;
+use hexreg::format::tarball::{
     MAX_METADATA_SIZE, MAX_TARBALL_SIZE, MAX_UNCOMPRESSED_SIZE, one_line, write_outer,
 };
 use sha2::{Digest, Sha256};

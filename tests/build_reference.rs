@@ -40,7 +40,7 @@ fn payload_and_signature(file: &[u8]) -> (Vec<u8>, Vec<u8>) {
     flate2::read::GzDecoder::new(file)
         .read_to_end(&mut raw)
         .unwrap();
-    let signed = hexreg::proto::signed::Signed::decode(raw.as_slice()).unwrap();
+    let signed = hexreg::format::proto::signed::Signed::decode(raw.as_slice()).unwrap();
     (signed.payload, signed.signature.unwrap())
 }
 
@@ -150,8 +150,8 @@ fn spki_public_key_format() {
     assert!(out.status.success());
     let pem = fs::read(tmp.path().join("public/public_key")).unwrap();
     assert!(pem.starts_with(b"-----BEGIN PUBLIC KEY-----\n"));
-    let spki = hexreg::signing::PublicKey::from_pem(&pem).unwrap();
-    let pkcs1 = hexreg::signing::PublicKey::from_pem(
+    let spki = hexreg::format::signing::PublicKey::from_pem(&pem).unwrap();
+    let pkcs1 = hexreg::format::signing::PublicKey::from_pem(
         &fs::read(fixtures().join("full/expected/public_key")).unwrap(),
     )
     .unwrap();

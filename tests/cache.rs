@@ -193,8 +193,9 @@ fn retirements_survive_in_cached_and_uncached_builds() {
     build_with(tmp.path(), &["--no-cache"]);
     let with_new = registry_files(&public);
     let bytes = &with_new["packages/acme_a"];
-    let opened = hexreg::registry::open(bytes).unwrap();
-    let package = hexreg::registry::decode_package(&opened.payload, "acme", "acme_a").unwrap();
+    let opened = hexreg::format::registry::open(bytes).unwrap();
+    let package =
+        hexreg::format::registry::decode_package(&opened.payload, "acme", "acme_a").unwrap();
     let r = package
         .releases
         .iter()

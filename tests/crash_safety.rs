@@ -154,7 +154,7 @@ fn first_builds_killed_at_any_moment_leave_all_of_packages_or_none() {
             assert_eq!(fs::read_dir(&packages).unwrap().count(), 300, "{left:?}");
             for p in 0..300 {
                 let rel = format!("packages/pkg{p:04}");
-                let opened = hexreg::registry::open(&fs::read(public.join(&rel)).unwrap())
+                let opened = hexreg::format::registry::open(&fs::read(public.join(&rel)).unwrap())
                     .unwrap_or_else(|e| panic!("{rel} {e}"));
                 opened.verify(&key).unwrap_or_else(|e| panic!("{rel} {e}"));
             }

@@ -14,9 +14,9 @@ mod harness;
 
 use std::io::Read;
 
-use hexreg::metadata::{self, MetadataError};
-use hexreg::registry;
-use hexreg::tarball::{self, TarballError};
+use hexreg::format::metadata::{self, MetadataError};
+use hexreg::format::registry;
+use hexreg::format::tarball::{self, TarballError};
 use support::bytes::{gunzip, gzip};
 use support::files::files_in;
 use support::fixtures::fixtures;

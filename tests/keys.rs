@@ -7,7 +7,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use hexreg::api_keys::{KeyStore, Permission};
+use hexreg::keys::{KeyStore, Permission};
 use support::run::{command, fails, ok};
 
 /// `hexreg key add --keys keys LABEL [--write]` in `cwd`: the key it printed.

@@ -7,7 +7,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use hexreg::signing::PrivateKey;
+use hexreg::format::signing::PrivateKey;
 use support::files::*;
 use support::fixtures::*;
 use support::package::Package;
@@ -25,8 +25,8 @@ fn fixture_tarball(name: &str) -> String {
 /// The release list of `packages/NAME` with each release's retirement reason.
 fn releases(public: &Path, name: &str) -> Vec<(String, Option<i32>)> {
     let bytes = fs::read(public.join("packages").join(name)).unwrap();
-    let opened = hexreg::registry::open(&bytes).unwrap();
-    hexreg::registry::decode_package(&opened.payload, "acme", name)
+    let opened = hexreg::format::registry::open(&bytes).unwrap();
+    hexreg::format::registry::decode_package(&opened.payload, "acme", name)
         .unwrap()
         .releases
         .into_iter()
@@ -329,8 +329,8 @@ fn retire_and_unretire_and_build_keeps_retirements() {
     );
     // versions carries the retired index.
     let bytes = fs::read(public.join("versions")).unwrap();
-    let opened = hexreg::registry::open(&bytes).unwrap();
-    let versions = hexreg::registry::decode_versions(&opened.payload, "acme").unwrap();
+    let opened = hexreg::format::registry::open(&bytes).unwrap();
+    let versions = hexreg::format::registry::decode_versions(&opened.payload, "acme").unwrap();
     assert_eq!(versions.packages[0].retired, [1]);
 
     // A full build (tarballs back, one more release) keeps the retirement.
@@ -467,7 +467,7 @@ fn verify_names_every_problem() {
         PrivateKey::from_pem(&fs::read(other_private_key()).unwrap())
             .unwrap()
             .public_key()
-            .to_pem(hexreg::signing::PublicKeyFormat::Spki),
+            .to_pem(hexreg::format::signing::PublicKeyFormat::Spki),
     )
     .unwrap();
     let out = hexreg(

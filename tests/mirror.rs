@@ -11,8 +11,8 @@ use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use hexreg::registry;
-use hexreg::signing::{PrivateKey, PublicKey, PublicKeyFormat};
+use hexreg::format::registry;
+use hexreg::format::signing::{PrivateKey, PublicKey, PublicKeyFormat};
 use support::files::registry_files;
 use support::fixtures::{fixtures, other_private_key, private_key, public_key};
 use support::hexreg_serve::Server;
@@ -311,7 +311,7 @@ fn mirrored_tarballs(dir: &Path) -> Vec<String> {
     names
 }
 
-fn mirrored_package(dir: &Path, name: &str) -> hexreg::proto::package::Package {
+fn mirrored_package(dir: &Path, name: &str) -> hexreg::format::proto::package::Package {
     let bytes = fs::read(dir.join("packages").join(name)).unwrap();
     registry::open_package(&bytes, &other_public_key(), "hexpm", name).unwrap()
 }

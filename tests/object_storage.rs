@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hexreg::engine::{self, BuildOptions, NewTarball, Registry, Signer};
-use hexreg::registry::{self, Retirement, RetirementReason};
-use hexreg::signing::PrivateKey;
+use hexreg::format::registry::{self, Retirement, RetirementReason};
+use hexreg::format::signing::PrivateKey;
 use hexreg::storage::local::LocalDir;
 use hexreg::storage::object::{LOCK_NAME, ObjectOptions, ObjectStorage};
 use hexreg::storage::{Condition, Storage, StorageError, Version};
@@ -1149,8 +1149,8 @@ fn dates_advisories_and_policies_on_s3() {
         .with_release_dates(true)
         .build(&BuildOptions::default())
         .unwrap();
-    let affects = hexreg::requirement::Requirement::parse("< 0.2.0").unwrap();
-    let advisory = hexreg::advisory::NewAdvisory {
+    let affects = hexreg::format::requirement::Requirement::parse("< 0.2.0").unwrap();
+    let advisory = hexreg::format::advisory::NewAdvisory {
         id: "GHSA-s3".into(),
         summary: "in a bucket".into(),
         html_url: "https://example.com/GHSA-s3".into(),
@@ -1162,7 +1162,7 @@ fn dates_advisories_and_policies_on_s3() {
     };
     let affected = open().add_advisory("acme_a", &advisory).unwrap();
     assert_eq!(affected, ["0.1.0", "0.1.1"]);
-    let spec = hexreg::policy::PolicySpec {
+    let spec = hexreg::format::policy::PolicySpec {
         name: "strict".into(),
         repository: REPO.into(),
         cooldown: Some("2w".into()),
@@ -1184,7 +1184,8 @@ fn dates_advisories_and_policies_on_s3() {
         .collect();
     assert_eq!(flagged, ["0.1.0", "0.1.1"]);
     let policy = s3.read("policies/strict").unwrap().unwrap().bytes;
-    let policy = hexreg::policy::open_policy(&policy, &signer.public, REPO, "strict").unwrap();
+    let policy =
+        hexreg::format::policy::open_policy(&policy, &signer.public, REPO, "strict").unwrap();
     assert_eq!(
         policy.repositories[0]
             .restriction

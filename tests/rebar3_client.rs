@@ -595,7 +595,7 @@ fn rebar3_compiles_through_a_filtered_mirror() {
     let spki = tmp.path().join("upstream.pem");
     fs::write(
         &spki,
-        support::fixtures::public_key().to_pem(hexreg::signing::PublicKeyFormat::Spki),
+        support::fixtures::public_key().to_pem(hexreg::format::signing::PublicKeyFormat::Spki),
     )
     .unwrap();
     let upstream = Server::start(&public, &["--quiet"], &[]);

@@ -9,7 +9,7 @@ mod support;
 use std::fs;
 use std::path::Path;
 
-use hexreg::proto;
+use hexreg::format::proto;
 use support::files::registry_files;
 use support::fixtures::*;
 use support::package::Package;
@@ -43,15 +43,15 @@ fn refused(cwd: &Path, args: &[&str], code: i32) -> String {
 /// `packages/NAME`, signature verified, decoded with the project's protos.
 fn package(public: &Path, name: &str) -> proto::package::Package {
     let bytes = fs::read(public.join("packages").join(name)).unwrap();
-    hexreg::registry::open_package(&bytes, &public_key(), "acme", name).unwrap()
+    hexreg::format::registry::open_package(&bytes, &public_key(), "acme", name).unwrap()
 }
 
 /// `versions`, signature verified, decoded with the project's protos: name → package.
 fn versions(public: &Path, name: &str) -> proto::versions::Package {
     let bytes = fs::read(public.join("versions")).unwrap();
-    let opened = hexreg::registry::open(&bytes).unwrap();
+    let opened = hexreg::format::registry::open(&bytes).unwrap();
     opened.verify(&public_key()).unwrap();
-    hexreg::registry::decode_versions(&opened.payload, "acme")
+    hexreg::format::registry::decode_versions(&opened.payload, "acme")
         .unwrap()
         .packages
         .into_iter()
@@ -116,8 +116,8 @@ fn release_dates_are_tarball_times_and_survive_rebuilds_from_fresh_copies() {
     assert_eq!(first, expected);
     // `names` keeps the task's updated_at: the newest tarball time.
     let names = fs::read(public.join("names")).unwrap();
-    let names = hexreg::registry::open(&names).unwrap();
-    let names = hexreg::registry::decode_names(&names.payload, "acme").unwrap();
+    let names = hexreg::format::registry::open(&names).unwrap();
+    let names = hexreg::format::registry::decode_names(&names.payload, "acme").unwrap();
     let newest = A.iter().map(|t| mtimes[*t] as i64).max();
     assert_eq!(
         names.packages[0].updated_at.map(|t| t.seconds),
@@ -442,7 +442,8 @@ fn policies_are_signed_decoded_listed_verified_and_removed() {
     );
     assert_eq!(out, "* creating public/policies/strict\n");
     let bytes = fs::read(public.join("policies/strict")).unwrap();
-    let policy = hexreg::policy::open_policy(&bytes, &public_key(), "acme", "strict").unwrap();
+    let policy =
+        hexreg::format::policy::open_policy(&bytes, &public_key(), "acme", "strict").unwrap();
     use proto::policy::*;
     assert_eq!(
         policy,
@@ -487,7 +488,7 @@ fn policies_are_signed_decoded_listed_verified_and_removed() {
         }
     );
     // The reasons are one packed run (field 2, length 2, values 1 and 2), as hex_core writes.
-    let opened = hexreg::registry::open(&bytes).unwrap();
+    let opened = hexreg::format::registry::open(&bytes).unwrap();
     assert!(
         opened
             .payload

@@ -11,7 +11,7 @@ use std::io::{self, Write};
 use std::ops::Range;
 use std::sync::OnceLock;
 
-use hexreg::{metadata, registry, tarball, version};
+use hexreg::format::{metadata, registry, tarball, version};
 use prost::Message;
 
 /// Repository and package name the registry and tarball targets read resources back with (the
@@ -100,7 +100,7 @@ pub fn registry(data: &[u8]) {
         let _ = opened.verify(public_key());
         decode_payload(&opened.payload);
     }
-    if let Ok(signed) = hexreg::proto::signed::Signed::decode(data) {
+    if let Ok(signed) = hexreg::format::proto::signed::Signed::decode(data) {
         decode_payload(&signed.payload);
     }
     decode_payload(data);
@@ -119,10 +119,10 @@ fn decode_payload(payload: &[u8]) {
     }
 }
 
-fn public_key() -> &'static hexreg::signing::PublicKey {
-    static KEY: OnceLock<hexreg::signing::PublicKey> = OnceLock::new();
+fn public_key() -> &'static hexreg::format::signing::PublicKey {
+    static KEY: OnceLock<hexreg::format::signing::PublicKey> = OnceLock::new();
     KEY.get_or_init(|| {
-        hexreg::signing::PublicKey::from_pem(include_bytes!(
+        hexreg::format::signing::PublicKey::from_pem(include_bytes!(
             "../../fixtures/full/expected/public_key"
         ))
         .expect("fixtures/full/expected/public_key is a valid key")

@@ -1,13 +1,13 @@
 //! Advisories: add, replace and remove the security advisories of a package
-//! ([`crate::advisory`]), in its `packages/NAME` and in `versions` (`with_advisories`). Every
+//! ([`crate::format::advisory`]), in its `packages/NAME` and in `versions` (`with_advisories`). Every
 //! later build and change keeps them (see the writer's `Carry`).
 
 use super::manage::Order;
 use super::writer::Carry;
 use super::{Error, Registry};
-use crate::advisory::{self, NewAdvisory};
-use crate::registry::{Release, SecurityAdvisory};
-use crate::signing::PublicKey;
+use crate::format::advisory::{self, NewAdvisory};
+use crate::format::registry::{Release, SecurityAdvisory};
+use crate::format::signing::PublicKey;
 use crate::storage::Storage;
 
 impl Registry<'_> {

@@ -12,12 +12,12 @@ use rayon::prelude::*;
 use super::cache::Cache;
 use super::writer::{Carry, Outcome};
 use super::{ChangeKind, Error, Registry, Stage};
-use crate::package_name;
-use crate::registry::{self, PackageSummary, Release, Timestamp};
-use crate::resource_path::{ResourcePath, TARBALLS_DIR};
-use crate::signing::{PublicKey, PublicKeyFormat};
+use crate::format::package_name;
+use crate::format::registry::{self, PackageSummary, Release, Timestamp};
+use crate::format::resource_path::{ResourcePath, TARBALLS_DIR};
+use crate::format::signing::{PublicKey, PublicKeyFormat};
+use crate::format::tarball::{self, one_line};
 use crate::storage::{Condition, Entry, Version};
-use crate::tarball::{self, one_line};
 
 /// How to build.
 #[derive(Debug, Clone, Copy, Default)]

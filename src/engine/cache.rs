@@ -21,8 +21,8 @@ use bytes::Bytes;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use crate::proto;
-use crate::registry::{Annotations, Release, ReleaseAnnotations, Retirement};
+use crate::format::proto;
+use crate::format::registry::{Annotations, Release, ReleaseAnnotations, Retirement};
 use crate::storage::Version;
 
 /// Bump when the meaning of an entry changes (2: storage version tokens instead of `stat`;
@@ -160,7 +160,10 @@ impl Cache {
         key_fingerprint: &[u8],
     ) -> Cache {
         let key = Sha256::digest(registry_id);
-        let path = cache_dir.join(format!("{}.cache", crate::tarball::hex_upper(&key[..12])));
+        let path = cache_dir.join(format!(
+            "{}.cache",
+            crate::format::tarball::hex_upper(&key[..12])
+        ));
         let mut cache = Cache::disabled(repository);
         cache.key_fingerprint = key_fingerprint.to_vec();
         if let Some(file) = fs::read(&path).ok().and_then(|b| decode(b.into()))

@@ -4,7 +4,7 @@
 use std::io::Read;
 
 use super::{ChangeKind, Error, Registry, Stage};
-use crate::resource_path::ResourcePath;
+use crate::format::resource_path::ResourcePath;
 use crate::storage::Condition;
 
 /// Largest docs tarball accepted, compressed (hexpm's limit).
@@ -55,7 +55,7 @@ pub fn validate_docs(bytes: &[u8]) -> Result<(), DocsError> {
                 .components()
                 .any(|c| matches!(c, std::path::Component::ParentDir));
         if unsafe_path {
-            return Err(DocsError::UnsafePath(crate::tarball::one_line(
+            return Err(DocsError::UnsafePath(crate::format::tarball::one_line(
                 &path.display().to_string(),
             )));
         }

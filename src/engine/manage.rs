@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 
 use super::writer::Carry;
 use super::{ChangeKind, Error, Registry, Stage};
-use crate::package_name;
-use crate::registry::{
+use crate::format::package_name;
+use crate::format::registry::{
     self, PackageSummary, Release, ResourceError, Retirement, SecurityAdvisory, Timestamp,
 };
-use crate::resource_path::{DOCS_DIR, ResourcePath, TARBALLS_DIR, tarball_file_name};
+use crate::format::resource_path::{DOCS_DIR, ResourcePath, TARBALLS_DIR, tarball_file_name};
+use crate::format::tarball;
 use crate::storage::{Condition, Version};
-use crate::tarball;
 
 /// A tarball given to [`Registry::add`], validated by [`NewTarball::validate`].
 #[derive(Debug, Clone)]
@@ -583,14 +583,14 @@ fn find_version(releases: &[Release], package: &str, version: &str) -> Result<us
 pub fn indexed_versions(
     storage: &dyn crate::storage::Storage,
     repo: &str,
-    key: &crate::signing::PublicKey,
+    key: &crate::format::signing::PublicKey,
     package: &str,
 ) -> Result<Option<Vec<String>>, Error> {
     let path = ResourcePath::Versions.key();
     let Some(object) = storage.read(&path)? else {
         return Ok(None);
     };
-    let shown = crate::tarball::one_line(&storage.display(&path));
+    let shown = crate::format::tarball::one_line(&storage.display(&path));
     let opened = registry::open(&object.bytes)
         .and_then(|opened| opened.verify(key).map(|()| opened))
         .map_err(|source| Error::Resource {
@@ -614,7 +614,7 @@ pub fn indexed_versions(
 pub fn read_package(
     storage: &dyn crate::storage::Storage,
     repo: &str,
-    key: &crate::signing::PublicKey,
+    key: &crate::format::signing::PublicKey,
     package: &str,
 ) -> Result<Option<Vec<Release>>, Error> {
     Ok(read_package_record(storage, repo, key, package)?.map(|(releases, _)| releases))
@@ -625,14 +625,14 @@ pub fn read_package(
 pub fn read_package_record(
     storage: &dyn crate::storage::Storage,
     repo: &str,
-    key: &crate::signing::PublicKey,
+    key: &crate::format::signing::PublicKey,
     package: &str,
 ) -> Result<Option<PackageRecord>, Error> {
     let path = ResourcePath::package(package).key();
     let Some(object) = storage.read(&path)? else {
         return Ok(None);
     };
-    let shown = crate::tarball::one_line(&storage.display(&path));
+    let shown = crate::format::tarball::one_line(&storage.display(&path));
     let decoded = registry::open_package(&object.bytes, key, repo, package).map_err(|source| {
         Error::Resource {
             path: shown.clone(),

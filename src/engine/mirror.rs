@@ -27,13 +27,13 @@ use sha2::{Digest, Sha256};
 
 use super::writer::Carry;
 use super::{ChangeKind, Changes, Error, Progress, Registry, Signer, Stage};
+use crate::format::package_name;
+use crate::format::registry::{self, PackageSummary, Release, ReleaseError, ResourceError};
+use crate::format::resource_path::{PACKAGES_DIR, ResourcePath, TARBALLS_DIR};
+use crate::format::signing::PublicKey;
+use crate::format::tarball;
 use crate::mirror::{self, Only, STATE_PATH, State, UPSTREAM_COPY_DIR};
-use crate::package_name;
-use crate::registry::{self, PackageSummary, Release, ReleaseError, ResourceError};
-use crate::resource_path::{PACKAGES_DIR, ResourcePath, TARBALLS_DIR};
-use crate::signing::PublicKey;
 use crate::storage::{Condition, Lock, Storage, StorageError, Version};
-use crate::tarball;
 
 /// The most a registry file may weigh as sent (gzipped); hex.pm's largest is a few MB.
 pub const MAX_RESOURCE_BODY: u64 = 64 * 1024 * 1024;

@@ -23,9 +23,9 @@ pub mod policies;
 pub mod verify;
 mod writer;
 
-use crate::registry::ReleaseError;
-use crate::registry::ResourceError;
-use crate::signing::{PrivateKey, PublicKey, SignError};
+use crate::format::registry::ReleaseError;
+use crate::format::registry::ResourceError;
+use crate::format::signing::{PrivateKey, PublicKey, SignError};
 use crate::storage::{Lock, Storage, StorageError};
 
 pub use advisories::read_advisories;
@@ -133,7 +133,7 @@ pub enum Error {
     },
     /// An advisory refused.
     #[error(transparent)]
-    Advisory(#[from] crate::advisory::AdvisoryError),
+    Advisory(#[from] crate::format::advisory::AdvisoryError),
     /// No such advisory.
     #[error("package `{package}` has no advisory `{id}` (it has: {})", if have.is_empty() { "none".to_string() } else { have.join(", ") })]
     NoAdvisory {
@@ -146,7 +146,7 @@ pub enum Error {
     },
     /// A policy refused.
     #[error(transparent)]
-    Policy(#[from] crate::policy::PolicyError),
+    Policy(#[from] crate::format::policy::PolicyError),
     /// No such policy.
     #[error(
         "there is no policy `{name}` ({path} does not exist; `hexreg policy list` shows the policies)"
@@ -339,6 +339,6 @@ impl<'a> Registry<'a> {
 
     /// `storage.display(path)`, made one line (file names may hold anything).
     fn shown(&self, path: &str) -> String {
-        crate::tarball::one_line(&self.storage.display(path))
+        crate::format::tarball::one_line(&self.storage.display(path))
     }
 }

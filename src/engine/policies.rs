@@ -1,13 +1,13 @@
-//! Policies: write, remove and list the signed `policies/NAME` files ([`crate::policy`]) that
+//! Policies: write, remove and list the signed `policies/NAME` files ([`crate::format::policy`]) that
 //! Hex 2.5 loads with `HEX_POLICY=REPO/NAME`. They are signed with the registry's key and
 //! checked by [`super::verify()`]; nothing else in the registry refers to them.
 
 use super::{ChangeKind, Error, Registry, Stage};
-use crate::policy::{self, PolicySpec};
-use crate::proto::policy::Policy;
-use crate::registry::{self, ResourceError};
-use crate::resource_path::{POLICIES_DIR, ResourcePath};
-use crate::signing::PublicKey;
+use crate::format::policy::{self, PolicySpec};
+use crate::format::proto::policy::Policy;
+use crate::format::registry::{self, ResourceError};
+use crate::format::resource_path::{POLICIES_DIR, ResourcePath};
+use crate::format::signing::PublicKey;
 use crate::storage::{Condition, Storage};
 
 impl Registry<'_> {
@@ -44,7 +44,7 @@ impl Registry<'_> {
     /// Removes `policies/NAME`; refuses a policy that does not exist.
     pub fn remove_policy(&mut self, name: &str) -> Result<(), Error> {
         if !policy::is_valid_name(name) {
-            return Err(policy::PolicyError::Name(crate::tarball::one_line(name)).into());
+            return Err(policy::PolicyError::Name(crate::format::tarball::one_line(name)).into());
         }
         let path = ResourcePath::Policy(name.to_string()).key();
         if !self.storage.delete(&path)? {

@@ -11,12 +11,12 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::Error;
-use crate::proto;
-use crate::registry::{self, ResourceError};
-use crate::resource_path::{PACKAGES_DIR, ResourcePath, TARBALLS_DIR};
-use crate::signing::PublicKey;
+use crate::format::proto;
+use crate::format::registry::{self, ResourceError};
+use crate::format::resource_path::{PACKAGES_DIR, ResourcePath, TARBALLS_DIR};
+use crate::format::signing::PublicKey;
+use crate::format::tarball;
 use crate::storage::Storage;
-use crate::tarball;
 
 /// What [`verify`] found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -239,13 +239,13 @@ pub fn verify(storage: &dyn Storage, repo: &str, key: &PublicKey) -> Result<Veri
     // Every policy opens, verifies and names itself and the repository.
     for (name, policy) in super::read_policies(storage, repo, key)? {
         let path = shown(&ResourcePath::Policy(name.clone()).key());
-        if !crate::policy::is_valid_name(&name) {
+        if !crate::format::policy::is_valid_name(&name) {
             found.add(
                 &path,
                 format!(
                     "`{}` is not a policy name Hex accepts ({}): remove the file",
                     tarball::one_line(&name),
-                    crate::policy::NAME_RULE
+                    crate::format::policy::NAME_RULE
                 ),
             );
         } else if let Err(e) = policy {

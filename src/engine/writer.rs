@@ -16,8 +16,8 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::{ChangeKind, Error, Registry, Stage};
-use crate::registry::{self, Annotations, PackageSummary, Release, SecurityAdvisory};
-use crate::resource_path::{PACKAGES_DIR, ResourcePath};
+use crate::format::registry::{self, Annotations, PackageSummary, Release, SecurityAdvisory};
+use crate::format::resource_path::{PACKAGES_DIR, ResourcePath};
 use crate::storage::{Condition, Entry, Version};
 
 /// What is at a resource's path before it is written.

@@ -22,7 +22,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::{Batch, Condition, Entry, Lock, Object, Storage, StorageError, Version};
-use crate::resource_path::{PACKAGES_DIR, TARBALLS_DIR};
+use crate::format::resource_path::{PACKAGES_DIR, TARBALLS_DIR};
 
 /// Prefix of hexreg's temporary files. A leading dot: hidden from `Path.wildcard`-style scans
 /// and from the static servers operators put in front of a registry.
@@ -42,6 +42,18 @@ pub struct LocalDir {
     shown: String,
     /// Leftovers of killed runs were removed (done once, at the first lock taken).
     cleaned: std::sync::atomic::AtomicBool,
+}
+
+impl Clone for LocalDir {
+    fn clone(&self) -> Self {
+        LocalDir {
+            root: self.root.clone(),
+            shown: self.shown.clone(),
+            cleaned: std::sync::atomic::AtomicBool::new(
+                self.cleaned.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        }
+    }
 }
 
 impl LocalDir {

@@ -9,12 +9,15 @@
 //! - hold an exclusive lock on the registry.
 //!
 //! Paths are relative to the registry's root, `/`-separated (`packages/foo`), as
-//! [`crate::resource_path::ResourcePath`] spells them. [`local::LocalDir`] keeps a registry in a
+//! [`crate::format::resource_path::ResourcePath`] spells them. [`local::LocalDir`] keeps a registry in a
 //! directory; [`object::ObjectStorage`] in an S3-compatible bucket, under `s3://BUCKET/PREFIX`.
 
 pub mod aws_profile;
 pub mod local;
+mod location;
 pub mod object;
+
+pub use location::Location;
 
 use std::any::Any;
 use std::fmt;

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 use crate::engine::docs::{MAX_DOCS_SIZE, MAX_DOCS_UNCOMPRESSED};
-use crate::metadata::{self, Term};
-use crate::tarball::{self, MAX_UNCOMPRESSED_SIZE, TarballError};
+use crate::format::metadata::{self, Term};
+use crate::format::tarball::{self, MAX_UNCOMPRESSED_SIZE, TarballError};
 
 /// Most files of a package listed on its version page.
 pub const MAX_LISTED_FILES: usize = 5000;

@@ -14,9 +14,9 @@ pub mod archive;
 
 use std::fmt::Write as _;
 
-use crate::advisory::severity_name;
-use crate::registry::{Release, RetirementReason, SecurityAdvisory};
-use crate::tarball::hex_upper;
+use crate::format::advisory::severity_name;
+use crate::format::registry::{Release, RetirementReason, SecurityAdvisory};
+use crate::format::tarball::hex_upper;
 use archive::Details;
 
 /// The prefix of every page but the package list.

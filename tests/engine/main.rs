@@ -10,8 +10,8 @@ mod support;
 use std::collections::BTreeMap;
 
 use hexreg::engine::{self, BuildOptions, NewTarball, Registry, Signer};
-use hexreg::registry::{self, Retirement, RetirementReason};
-use hexreg::signing::PrivateKey;
+use hexreg::format::registry::{self, Retirement, RetirementReason};
+use hexreg::format::signing::PrivateKey;
 use hexreg::storage::Storage;
 use hexreg::storage::local::LocalDir;
 
@@ -101,7 +101,7 @@ fn check_consistent(
             let tarball = read(&format!("tarballs/{}-{version}.tar", p.name))
                 .unwrap_or_else(|| panic!("{} {version} recorded without its tarball", p.name));
             assert_eq!(
-                Some(hexreg::tarball::outer_checksum(&tarball).to_vec()),
+                Some(hexreg::format::tarball::outer_checksum(&tarball).to_vec()),
                 release.outer_checksum
             );
         }
@@ -390,8 +390,8 @@ fn reverting_a_release_with_docs_fails_safely_at_every_write() {
     assert!(memory.read("docs/alpha-1.0.0.tar.gz").unwrap().is_none());
 }
 
-fn advisory(id: &str, affects: &str) -> hexreg::advisory::NewAdvisory {
-    hexreg::advisory::NewAdvisory {
+fn advisory(id: &str, affects: &str) -> hexreg::format::advisory::NewAdvisory {
+    hexreg::format::advisory::NewAdvisory {
         id: id.into(),
         summary: "a vulnerability".into(),
         html_url: format!("https://example.com/{id}"),
@@ -399,7 +399,7 @@ fn advisory(id: &str, affects: &str) -> hexreg::advisory::NewAdvisory {
         severity: registry::AdvisorySeverity::SeverityHigh,
         cvss_score: Some(9.0),
         aliases: Vec::new(),
-        affects: hexreg::requirement::Requirement::parse(affects).unwrap(),
+        affects: hexreg::format::requirement::Requirement::parse(affects).unwrap(),
     }
 }
 
@@ -428,7 +428,7 @@ fn advisories_fail_safely_at_every_write() {
 
 #[test]
 fn policies_fail_safely_at_every_write() {
-    let spec = hexreg::policy::PolicySpec {
+    let spec = hexreg::format::policy::PolicySpec {
         name: "strict".into(),
         repository: REPO.into(),
         cooldown: Some("7d".into()),

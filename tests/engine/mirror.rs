@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use hexreg::engine::mirror::{FetchError, Fetched, MirrorOptions, Mode, Report, Upstream, mirror};
 use hexreg::engine::{self, Registry, Signer};
+use hexreg::format::registry::{Retirement, RetirementReason};
+use hexreg::format::signing::{PrivateKey, PublicKeyFormat};
 use hexreg::mirror::Only;
-use hexreg::registry::{Retirement, RetirementReason};
-use hexreg::signing::{PrivateKey, PublicKeyFormat};
 use hexreg::storage::Storage;
 
 use super::memory_storage::MemoryStorage;

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use hexreg::signing::{PrivateKey, PublicKey};
+use hexreg::format::signing::{PrivateKey, PublicKey};
 
 /// `fixtures/` of this repository.
 pub fn fixtures() -> PathBuf {

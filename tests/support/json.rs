@@ -1,10 +1,10 @@
-//! A small strict JSON reader for API response bodies, into [`hexreg::etf::Term`] so that a
+//! A small strict JSON reader for API response bodies, into [`hexreg::api::etf::Term`] so that a
 //! JSON body can be compared with the Erlang term format body of the same answer: objects
 //! become maps with binary keys, strings binaries, integers integers, `true`/`false` atoms,
 //! `null` the atom `nil`, arrays lists. Fractions and exponents are refused (the API sends
 //! none).
 
-use hexreg::etf::Term;
+use hexreg::api::etf::Term;
 
 /// `text` parsed as one JSON value; `Err` says where it is not JSON.
 pub fn parse(text: &str) -> Result<Term, String> {

@@ -7,7 +7,7 @@
 //! - [`registry_check`]: whether a registry directory is whole, signed and consistent;
 //! - [`bytes`]: gzip, gunzip, deterministic random bytes;
 //! - [`hexreg_serve`]: `hexreg serve` as a child process, and a raw HTTP/1.1 client;
-//! - [`json`]: a strict JSON reader into `hexreg::etf::Term`, to check API bodies;
+//! - [`json`]: a strict JSON reader into `hexreg::api::etf::Term`, to check API bodies;
 //! - [`static_server`]: a tiny static file server, to serve a registry to a real client;
 //! - [`moto`]: a local S3 (`moto_server`) for registries in a bucket.
 

@@ -1,7 +1,7 @@
 //! One builder for every package tarball the tests make, in the style of cargo's test-support
 //! `Package`: valid ones by default, written with the library's own writer
-//! ([`hexreg::tarball::create`]'s parts: [`write_contents`], [`write_outer`],
-//! [`hexreg::metadata::render`]), and broken ones on request.
+//! ([`hexreg::format::tarball::create`]'s parts: [`write_contents`], [`write_outer`],
+//! [`hexreg::format::metadata::render`]), and broken ones on request.
 //!
 //! ```ignore
 //! Package::new("foo", "1.0.0").dep("bar", "~> 1.0").publish(&public);
@@ -26,8 +26,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use hexreg::metadata::{Metadata, Requirement, render};
-use hexreg::tarball::{hex_upper, inner_checksum, write_contents, write_outer};
+use hexreg::format::metadata::{Metadata, Requirement, render};
+use hexreg::format::tarball::{hex_upper, inner_checksum, write_contents, write_outer};
 
 /// A package release to build a tarball of.
 #[derive(Clone, Debug)]

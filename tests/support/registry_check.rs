@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use hexreg::registry;
-use hexreg::signing::PublicKey;
+use hexreg::format::registry;
+use hexreg::format::signing::PublicKey;
 
 /// Checks that every registry file below `public` is whole, signed by `key` and consistent:
 /// `names` and `versions` list the same packages, each with its `packages/` file, whose
@@ -79,7 +79,7 @@ fn check(
                 .join(format!("{}-{}.tar", package.name, release.version));
             let bytes = fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
             assert_eq!(
-                Some(hexreg::tarball::outer_checksum(&bytes).to_vec()),
+                Some(hexreg::format::tarball::outer_checksum(&bytes).to_vec()),
                 release.outer_checksum,
                 "{} checksum",
                 file.display()

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
-use hexreg::advisory::{NewAdvisory, severity_name};
 use hexreg::engine::read_advisories;
-use hexreg::registry::AdvisorySeverity;
-use hexreg::requirement::Requirement;
+use hexreg::format::advisory::{NewAdvisory, severity_name};
+use hexreg::format::registry::AdvisorySeverity;
+use hexreg::format::requirement::Requirement;
 
 use crate::manage::change;
 use crate::options::RegistryArgs;

@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use hexreg::engine::BuildOptions;
-use hexreg::signing::PublicKeyFormat;
+use hexreg::format::signing::PublicKeyFormat;
 use hexreg::storage::StorageError;
 
 use crate::options::{RegistryArgs, save_cache};

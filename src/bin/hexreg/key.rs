@@ -1,5 +1,5 @@
 //! `hexreg key add|list|revoke`: the API keys of `hexreg serve`'s Hex HTTP API, kept as
-//! hashes in a keys file (see `hexreg::api_keys`).
+//! hashes in a keys file (see `hexreg::keys`).
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 
-use hexreg::api_keys::{self, KeysFile, Permission, Updated};
+use hexreg::keys::{self, KeysFile, Permission, Updated};
 
 /// Environment variable naming the keys file when `--keys` is not given.
 pub const KEYS_ENV: &str = "HEXREG_KEYS";
@@ -93,7 +93,7 @@ fn keys_path(flag: Option<&Path>) -> PathBuf {
 fn add(path: &Path, args: &AddArgs) -> Result<()> {
     let shown = path.display();
     // Before anything is created.
-    api_keys::check_label(&args.label)?;
+    keys::check_label(&args.label)?;
     let permission = if args.write {
         Permission::Write
     } else {
@@ -102,7 +102,7 @@ fn add(path: &Path, args: &AddArgs) -> Result<()> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let updated = api_keys::update_file(path, true, |keys| keys.add(&args.label, permission, now))
+    let updated = keys::update_file(path, true, |keys| keys.add(&args.label, permission, now))
         .with_context(|| format!("cannot add key {} to {shown}", args.label))?;
     if updated.created {
         eprintln!("* created {shown} (mode 0600)");
@@ -115,7 +115,7 @@ fn add(path: &Path, args: &AddArgs) -> Result<()> {
     };
     if let Err(e) = printed {
         // Nobody saw the key: do not leave it usable.
-        let undone = api_keys::update_file(path, false, |keys| keys.revoke(&args.label));
+        let undone = keys::update_file(path, false, |keys| keys.revoke(&args.label));
         return Err(anyhow::anyhow!(
             "cannot print the new key: {e}; {}",
             match undone {
@@ -135,7 +135,7 @@ fn add(path: &Path, args: &AddArgs) -> Result<()> {
 }
 
 fn list(path: &Path) -> Result<()> {
-    let keys = api_keys::read_file(path)?;
+    let keys = keys::read_file(path)?;
     print!("{}", listing(&keys));
     if keys.list().next().is_none() {
         eprintln!(
@@ -164,7 +164,7 @@ fn listing(keys: &KeysFile) -> String {
 
 fn revoke(path: &Path, args: &RevokeArgs) -> Result<()> {
     let shown = path.display();
-    let updated = api_keys::update_file(path, false, |keys| keys.revoke(&args.label))
+    let updated = keys::update_file(path, false, |keys| keys.revoke(&args.label))
         .with_context(|| format!("cannot revoke key {} in {shown}", args.label))?;
     warn_tightened(path, &updated);
     println!("* revoked key {}", args.label);

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-use hexreg::signing::PrivateKey;
+use hexreg::format::signing::PrivateKey;
 
 pub const AFTER_HELP: &str = "Example:
   hexreg keygen --out acme_key.pem

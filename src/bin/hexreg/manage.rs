@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use hexreg::engine::{NewTarball, Registry};
-use hexreg::registry::{Retirement, RetirementReason};
-use hexreg::tarball;
+use hexreg::format::registry::{Retirement, RetirementReason};
+use hexreg::format::tarball;
 
 use crate::options::{RegistryArgs, save_cache};
 use crate::output::{print_changes, with_problems};

@@ -7,11 +7,11 @@ use anyhow::{Context, Result, bail};
 
 use hexreg::engine::Signer;
 use hexreg::engine::mirror::{MirrorOptions, Mode, mirror};
+use hexreg::format::signing::{PrivateKey, PublicKey, PublicKeyFormat};
 use hexreg::mirror::Only;
-use hexreg::signing::{PrivateKey, PublicKey, PublicKeyFormat};
-use hexreg::upstream::{HttpOptions, HttpUpstream};
+use hexreg::mirror::upstream::{HttpOptions, HttpUpstream};
 
-use crate::options::Target;
+use crate::options::open_location;
 use crate::output::print_changes;
 use crate::progress::Bar;
 
@@ -161,7 +161,7 @@ fn upstream_key(args: &MirrorArgs) -> Result<(PublicKey, String)> {
 pub fn run(args: &MirrorArgs, jobs: Option<usize>) -> Result<()> {
     let only = selections(args)?;
     let (key, key_pem) = upstream_key(args)?;
-    let target = Target::open(&args.public_dir, &args.bucket)?;
+    let target = open_location(&args.public_dir, &args.bucket)?;
     let signer = match (&args.name, &args.private_key, only.is_empty()) {
         (None, None, true) => None,
         (_, _, true) => bail!(

@@ -2,15 +2,14 @@
 //! its lock, the signing key and the cache.
 
 use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
 use hexreg::engine::{Cache, Registry, Signer, cache};
-use hexreg::signing::PrivateKey;
-use hexreg::storage::local::LocalDir;
-use hexreg::storage::object::{ObjectOptions, ObjectStorage};
-use hexreg::storage::{Lock, Storage, StorageError};
+use hexreg::format::signing::PrivateKey;
+use hexreg::storage::object::ObjectOptions;
+use hexreg::storage::{Location, Lock, StorageError};
 
 use crate::progress::Bar;
 
@@ -95,88 +94,20 @@ impl BucketArgs {
 /// `--jobs`: at least one thread.
 pub type Jobs = NonZeroUsize;
 
-/// Where a registry is: a local directory or a bucket prefix.
-pub enum Target {
-    /// PUBLIC_DIR.
-    Local(LocalDir),
-    /// `s3://BUCKET/PREFIX`.
-    Object(ObjectStorage),
-}
-
-impl Target {
-    /// The registry named by PUBLIC_DIR's text: `s3://...` is a bucket, anything else a
-    /// directory.
-    pub fn open(text: &str, bucket: &BucketArgs) -> Result<Target> {
-        if text.starts_with("s3://") {
-            let storage = ObjectStorage::from_url(text, bucket.options()?)?;
-            Ok(Target::Object(storage))
-        } else {
-            Ok(Target::Local(LocalDir::new(text)))
-        }
-    }
-
-    /// The storage.
-    pub fn storage(&self) -> &dyn Storage {
-        match self {
-            Target::Local(local) => local,
-            Target::Object(object) => object,
-        }
-    }
-
-    /// Whether `path` lies inside the published directory (never, for a bucket).
-    pub fn holds(&self, path: &Path) -> bool {
-        match self {
-            Target::Local(local) => local.holds(path),
-            Target::Object(_) => false,
-        }
-    }
-
-    /// Creates the directory if it is missing (a bucket prefix needs nothing).
-    pub fn create_root(&self) -> Result<()> {
-        match self {
-            Target::Local(local) => Ok(local.create_root()?),
-            Target::Object(_) => Ok(()),
-        }
-    }
-
-    /// Whether the registry can exist there: a directory must already exist; a bucket is
-    /// checked by its first request.
-    pub fn exists(&self) -> bool {
-        match self {
-            Target::Local(local) => local.root().is_dir(),
-            Target::Object(_) => true,
-        }
-    }
-
-    /// The registry as messages name it.
-    pub fn shown(&self) -> String {
-        match self {
-            Target::Local(local) => local.root().display().to_string(),
-            Target::Object(object) => object.url().to_string(),
-        }
-    }
-
-    /// What identifies the registry for the cache: its resolved directory, or its URL.
-    fn cache_id(&self) -> Vec<u8> {
-        match self {
-            Target::Local(local) => {
-                let root = local.root();
-                let id = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
-                id.as_os_str().as_encoded_bytes().to_vec()
-            }
-            Target::Object(object) => object.id().as_bytes().to_vec(),
-        }
-    }
+/// The registry named by PUBLIC_DIR's text: `s3://...` is a bucket, anything else a
+/// directory.
+pub fn open_location(text: &str, bucket: &BucketArgs) -> Result<Location> {
+    Ok(Location::parse(text, bucket.options()?)?)
 }
 
 impl RegistryArgs {
     /// The registry PUBLIC_DIR names.
-    pub fn storage(&self) -> Result<Target> {
-        Target::open(&self.public_dir, &self.run.bucket)
+    pub fn storage(&self) -> Result<Location> {
+        open_location(&self.public_dir, &self.run.bucket)
     }
 
     /// Reads the private key, refusing one that would be published with the registry.
-    pub fn signer(&self, storage: &Target) -> Result<Signer> {
+    pub fn signer(&self, storage: &Location) -> Result<Signer> {
         let path = &self.private_key;
         let shown = path.display();
         if storage.holds(path) {
@@ -194,7 +125,7 @@ impl RegistryArgs {
     }
 
     /// Takes the registry's lock: at once, or after waiting (saying so) unless `--no-wait`.
-    pub fn lock(&self, target: &Target) -> Result<Lock, StorageError> {
+    pub fn lock(&self, target: &Location) -> Result<Lock, StorageError> {
         let storage = target.storage();
         if let Some(lock) = storage.try_lock()? {
             return Ok(lock);
@@ -214,7 +145,7 @@ impl RegistryArgs {
     /// Opens the registry for changes: the key, the lock, the cache, the progress bar.
     pub fn open<'a>(
         &self,
-        target: &'a Target,
+        target: &'a Location,
         signer: &'a Signer,
         bar: &'a Bar,
     ) -> Result<Registry<'a>> {
@@ -230,11 +161,11 @@ impl RegistryArgs {
     /// ([`Registry::open_deferred`]); on a directory at once, as [`RegistryArgs::open`].
     pub fn open_deferred<'a>(
         &'a self,
-        target: &'a Target,
+        target: &'a Location,
         signer: &'a Signer,
         bar: &'a Bar,
     ) -> Result<Registry<'a>> {
-        let Target::Object(_) = target else {
+        let Location::Object(_) = target else {
             return self.open(target, signer, bar);
         };
         let cache = self.run.cache(&target.cache_id(), &self.name, signer);

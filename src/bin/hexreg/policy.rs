@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 
 use hexreg::engine::read_policies;
-use hexreg::policy::{self, PolicySpec};
-use hexreg::proto::policy::{AdvisorySeverity, RetirementReason};
+use hexreg::format::policy::{self, PolicySpec};
+use hexreg::format::proto::policy::{AdvisorySeverity, RetirementReason};
 
 use crate::advisory::Severity;
 use crate::manage::{Reason, change};

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-use crate::options::Target;
+use crate::options::open_location;
 use hexreg::engine::verify;
-use hexreg::signing::PublicKey;
+use hexreg::format::signing::PublicKey;
+use hexreg::storage::Location;
 
 pub const AFTER_HELP: &str = "Example:
   hexreg verify public --name=acme
@@ -68,8 +69,8 @@ pub fn public_key(
 
 /// The registry PUBLIC_DIR names, to read (verify, the `list` commands): a directory must
 /// exist.
-pub fn open_to_read(public_dir: &str) -> Result<Target> {
-    let target = Target::open(public_dir, &crate::options::BucketArgs::default())?;
+pub fn open_to_read(public_dir: &str) -> Result<Location> {
+    let target = open_location(public_dir, &crate::options::BucketArgs::default())?;
     if !target.exists() {
         bail!("{public_dir} is not a directory: give the registry directory (PUBLIC_DIR)");
     }

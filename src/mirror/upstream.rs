@@ -260,7 +260,7 @@ impl HttpUpstream {
                     .unwrap_or("(no Location)");
                 return Err(Failure::Fatal(FetchError::Redirect {
                     url: url.to_string(),
-                    location: crate::tarball::one_line(location),
+                    location: crate::format::tarball::one_line(location),
                 }));
             }
             answer @ (Answer::Retry | Answer::Fail) => {

@@ -10,10 +10,10 @@ use std::io::{Read, Write};
 
 use prost::Message;
 
-use crate::proto;
-use crate::signing::{PrivateKey, PublicKey, SignError};
-use crate::tarball::Tarball;
-use crate::version;
+use crate::format::proto;
+use crate::format::signing::{PrivateKey, PublicKey, SignError};
+use crate::format::tarball::Tarball;
+use crate::format::version;
 
 /// The gzip OS byte zlib writes on Unix builds, as Erlang's `zlib:gzip/1` does.
 const GZIP_OS_UNIX: u8 = 3;
@@ -44,7 +44,7 @@ pub enum ResourceError {
 }
 
 /// Why a release is retired: `RetirementReason` of `package.proto`.
-pub use crate::proto::package::RetirementReason;
+pub use crate::format::proto::package::RetirementReason;
 
 /// A retirement of a release, as `RetirementStatus` in `package.proto`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,13 +99,13 @@ pub struct Release {
 }
 
 /// `Timestamp` of `package.proto`: seconds and nanoseconds since the Unix epoch.
-pub use crate::proto::package::Timestamp;
+pub use crate::format::proto::package::Timestamp;
 
 /// A security advisory of a package: `SecurityAdvisory` of `package.proto`.
-pub use crate::proto::package::SecurityAdvisory;
+pub use crate::format::proto::package::SecurityAdvisory;
 
 /// The severity of an advisory: `AdvisorySeverity` of `package.proto`.
-pub use crate::proto::package::AdvisorySeverity;
+pub use crate::format::proto::package::AdvisorySeverity;
 
 impl Release {
     /// The release a valid tarball describes, within repository `repo`.
@@ -570,7 +570,7 @@ mod tests {
     use super::*;
 
     fn key() -> PrivateKey {
-        PrivateKey::from_pem(include_bytes!("../fixtures/private_key.pem")).unwrap()
+        PrivateKey::from_pem(include_bytes!("../../fixtures/private_key.pem")).unwrap()
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use std::cmp::Ordering;
 
-use crate::version;
+use crate::format::version;
 
 /// A requirement that is not in Elixir's syntax.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,7 +60,7 @@ impl Requirement {
     /// Parses `text`.
     pub fn parse(text: &str) -> Result<Requirement, RequirementError> {
         let fail = |reason: String| RequirementError {
-            text: crate::tarball::one_line(text),
+            text: crate::format::tarball::one_line(text),
             reason,
         };
         if text.trim().is_empty() {

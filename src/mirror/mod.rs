@@ -13,15 +13,17 @@
 //! A dependency on another repository (its record names one) is not followed, and reported; so
 //! is one whose requirement cannot be read, whose package upstream lacks, or that no version
 //! satisfies. A requirement that cannot be read keeps every release of its package.
-//! Requirements match as [`crate::requirement`] says (as Elixir's `Version.match?/2`, pre-releases
+//! Requirements match as [`crate::format::requirement`] says (as Elixir's `Version.match?/2`, pre-releases
 //! included), so that
 //! the mirror holds at least every release a client could pick.
 
+pub mod upstream;
+
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::package_name;
-use crate::registry::Release;
-use crate::requirement::{Requirement, RequirementError};
+use crate::format::package_name;
+use crate::format::registry::Release;
+use crate::format::requirement::{Requirement, RequirementError};
 
 /// One `--only` selection: a package, and which of its releases.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -321,8 +323,8 @@ fn unhex32(text: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::package::Dependency;
-    use crate::version;
+    use crate::format::proto::package::Dependency;
+    use crate::format::version;
 
     fn release(v: &str, deps: &[(&str, &str, bool)]) -> Release {
         Release {

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use super::auth::REALM;
 use super::files;
 use super::{Source, State};
-use hexreg::storage::object::{Fetched, ObjectStorage};
+use crate::storage::object::{Fetched, ObjectStorage};
 
 /// Bytes read per step when streaming a file larger than [`files::READ_WHOLE_LIMIT`].
 const CHUNK: u64 = 128 * 1024;

@@ -8,9 +8,11 @@
 //! `POST|DELETE .../releases/VERSION/retire`, `POST|DELETE .../releases/VERSION/docs`,
 //! `GET /api/users/me`.
 
-use crate::etf::{self, Term};
-use crate::registry::{Release, Retirement, RetirementReason};
-use crate::tarball::hex_upper;
+pub mod etf;
+
+use crate::format::registry::{Release, Retirement, RetirementReason};
+use crate::format::tarball::hex_upper;
+use etf::Term;
 
 /// What a request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -421,7 +423,7 @@ pub fn release_body(name: &str, release: &Release, base: &str, repo_url: &str, r
 /// How to depend on release `version` of `name` from repository `repo`, per build tool, as
 /// hexpm's `configs` (`mix hex.info` prints the `mix.exs` one).
 fn configs(name: &str, version: &str, repo: &str) -> Term {
-    let requirement = match crate::version::parse(version) {
+    let requirement = match crate::format::version::parse(version) {
         Ok(v) if v.pre.is_empty() => format!("~> {}.{}", v.major, v.minor),
         _ => version.to_string(),
     };

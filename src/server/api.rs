@@ -1,6 +1,6 @@
 //! The Hex HTTP API under `/api`: authentication by API key, request bodies read within limits,
 //! and every registry operation run by the engine on the blocking pool. Routes, bodies and
-//! response terms come from [`hexreg::api`]; this file is the HTTP around them.
+//! response terms come from [`crate::api`]; this file is the HTTP around them.
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -12,16 +12,16 @@ use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
-use hexreg::api::{self, Format, Route, RouteError};
-use hexreg::api_keys::{KeyStore, Permission};
-use hexreg::engine::{self, NewTarball, Registry, Signer};
-use hexreg::etf::Term;
-use hexreg::signing::PublicKey;
-use hexreg::tarball::MAX_TARBALL_SIZE;
+use crate::api::etf::Term;
+use crate::api::{self, Format, Route, RouteError};
+use crate::engine::{self, NewTarball, Registry, Signer};
+use crate::format::signing::PublicKey;
+use crate::format::tarball::MAX_TARBALL_SIZE;
+use crate::keys::{KeyStore, Permission};
+use crate::storage::Location;
 
 use super::State;
 use super::respond::{ServeBody, log_line};
-use crate::options::Target;
 
 /// A client must send the whole of a request body within this many times the idle timeout
 /// (`--body-timeout`, the longest pause allowed between two pieces).
@@ -30,7 +30,7 @@ const BODY_TIMEOUT_FACTOR: u32 = 10;
 /// What the API needs: the registry, its keys, and who may do what.
 pub struct Api {
     /// The registry: a directory or a bucket.
-    pub storage: Target,
+    pub storage: Location,
     /// The repository name.
     pub repo: String,
     /// Signs changes; `None`: the API is read-only.
@@ -39,6 +39,8 @@ pub struct Api {
     pub public: Option<PublicKey>,
     /// The API keys; `None`: no key is valid.
     pub keys: Option<KeyStore>,
+    /// Anyone may fetch the repository's files (the API still needs a key).
+    pub public_reads: bool,
     /// The longest pause allowed while a client sends a body.
     pub body_idle_timeout: Duration,
     /// Date releases as they are published (`--published-at`).
@@ -291,8 +293,8 @@ async fn read_package(api: &Api, name: &str, version: Option<String>, urls: &Url
     // On a bucket the read blocks on the storage's runtime: not on an async worker.
     let read = || engine::read_package(api.storage.storage(), &api.repo, public, name);
     let read = match &api.storage {
-        Target::Local(_) => read(),
-        Target::Object(_) => tokio::task::block_in_place(read),
+        Location::Local(_) => read(),
+        Location::Object(_) => tokio::task::block_in_place(read),
     };
     let releases = match read {
         Ok(Some(releases)) => releases,
@@ -420,7 +422,7 @@ fn engine_error(api: &Api, e: engine::Error) -> Answer {
         Error::AddRefused { .. } | Error::InvalidTarballs { .. } | Error::BadDocs { .. } => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
-        Error::Storage(hexreg::storage::StorageError::Conflict { .. }) => StatusCode::CONFLICT,
+        Error::Storage(crate::storage::StorageError::Conflict { .. }) => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let message = match &e {

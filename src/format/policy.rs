@@ -5,12 +5,12 @@
 
 use prost::Message;
 
-use crate::proto::policy::{
+use crate::format::proto::policy::{
     AdvisorySeverity, Override, OverrideAction, PackageRef, Policy, RepositoryPolicy, Restriction,
     RetirementReason, Visibility,
 };
-use crate::registry::{self, ResourceError};
-use crate::requirement::{Requirement, RequirementError};
+use crate::format::registry::{self, ResourceError};
+use crate::format::requirement::{Requirement, RequirementError};
 
 /// What a policy name looks like, for error messages (hex_core's rule).
 pub const NAME_RULE: &str = "3 to 64 characters: lowercase letters, digits, `_`, `-` and `.`, starting and ending with a letter or digit";
@@ -29,7 +29,7 @@ pub enum PolicyError {
     /// An override that names no valid package.
     #[error(
         "{flag} `{text}` does not start with a package name ({})",
-        crate::package_name::RULE
+        crate::format::package_name::RULE
     )]
     OverridePackage {
         /// `--allow` or `--deny`.
@@ -74,7 +74,7 @@ pub fn is_valid_name(name: &str) -> bool {
 /// Checks a cooldown as Hex's `Hex.Cooldown.duration_to_seconds/1` parses it: `0`, or digits
 /// then `d`, `w` or `mo`. Returns its length in seconds.
 pub fn cooldown_seconds(text: &str) -> Result<u64, PolicyError> {
-    let bad = || PolicyError::Cooldown(crate::tarball::one_line(text));
+    let bad = || PolicyError::Cooldown(crate::format::tarball::one_line(text));
     if text == "0" {
         return Ok(0);
     }
@@ -100,10 +100,10 @@ pub fn parse_override(flag: &'static str, text: &str) -> Result<PackageRef, Poli
         Some((p, r)) => (p, Some(r)),
         None => (text, None),
     };
-    if !crate::package_name::is_valid(package) {
+    if !crate::format::package_name::is_valid(package) {
         return Err(PolicyError::OverridePackage {
             flag,
-            text: crate::tarball::one_line(text),
+            text: crate::format::tarball::one_line(text),
         });
     }
     if let Some(requirement) = requirement {
@@ -146,7 +146,9 @@ impl PolicySpec {
     /// Checks the name, the repository and the cooldown (overrides are checked when parsed).
     pub fn check(&self) -> Result<(), PolicyError> {
         if !is_valid_name(&self.name) {
-            return Err(PolicyError::Name(crate::tarball::one_line(&self.name)));
+            return Err(PolicyError::Name(crate::format::tarball::one_line(
+                &self.name,
+            )));
         }
         if self.repository.is_empty()
             || self
@@ -154,7 +156,7 @@ impl PolicySpec {
                 .chars()
                 .any(|c| c.is_whitespace() || c.is_control())
         {
-            return Err(PolicyError::Repository(crate::tarball::one_line(
+            return Err(PolicyError::Repository(crate::format::tarball::one_line(
                 &self.repository,
             )));
         }
@@ -242,7 +244,7 @@ pub fn decode_policy(payload: &[u8], repo: &str, name: &str) -> Result<Policy, R
 /// checks its repository and name.
 pub fn open_policy(
     file: &[u8],
-    key: &crate::signing::PublicKey,
+    key: &crate::format::signing::PublicKey,
     repo: &str,
     name: &str,
 ) -> Result<Policy, ResourceError> {
@@ -263,7 +265,7 @@ pub fn describe(policy: &Policy) -> String {
             if let Some(s) = r.advisory_min_severity {
                 what.push(format!(
                     "min-severity {}",
-                    crate::advisory::severity_name(Some(s))
+                    crate::format::advisory::severity_name(Some(s))
                 ));
             }
             if !r.retirement_reasons.is_empty() {

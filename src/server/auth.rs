@@ -14,14 +14,11 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result, bail};
 use base64::Engine;
 use hyper::header::HeaderValue;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
-
-use super::AUTH_ENV;
 
 /// The realm of the `WWW-Authenticate` challenge.
 pub const REALM: &str = "hexreg";
@@ -29,9 +26,10 @@ pub const REALM: &str = "hexreg";
 /// Remembered successful bcrypt checks; the set is emptied when it reaches this size.
 const VERIFIED_CACHE_LIMIT: usize = 4096;
 
-pub struct Auth {
-    /// SHA-256 of `USER:PASS` from `--auth` or `HEXREG_AUTH`.
-    pair: Option<([u8; 32], &'static str)>,
+/// The HTTP Basic credentials a server accepts.
+pub struct BasicAuth {
+    /// SHA-256 of one `USER:PASS`, and where it came from (for the startup message).
+    pair: Option<([u8; 32], String)>,
     /// From `--auth-file`.
     file: Option<Htpasswd>,
 }
@@ -47,27 +45,67 @@ struct Htpasswd {
     bcrypt_slots: Arc<Semaphore>,
 }
 
-impl Auth {
-    /// The credentials configured by `--auth` (which wins over `HEXREG_AUTH`) and
-    /// `--auth-file`; `None` when neither asks for any.
+/// Why credentials cannot be configured.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// A `USER:PASS` pair is malformed; `origin` names where it came from (a flag, a variable).
+    /// The value is a secret: the message never repeats it.
+    #[error("{origin} {problem}")]
+    Pair {
+        /// Where the pair came from.
+        origin: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// The htpasswd file cannot be read.
+    #[error("cannot read htpasswd file {path} (a file of USER:BCRYPT_HASH lines): {source}")]
+    ReadFile {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line of the htpasswd file is wrong.
+    #[error("{path} line {line}: {problem}")]
+    Line {
+        /// The file.
+        path: String,
+        /// The line number, from 1.
+        line: usize,
+        /// What is wrong and how to set it right.
+        problem: String,
+    },
+    /// The htpasswd file has no users.
+    #[error(
+        "{path} has no users: add some with `htpasswd -B {path} USER` (the file holds \
+         USER:BCRYPT_HASH lines)"
+    )]
+    NoUsers {
+        /// The file.
+        path: String,
+    },
+}
+
+impl BasicAuth {
+    /// Credentials from one `USER:PASS` pair (`origin` names where it came from, for messages)
+    /// and the users of an htpasswd file with bcrypt hashes; `None` when neither is given.
     pub fn configure(
-        flag: Option<&str>,
-        env: Option<&str>,
-        file: Option<&Path>,
-    ) -> Result<Option<Auth>> {
-        let pair = match (flag, env) {
-            (Some(value), _) => Some((parse_pair(value, "--auth")?, "--auth")),
-            (None, Some(value)) => Some((parse_pair(value, AUTH_ENV)?, AUTH_ENV)),
-            (None, None) => None,
+        pair: Option<(&str, &str)>,
+        htpasswd: Option<&Path>,
+    ) -> Result<Option<BasicAuth>, AuthError> {
+        let pair = match pair {
+            Some((value, origin)) => Some((parse_pair(value, origin)?, origin.to_string())),
+            None => None,
         };
-        let file = match file {
+        let file = match htpasswd {
             Some(path) => Some(Htpasswd::load(path)?),
             None => None,
         };
         if pair.is_none() && file.is_none() {
             return Ok(None);
         }
-        Ok(Some(Auth { pair, file }))
+        Ok(Some(BasicAuth { pair, file }))
     }
 
     /// Where the accepted credentials come from, for the startup message.
@@ -106,20 +144,23 @@ impl Auth {
 
 /// `USER:PASS` with a non-empty user and password; returns the SHA-256 of the text. The value
 /// is a secret: errors never repeat it.
-fn parse_pair(value: &str, source: &str) -> Result<[u8; 32]> {
-    let Some((user, pass)) = value.split_once(':') else {
-        bail!("{source} must be USER:PASS, with a colon between the user name and the password");
+fn parse_pair(value: &str, origin: &str) -> Result<[u8; 32], AuthError> {
+    let problem = match value.split_once(':') {
+        None => Some("must be USER:PASS, with a colon between the user name and the password"),
+        Some(("", _)) => Some("has an empty user name: it must be USER:PASS"),
+        Some((_, "")) => Some("has an empty password: it must be USER:PASS"),
+        Some(_) if value.chars().any(char::is_control) => {
+            Some("contains a control character (a stray newline?): it must be USER:PASS")
+        }
+        Some(_) => None,
     };
-    if user.is_empty() {
-        bail!("{source} has an empty user name: it must be USER:PASS");
+    match problem {
+        Some(problem) => Err(AuthError::Pair {
+            origin: origin.to_string(),
+            problem,
+        }),
+        None => Ok(Sha256::digest(value.as_bytes()).into()),
     }
-    if pass.is_empty() {
-        bail!("{source} has an empty password: it must be USER:PASS");
-    }
-    if value.chars().any(char::is_control) {
-        bail!("{source} contains a control character (a stray newline?): it must be USER:PASS");
-    }
-    Ok(Sha256::digest(value.as_bytes()).into())
 }
 
 /// The decoded `USER:PASS` bytes of `Authorization: Basic BASE64`.
@@ -141,11 +182,17 @@ fn basic_credentials(header: &HeaderValue) -> Option<Vec<u8>> {
 }
 
 impl Htpasswd {
-    fn load(path: &Path) -> Result<Htpasswd> {
+    fn load(path: &Path) -> Result<Htpasswd, AuthError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).with_context(|| {
-            format!("cannot read --auth-file {shown} (an htpasswd file of USER:BCRYPT_HASH lines)")
+        let text = std::fs::read_to_string(path).map_err(|source| AuthError::ReadFile {
+            path: shown.clone(),
+            source,
         })?;
+        let line_error = |line: usize, problem: String| AuthError::Line {
+            path: shown.clone(),
+            line,
+            problem,
+        };
         let mut users: HashMap<Vec<u8>, String> = HashMap::new();
         let mut lines_of: HashMap<String, usize> = HashMap::new();
         let mut decoy = None;
@@ -156,39 +203,56 @@ impl Htpasswd {
                 continue;
             }
             let Some((user, rest)) = line.split_once(':') else {
-                bail!(
-                    "{shown} line {n}: expected USER:HASH with a bcrypt hash; create lines with \
+                return Err(line_error(
+                    n,
+                    format!(
+                        "expected USER:HASH with a bcrypt hash; create lines with \
                      `htpasswd -B {shown} USER`"
-                );
+                    ),
+                ));
             };
             // nginx allows a third `:comment` field; a bcrypt hash never holds a colon.
             let hash = rest.split(':').next().unwrap_or(rest).trim();
             if user.is_empty() {
-                bail!("{shown} line {n}: the user name before the colon is empty");
+                return Err(line_error(
+                    n,
+                    "the user name before the colon is empty".to_string(),
+                ));
             }
             if !is_bcrypt_prefix(hash) {
-                bail!(
-                    "{shown} line {n}: the password of user {user:?} is {}, not a bcrypt hash \
-                     ($2y$...); only bcrypt is accepted: set it again with \
-                     `htpasswd -B {shown} {user}`",
-                    describe_hash(hash)
-                );
+                return Err(line_error(
+                    n,
+                    format!(
+                        "the password of user {user:?} is {}, not a bcrypt hash ($2y$...); only \
+                         bcrypt is accepted: set it again with `htpasswd -B {shown} {user}`",
+                        describe_hash(hash)
+                    ),
+                ));
             }
             let parts = bcrypt::HashParts::from_str(hash).map_err(|e| {
-                anyhow::anyhow!(
-                    "{shown} line {n}: the bcrypt hash of user {user:?} is malformed ({e}); set \
-                     it again with `htpasswd -B {shown} {user}`"
+                line_error(
+                    n,
+                    format!(
+                        "the bcrypt hash of user {user:?} is malformed ({e}); set it again with \
+                         `htpasswd -B {shown} {user}`"
+                    ),
                 )
             })?;
             let cost = parts.get_cost();
             if !(4..=31).contains(&cost) {
-                bail!(
-                    "{shown} line {n}: the bcrypt hash of user {user:?} has cost {cost}, outside \
+                return Err(line_error(
+                    n,
+                    format!(
+                        "the bcrypt hash of user {user:?} has cost {cost}, outside \
                      4..=31; set it again with `htpasswd -B {shown} {user}`"
-                );
+                    ),
+                ));
             }
             if let Some(first) = lines_of.insert(user.to_string(), n) {
-                bail!("{shown} line {n}: user {user:?} is already defined on line {first}");
+                return Err(line_error(
+                    n,
+                    format!("user {user:?} is already defined on line {first}"),
+                ));
             }
             if decoy.is_none() {
                 decoy = Some(hash.to_string());
@@ -196,10 +260,7 @@ impl Htpasswd {
             users.insert(user.as_bytes().to_vec(), hash.to_string());
         }
         let Some(decoy) = decoy else {
-            bail!(
-                "{shown} has no users: add some with `htpasswd -B {shown} USER` (the file holds \
-                 USER:BCRYPT_HASH lines)"
-            );
+            return Err(AuthError::NoUsers { path: shown });
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(Htpasswd {
@@ -294,7 +355,7 @@ mod tests {
             assert!(e.contains(expected), "{e}");
             assert!(!e.contains("secret") && !e.contains("cret"), "{e}");
         }
-        let e = parse_pair("x", AUTH_ENV).expect_err("x").to_string();
+        let e = parse_pair("x", "HEXREG_AUTH").expect_err("x").to_string();
         assert!(e.starts_with("HEXREG_AUTH "), "{e}");
     }
 
@@ -310,18 +371,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn flag_wins_over_env() {
-        let auth = Auth::configure(Some("a:1"), Some("b:2"), None)
+    async fn one_pair_is_checked() {
+        let auth = BasicAuth::configure(Some(("a:1", "--auth")), None)
             .expect("configure")
             .expect("some auth");
         assert!(auth.check(Some(&header("a:1"))).await);
         assert!(!auth.check(Some(&header("b:2"))).await);
         assert!(!auth.check(None).await);
-        // A malformed HEXREG_AUTH is ignored when --auth is given.
-        assert!(Auth::configure(Some("a:1"), Some("junk"), None).is_ok());
-        assert!(Auth::configure(None, Some("junk"), None).is_err());
+        let e = BasicAuth::configure(Some(("junk", "HEXREG_AUTH")), None)
+            .err()
+            .expect("a pair without a colon is refused");
         assert!(
-            Auth::configure(None, None, None)
+            e.to_string().starts_with("HEXREG_AUTH must be USER:PASS"),
+            "{e}"
+        );
+        assert!(
+            !e.to_string().contains("junk"),
+            "the secret is never repeated: {e}"
+        );
+        assert!(
+            BasicAuth::configure(None, None)
                 .expect("configure")
                 .is_none()
         );

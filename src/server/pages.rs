@@ -1,4 +1,4 @@
-//! The web pages: routing and reading for [`hexreg::web`], which renders them.
+//! The web pages: routing and reading for [`crate::web`], which renders them.
 //!
 //! `/` is the package list (`?q=` searches names and descriptions), `/-/packages/NAME` a
 //! package, `/-/packages/NAME/VERSION` one version (its files and metadata),
@@ -20,14 +20,14 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode, Uri};
 use prost::Message;
 
-use hexreg::registry::{self, Release, SecurityAdvisory};
-use hexreg::signing::PublicKey;
-use hexreg::storage::{Entry, Storage, Version};
-use hexreg::web::{self, archive};
+use crate::format::registry::{self, Release, SecurityAdvisory};
+use crate::format::signing::PublicKey;
+use crate::storage::{Entry, Storage, Version};
+use crate::web::{self, archive};
 
 use super::State;
 use super::respond::{ServeBody, log_line};
-use crate::options::Target;
+use crate::storage::Location;
 
 /// Tarball details kept (one entry per tarball, a few KiB each).
 const DETAILS_CACHE: usize = 4096;
@@ -36,7 +36,7 @@ const DOCS_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The pages' storage and caches.
 pub struct Pages {
-    target: Target,
+    target: Location,
     /// The key the registry is verified with, when the server has it (its signing key).
     public: Option<PublicKey>,
     details: Mutex<HashMap<String, (Version, Arc<archive::Details>)>>,
@@ -58,7 +58,7 @@ pub fn is_page(path: &str) -> bool {
 impl Pages {
     /// Pages over `target`, verified with `public` when given (else the registry's own
     /// `public_key` file).
-    pub fn new(target: Target, public: Option<PublicKey>) -> Pages {
+    pub fn new(target: Location, public: Option<PublicKey>) -> Pages {
         Pages {
             target,
             public,
@@ -250,7 +250,7 @@ fn route(pages: &Pages, uri: &Uri) -> Result<Page> {
 struct Index {
     repo: String,
     key: PublicKey,
-    packages: Vec<hexreg::proto::versions::Package>,
+    packages: Vec<crate::format::proto::versions::Package>,
 }
 
 /// Reads and verifies `versions`; `None` when the registry has none yet.
@@ -273,7 +273,7 @@ fn read_index(pages: &Pages) -> Result<Option<Index>> {
     let opened = registry::open(&object.bytes)
         .and_then(|opened| opened.verify(&key).map(|()| opened))
         .map_err(|e| anyhow!("{shown} {e}"))?;
-    let versions = hexreg::proto::versions::Versions::decode(opened.payload.as_slice())
+    let versions = crate::format::proto::versions::Versions::decode(opened.payload.as_slice())
         .with_context(|| format!("{shown} is not a Versions message"))?;
     Ok(Some(Index {
         repo: versions.repository,
@@ -330,9 +330,9 @@ fn index_page(pages: &Pages, index: &Index, query: &str) -> Result<Page> {
             .versions
             .iter()
             .enumerate()
-            .filter_map(|(i, v)| Some((i, hexreg::version::parse(v).ok()?)))
+            .filter_map(|(i, v)| Some((i, crate::format::version::parse(v).ok()?)))
             .collect();
-        versions.sort_by(|a, b| hexreg::version::compare(&b.1, &a.1));
+        versions.sort_by(|a, b| crate::format::version::compare(&b.1, &a.1));
         let retired = |i: usize| package.retired.iter().any(|r| usize::try_from(*r) == Ok(i));
         let latest = versions
             .iter()
@@ -365,11 +365,11 @@ fn releases(
     index: &Index,
     name: &str,
 ) -> Result<Option<(Vec<Release>, Vec<SecurityAdvisory>)>> {
-    if !hexreg::package_name::is_valid(name) {
+    if !crate::format::package_name::is_valid(name) {
         return Ok(None);
     }
     let Some((mut releases, advisories)) =
-        hexreg::engine::read_package_record(pages.storage(), &index.repo, &index.key, name)?
+        crate::engine::read_package_record(pages.storage(), &index.repo, &index.key, name)?
     else {
         return Ok(None);
     };

@@ -1,6 +1,6 @@
 //! Rules on package names and tarball file names, shared by every command that reads tarballs.
 
-use crate::tarball::one_line;
+use crate::format::tarball::one_line;
 
 /// Whether `name` is a Hex package name: `^[a-z][a-z0-9_]*$`.
 pub fn is_valid(name: &str) -> bool {

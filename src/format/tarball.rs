@@ -2,7 +2,7 @@
 //! `unpack(Tarball, memory)` does, and writing them as hex_core's `create/3` does.
 //!
 //! The outer file is a plain tar of exactly four entries: `VERSION` (`3`), `CHECKSUM` (hex of
-//! the inner checksum), `metadata.config` (Erlang terms, see [`crate::metadata`]) and
+//! the inner checksum), `metadata.config` (Erlang terms, see [`crate::format::metadata`]) and
 //! `contents.tar.gz` (a gzip'd tar of the package files). The inner checksum is
 //! sha256(VERSION ‖ metadata.config ‖ contents.tar.gz); the outer checksum is sha256 of the
 //! whole file. `contents.tar.gz` is checked by streaming it through gzip and tar, never held
@@ -13,7 +13,7 @@ use std::io::{self, Read};
 
 use sha2::{Digest, Sha256};
 
-use crate::metadata::{self, Metadata, MetadataError};
+use crate::format::metadata::{self, Metadata, MetadataError};
 
 /// hex_core's `tarball_max_size`: the whole file.
 pub const MAX_TARBALL_SIZE: u64 = 16 * 1024 * 1024;

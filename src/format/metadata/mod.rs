@@ -34,7 +34,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::tarball::one_line;
+use crate::format::tarball::one_line;
 
 use parser::parse_forms;
 

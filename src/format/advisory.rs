@@ -7,8 +7,8 @@
 //! given: the requirement is matched against the releases present when the advisory is added.
 //! Adding it again (same id) matches it again, e.g. after new releases.
 
-use crate::registry::{AdvisorySeverity, Release, SecurityAdvisory};
-use crate::requirement::Requirement;
+use crate::format::registry::{AdvisorySeverity, Release, SecurityAdvisory};
+use crate::format::requirement::Requirement;
 
 /// An advisory refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -73,7 +73,7 @@ fn check_url(flag: &'static str, url: &str) -> Result<(), AdvisoryError> {
     } else {
         Err(AdvisoryError::Url {
             flag,
-            url: crate::tarball::one_line(url),
+            url: crate::format::tarball::one_line(url),
         })
     }
 }
@@ -82,7 +82,9 @@ impl NewAdvisory {
     /// Checks every field; the requirement was checked when parsed.
     pub fn check(&self) -> Result<(), AdvisoryError> {
         if !is_word(&self.id) {
-            return Err(AdvisoryError::Id(crate::tarball::one_line(&self.id)));
+            return Err(AdvisoryError::Id(crate::format::tarball::one_line(
+                &self.id,
+            )));
         }
         if self.summary.trim().is_empty() || self.summary.chars().any(char::is_control) {
             return Err(AdvisoryError::Summary);
@@ -97,7 +99,9 @@ impl NewAdvisory {
             return Err(AdvisoryError::Cvss(score));
         }
         if let Some(alias) = self.aliases.iter().find(|a| !is_word(a)) {
-            return Err(AdvisoryError::Alias(crate::tarball::one_line(alias)));
+            return Err(AdvisoryError::Alias(crate::format::tarball::one_line(
+                alias,
+            )));
         }
         Ok(())
     }
@@ -182,7 +186,7 @@ pub fn severity_name(severity: Option<i32>) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto;
+    use crate::format::proto;
 
     fn release(v: &str) -> Release {
         Release::from_proto(proto::package::Release {

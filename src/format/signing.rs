@@ -294,9 +294,9 @@ fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    const KEY: &[u8] = include_bytes!("../fixtures/private_key.pem");
-    const OTHER_KEY: &[u8] = include_bytes!("../fixtures/other_private_key.pem");
-    const PUBLIC: &str = include_str!("../fixtures/full/expected/public_key");
+    const KEY: &[u8] = include_bytes!("../../fixtures/private_key.pem");
+    const OTHER_KEY: &[u8] = include_bytes!("../../fixtures/other_private_key.pem");
+    const PUBLIC: &str = include_str!("../../fixtures/full/expected/public_key");
 
     #[test]
     fn public_key_file_matches_the_tasks_bytes() {

@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use super::lexer::{Lexed, Lexer, Punct, Tok, Token, syntax};
 use super::{MAX_DEPTH, MetadataError, Result, Term};
-use crate::tarball::one_line;
+use crate::format::tarball::one_line;
 
 pub(super) struct Form {
     pub(super) term: Term,
