@@ -24,7 +24,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use hexreg::api::etf::{self, Term};
 use hexreg::format::registry;
-use hexreg::format::tarball::{hex_upper, outer_checksum};
+use hexreg::format::encoding::hex_upper;
+use hexreg::format::tarball::outer_checksum;
 use support::fixtures::{fixtures, private_key, public_key};
 use support::hexreg_serve::{HttpResponse, Server};
 use support::json;

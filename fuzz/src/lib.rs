@@ -194,7 +194,7 @@ pub fn repair_checksum(data: &[u8]) -> Option<Vec<u8>> {
     if checksum.len() < 64 {
         return None;
     }
-    let sum = tarball::hex_upper(&tarball::inner_checksum(
+    let sum = hexreg::format::encoding::hex_upper(&tarball::inner_checksum(
         &data[version],
         &data[meta],
         &data[contents],
@@ -240,7 +240,7 @@ pub fn build_from_parts(data: &[u8]) -> Option<Vec<u8>> {
     } else {
         contents
     };
-    let sum = tarball::hex_upper(&tarball::inner_checksum(b"3", meta, contents));
+    let sum = hexreg::format::encoding::hex_upper(&tarball::inner_checksum(b"3", meta, contents));
     let mut entries: Vec<(&str, &[u8])> = vec![
         ("VERSION", b"3"),
         ("CHECKSUM", sum.as_bytes()),

@@ -8,10 +8,11 @@
 //! `POST|DELETE .../releases/VERSION/retire`, `POST|DELETE .../releases/VERSION/docs`,
 //! `GET /api/users/me`.
 
+pub mod answer;
 pub mod etf;
 
 use crate::format::registry::{Release, Retirement, RetirementReason};
-use crate::format::tarball::hex_upper;
+use crate::format::encoding::{self, hex_lower};
 use etf::Term;
 
 /// What a request asks for.
@@ -167,19 +168,7 @@ fn query_flag(query: Option<&str>, name: &str) -> bool {
 /// `%XX` escapes decoded; `None` for a malformed escape, a `/` or NUL, or text that is not
 /// UTF-8.
 fn percent_decode(raw: &str) -> Option<String> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = raw.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
+    let out = encoding::percent_decode(raw)?;
     if out.contains(&b'/') || out.contains(&0) {
         return None;
     }
@@ -328,17 +317,6 @@ pub fn parse_retirement(body: &[u8]) -> Result<Retirement, RetireBodyError> {
     Ok(Retirement { reason, message })
 }
 
-/// The name clients use for a retirement reason.
-pub fn reason_name(reason: RetirementReason) -> &'static str {
-    match reason {
-        RetirementReason::RetiredOther => "other",
-        RetirementReason::RetiredInvalid => "invalid",
-        RetirementReason::RetiredSecurity => "security",
-        RetirementReason::RetiredDeprecated => "deprecated",
-        RetirementReason::RetiredRenamed => "renamed",
-    }
-}
-
 /// An error body as hexpm writes it: `#{"status", "message"}`, plus `"errors"` (field →
 /// text) when given; mix prints the message and each error.
 pub fn error_body(status: u16, message: &str, errors: &[(&str, String)]) -> Term {
@@ -369,7 +347,7 @@ pub fn release_body(name: &str, release: &Release, base: &str, repo_url: &str, r
     let url = format!("{base}/packages/{name}/releases/{}", release.version);
     let retirement = match &release.retired {
         Some(r) => Term::map([
-            ("reason", Term::bin(reason_name(r.reason))),
+            ("reason", Term::bin(r.reason.to_str())),
             (
                 "message",
                 r.message
@@ -398,11 +376,11 @@ pub fn release_body(name: &str, release: &Release, base: &str, repo_url: &str, r
         ("version", Term::bin(&release.version)),
         (
             "checksum",
-            Term::bin(&hex_upper(&release.outer_checksum).to_lowercase()),
+            Term::bin(&hex_lower(&release.outer_checksum)),
         ),
         (
             "inner_checksum",
-            Term::bin(&hex_upper(&release.inner_checksum).to_lowercase()),
+            Term::bin(&hex_lower(&release.inner_checksum)),
         ),
         ("url", Term::bin(&url)),
         ("html_url", Term::bin(&url)),
@@ -483,7 +461,7 @@ pub fn package_body(name: &str, repo: &str, releases: &[Release], base: &str) ->
                 Some((
                     r.version.as_str(),
                     Term::map([
-                        ("reason", Term::bin(reason_name(retired.reason))),
+                        ("reason", Term::bin(retired.reason.to_str())),
                         (
                             "message",
                             retired

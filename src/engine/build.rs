@@ -5,6 +5,7 @@
 //! group by package, then encode, sign and write each resource whose payload changed, `names`
 //! and `versions` last, and remove the `packages/*` files of packages that have no tarball left.
 
+use crate::engine::problem::Problem;
 use std::collections::BTreeMap;
 
 use rayon::prelude::*;
@@ -86,7 +87,7 @@ impl Registry<'_> {
         let mut problems = Vec::new();
         for batch in batches(files) {
             let this = &*self;
-            let results: Vec<Result<(ReadTarball, Option<Version>), String>> = batch
+            let results: Vec<Result<(ReadTarball, Option<Version>), Problem>> = batch
                 .par_iter()
                 .map(|file| {
                     let result = this.read_tarball(file, &this.cache);
@@ -154,28 +155,22 @@ impl Registry<'_> {
         &self,
         file: &Entry,
         cache: &Cache,
-    ) -> Result<(ReadTarball, Option<Version>), String> {
+    ) -> Result<(ReadTarball, Option<Version>), Problem> {
         // The path and the text naming it are made on demand: a no-op build passes 150,000
         // files here, nearly all known to the cache. File names and metadata text may hold
         // anything: errors quote them on one line.
         let path = || ResourcePath::Tarball(file.name.clone()).key();
         let shown = || self.shown(&path());
-        let (name, version) = package_name::split_tarball_file_name(&file.name).ok_or_else(|| {
-            format!(
-                "{} is not named NAME-VERSION.tar (e.g. foo-1.0.0.tar), as clients expect tarballs to be",
-                shown()
-            )
-        })?;
+        let (name, version) = package_name::split_tarball_file_name(&file.name)
+            .ok_or_else(|| Problem::FileName { shown: shown() })?;
         if !package_name::is_valid(name) {
-            return Err(format!(
-                "{}: `{}` is not a valid package name ({})",
-                shown(),
-                one_line(name),
-                package_name::RULE
-            ));
+            return Err(Problem::FileNamePackage {
+                shown: shown(),
+                name: one_line(name),
+            });
         }
         if !file.regular {
-            return Err(format!("{} is not a regular file", shown()));
+            return Err(Problem::NotRegular { shown: shown() });
         }
         if let Some(release) = cache.get(&file.name, &file.version) {
             let t = ReadTarball {
@@ -187,16 +182,17 @@ impl Registry<'_> {
         }
         let shown = shown();
         if file.size > tarball::MAX_TARBALL_SIZE {
-            return Err(format!(
-                "{shown} {}",
-                tarball::TarballError::TooBig { size: file.size }
-            ));
+            return Err(Problem::Tarball {
+                shown,
+                error: tarball::TarballError::TooBig { size: file.size },
+            });
         }
         let object = self
             .storage
-            .read(&path())
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("cannot read {shown}: it was removed while hexreg ran"))?;
+            .read(&path())?
+            .ok_or_else(|| Problem::Vanished {
+                shown: shown.clone(),
+            })?;
         let (t, release) = validate_tarball(&shown, &object.bytes, &self.repo)?;
         package_name::check_agreement(
             &shown,
@@ -257,27 +253,22 @@ pub fn validate_tarball(
     shown: &str,
     bytes: &[u8],
     repo: &str,
-) -> Result<(tarball::Tarball, Release), String> {
+) -> Result<(tarball::Tarball, Release), Problem> {
     let size = bytes.len() as u64;
+    let tarball_problem = |error| Problem::Tarball {
+        shown: shown.to_string(),
+        error,
+    };
     if size > tarball::MAX_TARBALL_SIZE {
-        return Err(format!(
-            "{shown} {}",
-            tarball::TarballError::TooBig { size }
-        ));
+        return Err(tarball_problem(tarball::TarballError::TooBig { size }));
     }
-    let t = tarball::read(bytes).map_err(|e| format!("{shown} {e}"))?;
+    let t = tarball::read(bytes).map_err(tarball_problem)?;
     if !package_name::is_valid(&t.metadata.name) {
-        return Err(format!(
-            "{shown}: metadata.config names the package `{}`, which is not a valid package name ({})",
-            one_line(&t.metadata.name),
-            package_name::RULE
-        ));
+        return Err(Problem::package_name(shown, &t.metadata.name));
     }
-    let release = Release::from_tarball(&t, repo).map_err(|e| {
-        format!(
-            "{shown}: metadata.config version {}",
-            one_line(&e.to_string())
-        )
+    let release = Release::from_tarball(&t, repo).map_err(|e| Problem::Version {
+        shown: shown.to_string(),
+        detail: one_line(&e.to_string()),
     })?;
     Ok((t, release))
 }

@@ -162,7 +162,7 @@ impl Cache {
         let key = Sha256::digest(registry_id);
         let path = cache_dir.join(format!(
             "{}.cache",
-            crate::format::tarball::hex_upper(&key[..12])
+            crate::format::encoding::hex_upper(&key[..12])
         ));
         let mut cache = Cache::disabled(repository);
         cache.key_fingerprint = key_fingerprint.to_vec();

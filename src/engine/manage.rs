@@ -4,6 +4,7 @@
 //! public half before it is trusted. No other tarball needs to be present, and no other
 //! package's file is rewritten.
 
+use crate::engine::problem::Problem;
 use std::collections::BTreeMap;
 
 use super::writer::Carry;
@@ -31,7 +32,7 @@ pub struct NewTarball {
 
 impl NewTarball {
     /// Validates `bytes` (from `source`) as a release of repository `repo`.
-    pub fn validate(source: &str, bytes: Vec<u8>, repo: &str) -> Result<NewTarball, String> {
+    pub fn validate(source: &str, bytes: Vec<u8>, repo: &str) -> Result<NewTarball, Problem> {
         let shown = tarball::one_line(source);
         let (t, release) = super::build::validate_tarball(&shown, &bytes, repo)?;
         Ok(NewTarball {
@@ -244,7 +245,7 @@ impl Registry<'_> {
     /// once and nothing is written.
     pub fn add(
         &mut self,
-        new: Vec<Result<NewTarball, String>>,
+        new: Vec<Result<NewTarball, Problem>>,
         replace: bool,
     ) -> Result<(), Error> {
         let mut index = self.load_index()?;
@@ -262,10 +263,12 @@ impl Registry<'_> {
                 .iter()
                 .find(|o| o.name == t.name && o.release.version == t.release.version)
             {
-                problems.push(format!(
-                    "{} and {} are both {} {}: give one",
-                    other.source, t.source, t.name, t.release.version
-                ));
+                problems.push(Problem::Duplicate {
+                    first: other.source.clone(),
+                    second: t.source.clone(),
+                    name: t.name.clone(),
+                    version: t.release.version.clone(),
+                });
             } else {
                 unique.push(t);
             }
@@ -291,11 +294,10 @@ impl Registry<'_> {
             match releases.iter().position(|r| r.version == t.release.version) {
                 Some(i) if releases[i].outer_checksum == t.release.outer_checksum => {
                     if differs_on_disk && !replace {
-                        problems.push(format!(
-                            "{} differs from {}, which the registry does not describe: pass --replace to overwrite it",
-                            t.source,
-                            shown()
-                        ));
+                        problems.push(Problem::DiffersInPlace {
+                            source_name: t.source.clone(),
+                            path: shown(),
+                        });
                     } else if on_disk_version.is_none() || differs_on_disk {
                         copies.push((t, on_disk_version));
                     }
@@ -310,14 +312,13 @@ impl Registry<'_> {
                 }
                 Some(i) => {
                     if !replace {
-                        problems.push(format!(
-                            "{}: {} {} is already published with another tarball (outer checksum {}, this one {}); releases are immutable for clients that locked them: pass --replace only if you must",
-                            t.source,
-                            t.name,
-                            t.release.version,
-                            tarball::hex_upper(&releases[i].outer_checksum),
-                            tarball::hex_upper(&t.release.outer_checksum)
-                        ));
+                        problems.push(Problem::Published {
+                            source_name: t.source.clone(),
+                            name: t.name.clone(),
+                            version: t.release.version.clone(),
+                            published: releases[i].outer_checksum.clone(),
+                            given: t.release.outer_checksum.clone(),
+                        });
                         continue;
                     }
                     // The release is the same version: its date and advisories stay.
@@ -330,10 +331,7 @@ impl Registry<'_> {
                 }
                 None => {
                     if differs_on_disk && !replace {
-                        problems.push(format!(
-                            "{} already exists with other content: pass --replace to overwrite it",
-                            shown()
-                        ));
+                        problems.push(Problem::InTheWay { path: shown() });
                         continue;
                     }
                     releases.push(t.release.clone());

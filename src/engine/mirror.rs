@@ -739,8 +739,8 @@ impl Run<'_> {
         if &sha != checksum {
             return Err(MirrorError::Checksum {
                 url: self.upstream.url(path),
-                expected: tarball::hex_upper(checksum),
-                actual: tarball::hex_upper(&sha),
+                expected: crate::format::encoding::hex_upper(checksum),
+                actual: crate::format::encoding::hex_upper(&sha),
             });
         }
         let entry = self

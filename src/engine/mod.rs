@@ -20,6 +20,7 @@ pub mod docs;
 pub mod manage;
 pub mod mirror;
 pub mod policies;
+mod problem;
 pub mod verify;
 mod writer;
 
@@ -34,6 +35,7 @@ pub use cache::Cache;
 pub use changes::{Change, ChangeKind, Changes, Stage};
 pub use manage::{NewTarball, indexed_versions, read_package, read_package_record};
 pub use policies::read_policies;
+pub use problem::{Problem, Replace};
 pub use verify::{Verification, verify};
 
 /// Why an operation failed. Nothing was written unless the error says so.
@@ -60,14 +62,14 @@ pub enum Error {
     InvalidTarballs {
         /// The tarballs directory, as shown.
         dir: String,
-        /// One line per invalid tarball.
-        problems: Vec<String>,
+        /// One per invalid tarball.
+        problems: Vec<Problem>,
     },
     /// Some tarballs given to `add` are invalid or conflict with the registry.
     #[error("nothing was added: fix the tarballs above and run again")]
     AddRefused {
-        /// One line per refused tarball.
-        problems: Vec<String>,
+        /// One per refused tarball.
+        problems: Vec<Problem>,
     },
     /// A registry file cannot be read back.
     #[error("{path} {source}")]
@@ -79,7 +81,7 @@ pub enum Error {
     },
     /// A registry file is not signed by the key this run signs with.
     #[error(
-        "{path} {source}: it was not signed by {key} (is --private-key the registry's key?); `hexreg verify` lists every problem"
+        "{path} {source}: it was not signed by {key}; `hexreg verify` lists every problem"
     )]
     Untrusted {
         /// The file, as shown.
@@ -90,7 +92,7 @@ pub enum Error {
         key: String,
     },
     /// An index belongs to another repository, or is not an index.
-    #[error("{path} {source} (check --name)")]
+    #[error("{path} {source}")]
     WrongIndex {
         /// The file, as shown.
         path: String,
@@ -119,7 +121,7 @@ pub enum Error {
         /// Where it would go, as shown.
         path: String,
         /// Why.
-        source: docs::DocsError,
+        source: crate::format::docs::DocsError,
     },
     /// No such package.
     #[error("package `{package}` is not in the registry {root} (no {path})")]

@@ -280,8 +280,8 @@ pub fn verify(storage: &dyn Storage, repo: &str, key: &PublicKey) -> Result<Veri
                     (actual.as_slice() != checksum.as_slice()).then(|| {
                         format!(
                             "{shown}: sha256 is {}, but the registry records {}",
-                            tarball::hex_upper(&actual),
-                            tarball::hex_upper(checksum)
+                            crate::format::encoding::hex_upper(&actual),
+                            crate::format::encoding::hex_upper(checksum)
                         )
                     })
                 }

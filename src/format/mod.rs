@@ -16,9 +16,13 @@
 //! - [`policy`]: dependency policies, `policies/NAME` (Hex 2.5's `HEX_POLICY`);
 //! - [`resource_path`]: where each file of a registry lives;
 //! - [`signing`]: RSA keys, PKCS#1 v1.5 / SHA-512 signatures, the `public_key` file;
+//! - [`docs`]: documentation tarballs, their limits and checks;
+//! - [`encoding`]: hexadecimal and URL percent-encoding;
 //! - [`proto`]: the protobuf messages generated from `proto/*.proto`.
 
 pub mod advisory;
+pub mod docs;
+pub mod encoding;
 pub mod metadata;
 pub mod package_name;
 pub mod policy;

@@ -28,20 +28,59 @@ pub fn check_agreement(
     shown: &str,
     (name, version): (&str, &str),
     (meta_name, meta_version): (&str, &str),
-) -> Result<(), String> {
-    let (quoted_name, quoted_version) = (one_line(meta_name), one_line(meta_version));
+) -> Result<(), Disagreement> {
+    let (meta_name_q, meta_version_q) = (one_line(meta_name), one_line(meta_version));
     if meta_name != name {
-        return Err(format!(
-            "{shown}: the file name says package `{name}` but metadata.config says `{quoted_name}`; rename the file to {quoted_name}-{quoted_version}.tar"
-        ));
+        return Err(Disagreement::Name {
+            shown: shown.to_string(),
+            name: name.to_string(),
+            meta_name: meta_name_q,
+            meta_version: meta_version_q,
+        });
     }
     if meta_version != version {
-        return Err(format!(
-            "{shown}: the file name says version `{}` but metadata.config says `{quoted_version}`; clients would fetch {name}-{quoted_version}.tar, so rename the file",
-            one_line(version)
-        ));
+        return Err(Disagreement::Version {
+            shown: shown.to_string(),
+            name: name.to_string(),
+            version: one_line(version),
+            meta_version: meta_version_q,
+        });
     }
     Ok(())
+}
+
+/// A tarball's file name and its metadata disagree. Names and versions from the metadata are
+/// quoted on one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Disagreement {
+    /// The package names differ.
+    #[error(
+        "{shown}: the file name says package `{name}` but metadata.config says `{meta_name}`; rename the file to {meta_name}-{meta_version}.tar"
+    )]
+    Name {
+        /// The file, as shown.
+        shown: String,
+        /// The package its name says.
+        name: String,
+        /// The package its metadata says.
+        meta_name: String,
+        /// The version its metadata says.
+        meta_version: String,
+    },
+    /// The versions differ.
+    #[error(
+        "{shown}: the file name says version `{version}` but metadata.config says `{meta_version}`; clients would fetch {name}-{meta_version}.tar, so rename the file"
+    )]
+    Version {
+        /// The file, as shown.
+        shown: String,
+        /// The package.
+        name: String,
+        /// The version its name says.
+        version: String,
+        /// The version its metadata says.
+        meta_version: String,
+    },
 }
 
 #[cfg(test)]
@@ -77,8 +116,8 @@ mod tests {
     fn file_name_and_metadata_must_agree() {
         assert!(check_agreement("f", ("foo", "1.0.0"), ("foo", "1.0.0")).is_ok());
         let e = check_agreement("f", ("foo", "1.0.0"), ("bar", "1.0.0")).unwrap_err();
-        assert!(e.contains("rename the file to bar-1.0.0.tar"), "{e}");
+        assert!(e.to_string().contains("rename the file to bar-1.0.0.tar"), "{e}");
         let e = check_agreement("f", ("foo", "1.0.0"), ("foo", "1.0.1")).unwrap_err();
-        assert!(e.contains("clients would fetch foo-1.0.1.tar"), "{e}");
+        assert!(e.to_string().contains("clients would fetch foo-1.0.1.tar"), "{e}");
     }
 }

@@ -300,14 +300,8 @@ pub fn describe(policy: &Policy) -> String {
 
 /// The name of a retirement reason, as the command line spells it.
 pub fn reason_name(reason: i32) -> &'static str {
-    match RetirementReason::try_from(reason) {
-        Ok(RetirementReason::RetiredOther) => "other",
-        Ok(RetirementReason::RetiredInvalid) => "invalid",
-        Ok(RetirementReason::RetiredSecurity) => "security",
-        Ok(RetirementReason::RetiredDeprecated) => "deprecated",
-        Ok(RetirementReason::RetiredRenamed) => "renamed",
-        Err(_) => "unknown",
-    }
+    crate::format::registry::RetirementReason::try_from(reason)
+        .map_or("unknown", crate::format::registry::RetirementReason::to_str)
 }
 
 #[cfg(test)]

@@ -46,6 +46,19 @@ pub enum ResourceError {
 /// Why a release is retired: `RetirementReason` of `package.proto`.
 pub use crate::format::proto::package::RetirementReason;
 
+impl RetirementReason {
+    /// The word clients, the API and the command line use for the reason (`security`).
+    pub fn to_str(self) -> &'static str {
+        match self {
+            RetirementReason::RetiredOther => "other",
+            RetirementReason::RetiredInvalid => "invalid",
+            RetirementReason::RetiredSecurity => "security",
+            RetirementReason::RetiredDeprecated => "deprecated",
+            RetirementReason::RetiredRenamed => "renamed",
+        }
+    }
+}
+
 /// A retirement of a release, as `RetirementStatus` in `package.proto`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retirement {

@@ -13,6 +13,7 @@ use std::io::{self, Read};
 
 use sha2::{Digest, Sha256};
 
+use crate::format::encoding::{hex_digit, hex_upper};
 use crate::format::metadata::{self, Metadata, MetadataError};
 
 /// hex_core's `tarball_max_size`: the whole file.
@@ -442,19 +443,6 @@ fn decode_checksum(text: &[u8]) -> Result<[u8; 32], TarballError> {
     <[u8; 32]>::try_from(out.as_slice()).map_err(|_| TarballError::ChecksumLength(out.len()))
 }
 
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Uppercase hex, as CHECKSUM is written.
-pub fn hex_upper(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
-}
 
 /// A reader that counts what comes through it, fails past a limit, and remembers whether the
 /// failure came from below (the gzip layer) rather than from the tar reader above it. It also

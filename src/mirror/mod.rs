@@ -21,6 +21,7 @@ pub mod upstream;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::format::encoding;
 use crate::format::package_name;
 use crate::format::registry::Release;
 use crate::format::requirement::{Requirement, RequirementError};
@@ -303,17 +304,11 @@ impl State {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    encoding::hex_lower(bytes)
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    encoding::parse_hex(text)
 }
 
 fn unhex32(text: &str) -> Option<[u8; 32]> {

@@ -12,7 +12,7 @@ use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
-use crate::api::etf::Term;
+use crate::api::answer::{self, Answer};
 use crate::api::{self, Format, Route, RouteError};
 use crate::engine::{self, NewTarball, Registry, Signer};
 use crate::format::signing::PublicKey;
@@ -45,39 +45,6 @@ pub struct Api {
     pub body_idle_timeout: Duration,
     /// Date releases as they are published (`--published-at`).
     pub release_dates: bool,
-}
-
-/// A response: status, body term, extra headers.
-struct Answer {
-    status: StatusCode,
-    body: Option<Term>,
-    location: Option<String>,
-    /// The methods the path takes, for a 405 (RFC 9110: it MUST name them in `allow`).
-    allow: Option<&'static str>,
-}
-
-impl Answer {
-    fn new(status: StatusCode, body: Term) -> Answer {
-        Answer {
-            status,
-            body: Some(body),
-            location: None,
-            allow: None,
-        }
-    }
-
-    fn empty(status: StatusCode) -> Answer {
-        Answer {
-            status,
-            body: None,
-            location: None,
-            allow: None,
-        }
-    }
-
-    fn error(status: StatusCode, message: &str) -> Answer {
-        Answer::new(status, api::error_body(status.as_u16(), message, &[]))
-    }
 }
 
 /// Answers an `/api` request.
@@ -200,12 +167,7 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Answer {
             .await;
             let new = match validated {
                 Ok(Ok(new)) => new,
-                Ok(Err(e)) => {
-                    return Answer::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        api::error_body(422, &e, &[("tarball", e.clone())]),
-                    );
-                }
+                Ok(Err(problem)) => return answer::invalid_upload(&problem),
                 Err(e) => {
                     log_line(&format!("error: validating an upload failed: {e}"));
                     return Answer::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
@@ -247,7 +209,7 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Answer {
         }
         Route::PublishDocs { name, version } => {
             let body =
-                match read_body(req, engine::docs::MAX_DOCS_SIZE, api.body_idle_timeout).await {
+                match read_body(req, crate::format::docs::MAX_DOCS_SIZE, api.body_idle_timeout).await {
                     Ok(body) => body,
                     Err(answer) => return answer,
                 };
@@ -338,37 +300,13 @@ fn publish(
         && engine::indexed_versions(registry.storage(), &api.repo, &public, &name)?
             .is_some_and(|versions| versions.contains(&version));
     if existed && !replace {
-        let message = format!(
-            "{name} {version} is already published: releases are immutable for clients that locked them; publish again with --replace (mix) or replace=true (hex_core) to overwrite it"
-        );
-        return Ok(Answer::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            api::error_body(
-                422,
-                "Validation error(s)",
-                &[
-                    (
-                        "inserted_at",
-                        "must include the --replace flag to update an existing release".into(),
-                    ),
-                    ("version", message),
-                ],
-            ),
-        ));
+        return Ok(answer::already_published(&name, &version));
     }
     let release = new.release.clone();
     registry.add(vec![Ok(new)], replace)?;
-    let url = format!("{}/packages/{name}/releases/{version}", urls.api);
-    let mut answer = Answer::new(
-        if existed {
-            StatusCode::OK
-        } else {
-            StatusCode::CREATED
-        },
-        api::release_body(&name, &release, &urls.api, &urls.repo, &api.repo),
-    );
-    answer.location = Some(url);
-    Ok(answer)
+    Ok(answer::published(
+        existed, &name, &release, &urls.api, &urls.repo, &api.repo,
+    ))
 }
 
 /// Runs `change` on the registry, locked, on the blocking pool.
@@ -412,34 +350,13 @@ async fn run(
     })
 }
 
-/// The status and message of an engine error. The client's message never shows where the
-/// registry is on the server's disk: paths in it are relative to PUBLIC_DIR, and an internal
-/// error is only logged in full.
+/// The answer to an engine error; an internal one is logged in full.
 fn engine_error(api: &Api, e: engine::Error) -> Answer {
-    use engine::Error;
-    let status = match &e {
-        Error::NoPackage { .. } | Error::NoVersion { .. } => StatusCode::NOT_FOUND,
-        Error::AddRefused { .. } | Error::InvalidTarballs { .. } | Error::BadDocs { .. } => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-        Error::Storage(crate::storage::StorageError::Conflict { .. }) => StatusCode::CONFLICT,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    let message = match &e {
-        Error::AddRefused { problems } | Error::InvalidTarballs { problems, .. } => {
-            problems.join("; ")
-        }
-        Error::NoPackage { package, .. } => format!("package `{package}` is not in the registry"),
-        other => other.to_string(),
-    };
-    if status == StatusCode::INTERNAL_SERVER_ERROR {
-        log_line(&format!("error: {message}"));
-        return Answer::error(status, "internal error: the server's log says more");
+    let mut answer = answer::engine_error(&e, &api.storage.storage().display(""));
+    if let Some(line) = answer.log.take() {
+        log_line(&format!("error: {line}"));
     }
-    Answer::error(
-        status,
-        &message.replace(&api.storage.storage().display(""), ""),
-    )
+    answer
 }
 
 /// Reads a request body of at most `limit` bytes: 413 at once when `content-length` says more

@@ -14,6 +14,7 @@
 //! ETag, Content-Length and the bytes sent all describe the same file even if `hexreg build`
 //! renames a new one over it meanwhile.
 
+use crate::format::encoding::percent_decode;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
@@ -60,35 +61,6 @@ pub fn request_path(raw: &str) -> Option<PathBuf> {
         return None;
     }
     Some(path)
-}
-
-/// `%XX` escapes decoded; `None` for a malformed escape.
-pub fn percent_decode(segment: &str) -> Option<Vec<u8>> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%' {
-            let hi = hex_value(*bytes.get(i + 1)?)?;
-            let lo = hex_value(*bytes.get(i + 2)?)?;
-            out.push(hi << 4 | lo);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    Some(out)
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// PUBLIC_DIR: its canonical path, and the directory itself held open so that files are

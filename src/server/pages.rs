@@ -188,7 +188,7 @@ fn segments(path: &str) -> Option<Vec<String>> {
     let raw: Vec<&str> = rest.split('/').collect();
     let mut out = Vec::with_capacity(raw.len());
     for (i, segment) in raw.iter().enumerate() {
-        let decoded = super::files::percent_decode(segment)?;
+        let decoded = crate::format::encoding::percent_decode(segment)?;
         let decoded = String::from_utf8(decoded).ok()?;
         let last = i + 1 == raw.len();
         if (decoded.is_empty() && !last)

@@ -22,7 +22,6 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::{Batch, Condition, Entry, Lock, Object, Storage, StorageError, Version};
-use crate::format::resource_path::{PACKAGES_DIR, TARBALLS_DIR};
 
 /// Prefix of hexreg's temporary files. A leading dot: hidden from `Path.wildcard`-style scans
 /// and from the static servers operators put in front of a registry.
@@ -107,13 +106,22 @@ impl LocalDir {
         }
     }
 
-    /// Removes temporary files (and staged directories) killed runs left.
+    /// Removes temporary files (and staged directories) killed runs left, in the root and in
+    /// each directory directly under it (where batches write).
     fn remove_leftovers(&self) -> Result<(), StorageError> {
-        for dir in [
-            self.root.clone(),
-            self.path(PACKAGES_DIR),
-            self.path(TARBALLS_DIR),
-        ] {
+        let mut dirs = vec![self.root.clone()];
+        for name in list_names(&self.root)
+            .map_err(self.io("list", &self.root))?
+            .unwrap_or_default()
+        {
+            let path = self.root.join(&name);
+            if name.starts_with(TEMP_PREFIX) {
+                remove_temp(&path).map_err(self.io("remove leftover temporary file", &path))?;
+            } else if fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_dir()) {
+                dirs.push(path);
+            }
+        }
+        for dir in dirs.into_iter().skip(1) {
             for name in list_names(&dir)
                 .map_err(self.io("list", &dir))?
                 .unwrap_or_default()

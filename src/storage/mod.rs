@@ -108,15 +108,12 @@ pub enum StorageError {
     },
     /// The lock is held by another run (and the caller chose not to wait).
     #[error(
-        "another hexreg run is changing {root} right now; run again when it has finished (or leave out --no-wait to wait for it)"
+        "another hexreg run is changing {root} right now; run again when it has finished"
     )]
     Locked {
         /// The registry, as the user knows it.
         root: String,
     },
-    /// A failure made on purpose by a test storage.
-    #[error("{0}")]
-    Injected(String),
 }
 
 /// An exclusive lock on a registry, released when dropped.

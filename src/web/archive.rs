@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
-use crate::engine::docs::{MAX_DOCS_SIZE, MAX_DOCS_UNCOMPRESSED};
+use crate::format::docs::{MAX_DOCS_SIZE, MAX_DOCS_UNCOMPRESSED};
 use crate::format::metadata::{self, Term};
 use crate::format::tarball::{self, MAX_UNCOMPRESSED_SIZE, TarballError};
 

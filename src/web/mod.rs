@@ -15,8 +15,8 @@ pub mod archive;
 use std::fmt::Write as _;
 
 use crate::format::advisory::severity_name;
-use crate::format::registry::{Release, RetirementReason, SecurityAdvisory};
-use crate::format::tarball::hex_upper;
+use crate::format::registry::{Release, SecurityAdvisory};
+use crate::format::encoding::{self, hex_lower, hex_upper};
 use archive::Details;
 
 /// The prefix of every page but the package list.
@@ -42,15 +42,7 @@ pub fn escape(text: &str) -> String {
 /// `text` as one URL path segment (or query value): everything but unreserved characters
 /// percent-encoded.
 pub fn segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    encoding::percent_encode_segment(text)
 }
 
 /// `url` when it is an absolute `http://` or `https://` URL, fit for an `href` once escaped;
@@ -66,29 +58,7 @@ pub fn query_value(query: Option<&str>, key: &str) -> Option<String> {
     for pair in query.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if k == key {
-            let bytes = v.as_bytes();
-            let mut out = Vec::with_capacity(bytes.len());
-            let mut i = 0;
-            while i < bytes.len() {
-                match bytes[i] {
-                    b'+' => out.push(b' '),
-                    b'%' => {
-                        let hex = bytes
-                            .get(i + 1..i + 3)
-                            .and_then(|h| std::str::from_utf8(h).ok())
-                            .and_then(|h| u8::from_str_radix(h, 16).ok());
-                        match hex {
-                            Some(b) => {
-                                out.push(b);
-                                i += 2;
-                            }
-                            None => out.push(b'%'),
-                        }
-                    }
-                    b => out.push(b),
-                }
-                i += 1;
-            }
+            let out = encoding::percent_decode_lenient(&v.replace('+', " "));
             return Some(String::from_utf8_lossy(&out).into_owned());
         }
     }
@@ -114,17 +84,6 @@ pub fn utc_date(secs: i64) -> String {
         rest / 3600,
         rest % 3600 / 60
     )
-}
-
-/// What the words of a retirement reason are.
-pub fn reason_words(reason: RetirementReason) -> &'static str {
-    match reason {
-        RetirementReason::RetiredOther => "other",
-        RetirementReason::RetiredInvalid => "invalid",
-        RetirementReason::RetiredSecurity => "security",
-        RetirementReason::RetiredDeprecated => "deprecated",
-        RetirementReason::RetiredRenamed => "renamed",
-    }
 }
 
 const STYLE: &str = "
@@ -303,7 +262,7 @@ fn retirement_html(release: &Release) -> String {
         Some(retired) => {
             let mut out = format!(
                 "<span class=\"badge retired\">retired: {}</span>",
-                reason_words(retired.reason)
+                retired.reason.to_str()
             );
             if let Some(message) = &retired.message {
                 let _ = write!(out, " <span class=\"retired\">{}</span>", escape(message));
@@ -639,10 +598,6 @@ pub fn error_page(repo: &str, title: &str, message: &str) -> String {
         escape(message)
     );
     layout(repo, title, "", &body)
-}
-
-fn hex_lower(bytes: &[u8]) -> String {
-    hex_upper(bytes).to_ascii_lowercase()
 }
 
 #[cfg(test)]

@@ -53,9 +53,11 @@ impl MemoryStorage {
     fn write_allowed(&self, path: &str) -> Result<(), StorageError> {
         let n = self.writes.fetch_add(1, Ordering::SeqCst);
         match *self.fail_at.lock().unwrap() {
-            Some(at) if n >= at => Err(StorageError::Injected(format!(
-                "injected failure at write {n} ({path})"
-            ))),
+            Some(at) if n >= at => Err(StorageError::Io {
+                action: "write",
+                path: path.to_string(),
+                source: std::io::Error::other(format!("injected failure at write {n}")),
+            }),
             _ => Ok(()),
         }
     }

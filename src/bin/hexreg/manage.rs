@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use hexreg::engine::{NewTarball, Registry};
+use hexreg::engine::{NewTarball, Problem, Registry};
 use hexreg::format::registry::{Retirement, RetirementReason};
 use hexreg::format::tarball;
 
@@ -152,23 +152,24 @@ fn change_dated(
 }
 
 /// Reads and validates a tarball given to `add`.
-fn read_new_tarball(path: &Path, repo: &str) -> Result<NewTarball, String> {
+fn read_new_tarball(path: &Path, repo: &str) -> Result<NewTarball, Problem> {
     let shown = tarball::one_line(&path.display().to_string());
-    let file = fs::File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let size = file
-        .metadata()
-        .map_err(|e| format!("cannot read {shown}: {e}"))?
-        .len();
+    let read_error = |error| Problem::Read {
+        shown: shown.clone(),
+        error,
+    };
+    let file = fs::File::open(path).map_err(read_error)?;
+    let size = file.metadata().map_err(read_error)?.len();
     if size > tarball::MAX_TARBALL_SIZE {
-        return Err(format!(
-            "{shown} {}",
-            tarball::TarballError::TooBig { size }
-        ));
+        return Err(Problem::Tarball {
+            shown,
+            error: tarball::TarballError::TooBig { size },
+        });
     }
     let mut bytes = Vec::new();
     file.take(tarball::MAX_TARBALL_SIZE + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+        .map_err(read_error)?;
     NewTarball::validate(&path.display().to_string(), bytes, repo)
 }
 

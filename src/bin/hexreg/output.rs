@@ -3,7 +3,8 @@
 
 use std::io::Write;
 
-use hexreg::engine::{ChangeKind, Changes, Error};
+use hexreg::engine::{ChangeKind, Changes, Error, Problem, Replace};
+use hexreg::storage::StorageError;
 use hexreg::storage::Storage;
 
 /// Prints `changes` on stdout in the task's order, paths as `storage` shows them, unless
@@ -37,10 +38,34 @@ pub fn print_changes(changes: Changes, storage: &dyn Storage, quiet: bool) {
 pub fn with_problems(e: Error) -> anyhow::Error {
     if let Error::InvalidTarballs { problems, .. } | Error::AddRefused { problems } = &e {
         for p in problems {
-            eprintln!("error: {p}");
+            eprintln!("error: {}", problem_text(p));
         }
     }
     e.into()
+}
+
+/// A refused tarball, and the flag that would get past it.
+fn problem_text(problem: &Problem) -> String {
+    match problem.replace() {
+        Some(Replace::Overwrites) => format!("{problem}: pass --replace to overwrite it"),
+        Some(Replace::ChangesRelease) => format!("{problem}: pass --replace only if you must"),
+        None => problem.to_string(),
+    }
+}
+
+/// The flag to check for an error of the library, which names none.
+fn flag_hint(cause: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let locked = " (or leave out --no-wait to wait for it)";
+    match cause.downcast_ref::<Error>() {
+        Some(Error::Untrusted { .. }) => return Some(" (is --private-key the registry's key?)"),
+        Some(Error::WrongIndex { .. }) => return Some(" (check --name)"),
+        Some(Error::Storage(StorageError::Locked { .. })) => return Some(locked),
+        _ => {}
+    }
+    match cause.downcast_ref::<StorageError>() {
+        Some(StorageError::Locked { .. }) => Some(locked),
+        _ => None,
+    }
 }
 
 /// An error and its causes on one line, `outer: cause: ...`, leaving out a cause whose text is
@@ -64,6 +89,9 @@ pub fn describe(e: &anyhow::Error) -> String {
         if summarized {
             break;
         }
+    }
+    if let Some(hint) = e.chain().find_map(flag_hint) {
+        text.push_str(hint);
     }
     text
 }

@@ -1,0 +1,226 @@
+//! Which status and body each outcome of an API request gets, as pure functions: the server
+//! calls them and sends what they return, so every answer is unit-tested without a network
+//! (as hexpm-rust's `*_response` functions are).
+
+use http::StatusCode;
+
+use super::etf::Term;
+use super::{error_body, release_body};
+use crate::engine::{self, Problem, Replace};
+use crate::format::registry::Release;
+
+/// A response of the API: status, body term, extra headers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The status.
+    pub status: StatusCode,
+    /// The body, encoded in the format the request accepts; `None`: no body.
+    pub body: Option<Term>,
+    /// The `location` header (a new release's URL).
+    pub location: Option<String>,
+    /// The methods the path takes, for a 405 (RFC 9110: it MUST name them in `allow`).
+    pub allow: Option<&'static str>,
+    /// What only the server's log should see: the full text of an internal error.
+    pub log: Option<String>,
+}
+
+impl Answer {
+    /// `status` with `body`.
+    pub fn new(status: StatusCode, body: Term) -> Answer {
+        Answer {
+            status,
+            body: Some(body),
+            location: None,
+            allow: None,
+            log: None,
+        }
+    }
+
+    /// `status` without a body.
+    pub fn empty(status: StatusCode) -> Answer {
+        Answer {
+            status,
+            body: None,
+            location: None,
+            allow: None,
+            log: None,
+        }
+    }
+
+    /// `status` with hex.pm's error body carrying `message`.
+    pub fn error(status: StatusCode, message: &str) -> Answer {
+        Answer::new(status, error_body(status.as_u16(), message, &[]))
+    }
+}
+
+/// What a client is told about a refused tarball: the problem, and what replacing would do.
+pub fn problem_text(problem: &Problem) -> String {
+    match problem.replace() {
+        Some(Replace::Overwrites) => format!("{problem}: pass --replace to overwrite it"),
+        Some(Replace::ChangesRelease) => format!("{problem}: pass --replace only if you must"),
+        None => problem.to_string(),
+    }
+}
+
+/// 422 for an upload that is not a valid release of the repository.
+pub fn invalid_upload(problem: &Problem) -> Answer {
+    let text = problem_text(problem);
+    Answer::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        error_body(422, &text, &[("tarball", text.clone())]),
+    )
+}
+
+/// 422 for a publish of a release that exists, without `replace`: hex.pm's wording in
+/// `inserted_at`, which mix shows, and ours in `version`.
+pub fn already_published(name: &str, version: &str) -> Answer {
+    let message = format!(
+        "{name} {version} is already published: releases are immutable for clients that locked them; publish again with --replace (mix) or replace=true (hex_core) to overwrite it"
+    );
+    Answer::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        error_body(
+            422,
+            "Validation error(s)",
+            &[
+                (
+                    "inserted_at",
+                    "must include the --replace flag to update an existing release".into(),
+                ),
+                ("version", message),
+            ],
+        ),
+    )
+}
+
+/// A publish done: 201 for a new release, 200 for a replaced one, with the release's body and
+/// its URL in `location`. `api_url` and `repo_url` are the server's as the client reached it.
+pub fn published(
+    existed: bool,
+    name: &str,
+    release: &Release,
+    api_url: &str,
+    repo_url: &str,
+    repo: &str,
+) -> Answer {
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let mut answer = Answer::new(status, release_body(name, release, api_url, repo_url, repo));
+    answer.location = Some(format!(
+        "{api_url}/packages/{name}/releases/{}",
+        release.version
+    ));
+    answer
+}
+
+/// The status and message of an engine error. The client's message never shows where the
+/// registry is on the server: `root` (the registry's own text in messages, e.g. `/srv/hex/`)
+/// is cut out of it, and an internal error's text goes to [`Answer::log`] only.
+pub fn engine_error(e: &engine::Error, root: &str) -> Answer {
+    use engine::Error;
+    let status = match e {
+        Error::NoPackage { .. } | Error::NoVersion { .. } => StatusCode::NOT_FOUND,
+        Error::AddRefused { .. } | Error::InvalidTarballs { .. } | Error::BadDocs { .. } => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        Error::Storage(crate::storage::StorageError::Conflict { .. }) => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let message = match e {
+        Error::AddRefused { problems } | Error::InvalidTarballs { problems, .. } => problems
+            .iter()
+            .map(problem_text)
+            .collect::<Vec<_>>()
+            .join("; "),
+        Error::NoPackage { package, .. } => format!("package `{package}` is not in the registry"),
+        other => other.to_string(),
+    };
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        let mut answer = Answer::error(status, "internal error: the server's log says more");
+        answer.log = Some(message);
+        return answer;
+    }
+    let message = if root.is_empty() {
+        message
+    } else {
+        message.replace(root, "")
+    };
+    Answer::error(status, &message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(answer: &Answer) -> String {
+        let Some(Term::Map(entries)) = &answer.body else {
+            panic!("no map body: {answer:?}");
+        };
+        entries
+            .iter()
+            .find_map(|(k, v)| match (k, v) {
+                (Term::Binary(k), Term::Binary(v)) if k == b"message" => {
+                    Some(String::from_utf8_lossy(v).into_owned())
+                }
+                _ => None,
+            })
+            .expect("a message")
+    }
+
+    #[test]
+    fn an_engine_error_never_shows_the_server_s_paths() {
+        let e = engine::Error::NoPackage {
+            package: "foo".into(),
+            root: "/srv/hex".into(),
+            path: "/srv/hex/packages/foo".into(),
+        };
+        let answer = engine_error(&e, "/srv/hex/");
+        assert_eq!(answer.status, StatusCode::NOT_FOUND);
+        assert_eq!(message(&answer), "package `foo` is not in the registry");
+
+        let e = engine::Error::HalfIndex {
+            root: "/srv/hex".into(),
+        };
+        let answer = engine_error(&e, "/srv/hex/");
+        assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!message(&answer).contains("/srv/hex"));
+        assert!(answer.log.as_deref().is_some_and(|l| l.contains("/srv/hex")));
+    }
+
+    #[test]
+    fn refused_tarballs_say_what_replacing_would_do() {
+        let e = engine::Error::AddRefused {
+            problems: vec![
+                Problem::InTheWay {
+                    path: "/srv/hex/tarballs/a-1.0.0.tar".into(),
+                },
+                Problem::Published {
+                    source_name: "the uploaded tarball".into(),
+                    name: "a".into(),
+                    version: "1.0.0".into(),
+                    published: [0xAB; 32],
+                    given: [0xCD; 32],
+                },
+            ],
+        };
+        let answer = engine_error(&e, "/srv/hex/");
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+        let text = message(&answer);
+        assert!(
+            text.starts_with("tarballs/a-1.0.0.tar already exists with other content: pass --replace to overwrite it; "),
+            "{text}"
+        );
+        assert!(text.ends_with(": pass --replace only if you must"), "{text}");
+        assert!(text.contains(&"AB".repeat(32)), "{text}");
+    }
+
+    #[test]
+    fn publish_answers() {
+        let answer = already_published("a", "1.0.0");
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(message(&answer), "Validation error(s)");
+    }
+}

@@ -1,0 +1,177 @@
+//! [`KeyStore`]: the keys of a keys file as a server holds them, shared between tasks and
+//! reloaded when the file changes.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, TryLockError};
+use std::time::{Duration, Instant};
+
+use super::file::{Stamp, parse_file, read_text};
+use super::{CHECK_INTERVAL, KeysError, KeysFile, Permission};
+
+/// A key that [`KeyStore::authenticate`] accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The label of its line in the keys file.
+    pub label: String,
+    /// What it may do.
+    pub permission: Permission,
+}
+
+/// What a [`KeyStore`] reports of its reloads.
+#[derive(Debug)]
+pub enum Reload {
+    /// The file changed and was read again; it now holds this many keys.
+    Loaded {
+        /// Keys in the new file.
+        keys: usize,
+    },
+    /// The file changed but cannot be read or is invalid: the store keeps the keys it had.
+    /// Reported once per change of the file (once for as long as it stays unreadable).
+    Failed(KeysError),
+}
+
+/// How a store looks at its file.
+struct Watch {
+    /// When the file was last looked at.
+    checked: Instant,
+    /// The version of the file last read, valid or not.
+    seen: Stamp,
+    /// The file could not be read at the last look (reported already).
+    unreadable: bool,
+}
+
+/// The keys of a keys file, for a server: shared by many threads or tokio tasks
+/// (`Send + Sync`), and reloaded when the file changes.
+///
+/// [`KeyStore::authenticate`] looks at the file's size, times, inode and device at most once
+/// per [`CHECK_INTERVAL`] (one `stat`; a blocking call, but a cheap one), and reads it again
+/// when they changed. A changed file that cannot be read or parsed leaves the store with the
+/// keys it had; that, and each successful reload, is told to the `report` callback given to
+/// [`KeyStore::open`], which a server would log.
+pub struct KeyStore {
+    path: PathBuf,
+    keys: RwLock<Arc<KeysFile>>,
+    watch: Mutex<Watch>,
+    interval: Duration,
+    report: Box<dyn Fn(&Reload) + Send + Sync>,
+}
+
+impl fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyStore")
+            .field("path", &self.path)
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyStore {
+    /// Loads the keys file at `path`. Fails if it is missing (saying to create keys with
+    /// `hexreg key add`), unreadable or invalid. `report` is called on each later reload; it
+    /// runs with the store's watch lock held, so it must not call [`KeyStore::refresh`].
+    pub fn open(
+        path: impl Into<PathBuf>,
+        report: impl Fn(&Reload) + Send + Sync + 'static,
+    ) -> Result<KeyStore, KeysError> {
+        Self::open_with_interval(path, CHECK_INTERVAL, report)
+    }
+
+    /// [`KeyStore::open`], looking at the file at most once per `interval` (zero: on every
+    /// call).
+    pub fn open_with_interval(
+        path: impl Into<PathBuf>,
+        interval: Duration,
+        report: impl Fn(&Reload) + Send + Sync + 'static,
+    ) -> Result<KeyStore, KeysError> {
+        let path = path.into();
+        let (text, seen) = read_text(&path)?;
+        let keys = parse_file(&path, &text)?;
+        Ok(KeyStore {
+            path,
+            keys: RwLock::new(Arc::new(keys)),
+            watch: Mutex::new(Watch {
+                checked: Instant::now(),
+                seen,
+                unreadable: false,
+            }),
+            interval,
+            report: Box::new(report),
+        })
+    }
+
+    /// The keys file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The keys in use.
+    pub fn keys(&self) -> Arc<KeysFile> {
+        Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The label and permission of the key `presented` (the `authorization` header), if the
+    /// keys file has it; first reloads the file if it is due a look and changed. Compares in
+    /// constant time, as [`KeysFile::authenticate`].
+    pub fn authenticate(&self, presented: &str) -> Option<Grant> {
+        self.check(false);
+        let keys = self.keys();
+        keys.authenticate(presented)
+            .map(|(label, permission)| Grant {
+                label: label.to_string(),
+                permission,
+            })
+    }
+
+    /// Looks at the file now, whenever it was last looked at, and reloads it if it changed.
+    pub fn refresh(&self) {
+        self.check(true);
+    }
+
+    fn check(&self, now: bool) {
+        let mut watch = if now {
+            self.watch.lock().unwrap_or_else(PoisonError::into_inner)
+        } else {
+            match self.watch.try_lock() {
+                Ok(watch) => watch,
+                Err(TryLockError::Poisoned(e)) => e.into_inner(),
+                // Another thread is looking: use the keys as they are.
+                Err(TryLockError::WouldBlock) => return,
+            }
+        };
+        if !now && watch.checked.elapsed() < self.interval {
+            return;
+        }
+        watch.checked = Instant::now();
+        let unchanged = fs::metadata(&self.path)
+            .map(|meta| Stamp::of(&meta) == watch.seen)
+            .unwrap_or(false);
+        if unchanged {
+            watch.unreadable = false;
+            return;
+        }
+        let (text, version) = match read_text(&self.path) {
+            Ok(read) => read,
+            Err(error) => {
+                // Looked at again at each interval; reported once until it can be read.
+                if !watch.unreadable {
+                    watch.unreadable = true;
+                    (self.report)(&Reload::Failed(error));
+                }
+                return;
+            }
+        };
+        watch.unreadable = false;
+        // Valid or not, this version is not read again.
+        watch.seen = version;
+        match parse_file(&self.path, &text) {
+            Ok(keys) => {
+                let count = keys.list().count();
+                *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
+                (self.report)(&Reload::Loaded { keys: count });
+            }
+            Err(error) => (self.report)(&Reload::Failed(error)),
+        }
+    }
+}
