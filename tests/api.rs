@@ -23,8 +23,8 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use hexreg::api::etf::{self, Term};
-use hexreg::format::registry;
 use hexreg::format::encoding::hex_upper;
+use hexreg::format::registry;
 use hexreg::format::tarball::outer_checksum;
 use support::fixtures::{fixtures, private_key, public_key};
 use support::hexreg_serve::{HttpResponse, Server};

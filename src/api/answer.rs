@@ -187,7 +187,12 @@ mod tests {
         let answer = engine_error(&e, "/srv/hex/");
         assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!message(&answer).contains("/srv/hex"));
-        assert!(answer.log.as_deref().is_some_and(|l| l.contains("/srv/hex")));
+        assert!(
+            answer
+                .log
+                .as_deref()
+                .is_some_and(|l| l.contains("/srv/hex"))
+        );
     }
 
     #[test]
@@ -213,7 +218,10 @@ mod tests {
             text.starts_with("tarballs/a-1.0.0.tar already exists with other content: pass --replace to overwrite it; "),
             "{text}"
         );
-        assert!(text.ends_with(": pass --replace only if you must"), "{text}");
+        assert!(
+            text.ends_with(": pass --replace only if you must"),
+            "{text}"
+        );
         assert!(text.contains(&"AB".repeat(32)), "{text}");
     }
 

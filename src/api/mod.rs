@@ -2,6 +2,11 @@
 //! into a [`Route`], the bodies clients send decoded, and the bodies they decode built as
 //! [`Term`]s and encoded in the format the request accepts ([`Format`]).
 //!
+//! What belongs here: the API's wire rules, as pure functions (routes, bodies, the Erlang term
+//! format in [`etf`], and in [`answer`] which status and body each outcome gets). What must
+//! not: sockets, files, locks or the storage; the server ([`crate::server`]) does the I/O and
+//! calls these.
+//!
 //! Paths are those of hexpm's router, with and without the `/repos/REPO` prefix:
 //! `POST /api/publish`, `POST /api/packages/NAME/releases` (publish), `GET /api/packages/NAME`,
 //! `GET|DELETE /api/packages/NAME/releases/VERSION` (info, revert),
@@ -11,8 +16,8 @@
 pub mod answer;
 pub mod etf;
 
-use crate::format::registry::{Release, Retirement, RetirementReason};
 use crate::format::encoding::{self, hex_lower};
+use crate::format::registry::{Release, Retirement, RetirementReason};
 use etf::Term;
 
 /// What a request asks for.
@@ -374,10 +379,7 @@ pub fn release_body(name: &str, release: &Release, base: &str, repo_url: &str, r
     Term::map([
         ("name", Term::bin(name)),
         ("version", Term::bin(&release.version)),
-        (
-            "checksum",
-            Term::bin(&hex_lower(&release.outer_checksum)),
-        ),
+        ("checksum", Term::bin(&hex_lower(&release.outer_checksum))),
         (
             "inner_checksum",
             Term::bin(&hex_lower(&release.inner_checksum)),

@@ -17,7 +17,10 @@ impl Registry<'_> {
     pub fn add_advisory(&mut self, package: &str, new: &NewAdvisory) -> Result<Vec<String>, Error> {
         new.check()?;
         let index = self.load_index()?;
-        let (mut releases, mut advisories) = self.existing_record(package)?;
+        let super::PackageRecord {
+            mut releases,
+            mut advisories,
+        } = self.existing_record(package)?;
         let affected = advisory::add(&mut releases, &mut advisories, new);
         self.write_advisories(Order::Grow, index, package, releases, &advisories)?;
         Ok(affected)
@@ -27,7 +30,10 @@ impl Registry<'_> {
     /// nothing.
     pub fn remove_advisory(&mut self, package: &str, id: &str) -> Result<(), Error> {
         let index = self.load_index()?;
-        let (mut releases, mut advisories) = self.existing_record(package)?;
+        let super::PackageRecord {
+            mut releases,
+            mut advisories,
+        } = self.existing_record(package)?;
         if !advisory::remove(&mut releases, &mut advisories, id) {
             return Err(Error::NoAdvisory {
                 package: package.to_string(),
@@ -38,14 +44,16 @@ impl Registry<'_> {
         self.write_advisories(Order::Shrink, index, package, releases, &advisories)
     }
 
-    fn existing_record(
-        &self,
-        package: &str,
-    ) -> Result<(Vec<Release>, Vec<SecurityAdvisory>), Error> {
+    fn existing_record(&self, package: &str) -> Result<super::PackageRecord, Error> {
         match self.load_package_record(package)? {
             Some(record) => Ok(record),
             // Says which package and file are missing.
-            None => self.existing_package(package).map(|r| (r, Vec::new())),
+            None => self
+                .existing_package(package)
+                .map(|releases| super::PackageRecord {
+                    releases,
+                    advisories: Vec::new(),
+                }),
         }
     }
 
@@ -73,7 +81,13 @@ impl Registry<'_> {
 }
 
 /// An advisory and the versions it affects.
-pub type Affecting = (SecurityAdvisory, Vec<String>);
+#[derive(Debug, Clone, PartialEq)]
+pub struct Affecting {
+    /// The advisory.
+    pub advisory: SecurityAdvisory,
+    /// The versions of the package it affects, oldest first.
+    pub versions: Vec<String>,
+}
 
 /// The advisories of `package` in the registry of repository `repo` in `storage`, verified
 /// with `key`, each with the versions it affects; `None` when there is no such package.
@@ -84,7 +98,10 @@ pub fn read_advisories(
     key: &PublicKey,
     package: &str,
 ) -> Result<Option<Vec<Affecting>>, Error> {
-    let Some((releases, advisories)) = super::read_package_record(storage, repo, key, package)?
+    let Some(super::PackageRecord {
+        releases,
+        advisories,
+    }) = super::read_package_record(storage, repo, key, package)?
     else {
         return Ok(None);
     };
@@ -98,7 +115,10 @@ pub fn read_advisories(
                     .filter(|r| r.advisory_indexes.contains(&(i as u32)))
                     .map(|r| r.version.clone())
                     .collect();
-                (a, affected)
+                Affecting {
+                    advisory: a,
+                    versions: affected,
+                }
             })
             .collect(),
     ))

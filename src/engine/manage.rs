@@ -44,9 +44,14 @@ impl NewTarball {
     }
 }
 
-/// A package's releases (sorted) and its advisories, which their `advisory_indexes` point
-/// into.
-pub type PackageRecord = (Vec<Release>, Vec<SecurityAdvisory>);
+/// What a package's `packages/NAME` records.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PackageRecord {
+    /// Its releases, oldest first.
+    pub releases: Vec<Release>,
+    /// Its advisories, which the releases' `advisory_indexes` point into.
+    pub advisories: Vec<SecurityAdvisory>,
+}
 
 /// The packages of a registry, from its `names` and `versions`.
 pub(super) type Index = BTreeMap<String, PackageSummary>;
@@ -151,7 +156,7 @@ impl Registry<'_> {
     fn load_package(&self, name: &str) -> Result<Option<Vec<Release>>, Error> {
         Ok(self
             .load_package_record(name)?
-            .map(|(releases, _)| releases))
+            .map(|record| record.releases))
     }
 
     /// [`Registry::load_package`], with the package's advisories.
@@ -615,7 +620,7 @@ pub fn read_package(
     key: &crate::format::signing::PublicKey,
     package: &str,
 ) -> Result<Option<Vec<Release>>, Error> {
-    Ok(read_package_record(storage, repo, key, package)?.map(|(releases, _)| releases))
+    Ok(read_package_record(storage, repo, key, package)?.map(|record| record.releases))
 }
 
 /// [`read_package`], with the package's advisories (which the releases' `advisory_indexes`
@@ -648,5 +653,8 @@ pub fn read_package_record(
         })
         .collect::<Result<Vec<_>, _>>()?;
     registry::sort_releases(&mut releases);
-    Ok(Some((releases, decoded.advisories)))
+    Ok(Some(PackageRecord {
+        releases,
+        advisories: decoded.advisories,
+    }))
 }

@@ -1,6 +1,11 @@
 //! The registry engine: every operation that reads or changes a registry, over a
 //! [`Storage`], for every front end (the command line, `serve`).
 //!
+//! What belongs here: the operations and the order of their writes, their cache, their typed
+//! errors ([`Error`], [`Problem`]). What must not: flags, printing, exit codes or HTTP (the
+//! front ends word what to do about an error), or parsing of a format (that is
+//! [`crate::format`]).
+//!
 //! A [`Registry`] is a repository name, its signing key and a storage whose lock it holds. Its
 //! operations ([`Registry::build`], [`Registry::add`], [`Registry::remove`],
 //! [`Registry::retire`], [`Registry::unretire`], [`Registry::add_advisory`],
@@ -33,7 +38,7 @@ pub use advisories::read_advisories;
 pub use build::BuildOptions;
 pub use cache::Cache;
 pub use changes::{Change, ChangeKind, Changes, Stage};
-pub use manage::{NewTarball, indexed_versions, read_package, read_package_record};
+pub use manage::{NewTarball, PackageRecord, indexed_versions, read_package, read_package_record};
 pub use policies::read_policies;
 pub use problem::{Problem, Replace};
 pub use verify::{Verification, verify};
@@ -80,9 +85,7 @@ pub enum Error {
         source: ResourceError,
     },
     /// A registry file is not signed by the key this run signs with.
-    #[error(
-        "{path} {source}: it was not signed by {key}; `hexreg verify` lists every problem"
-    )]
+    #[error("{path} {source}: it was not signed by {key}; `hexreg verify` lists every problem")]
     Untrusted {
         /// The file, as shown.
         path: String,

@@ -2,8 +2,8 @@
 //! to do in its own terms (the command line names its `--replace` flag; the Hex API names the
 //! client's).
 
-use crate::format::package_name;
 use crate::format::encoding::hex_upper;
+use crate::format::package_name;
 use crate::format::tarball::{TarballError, one_line};
 use crate::storage::StorageError;
 

@@ -116,8 +116,14 @@ mod tests {
     fn file_name_and_metadata_must_agree() {
         assert!(check_agreement("f", ("foo", "1.0.0"), ("foo", "1.0.0")).is_ok());
         let e = check_agreement("f", ("foo", "1.0.0"), ("bar", "1.0.0")).unwrap_err();
-        assert!(e.to_string().contains("rename the file to bar-1.0.0.tar"), "{e}");
+        assert!(
+            e.to_string().contains("rename the file to bar-1.0.0.tar"),
+            "{e}"
+        );
         let e = check_agreement("f", ("foo", "1.0.0"), ("foo", "1.0.1")).unwrap_err();
-        assert!(e.to_string().contains("clients would fetch foo-1.0.1.tar"), "{e}");
+        assert!(
+            e.to_string().contains("clients would fetch foo-1.0.1.tar"),
+            "{e}"
+        );
     }
 }

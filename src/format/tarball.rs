@@ -443,7 +443,6 @@ fn decode_checksum(text: &[u8]) -> Result<[u8; 32], TarballError> {
     <[u8; 32]>::try_from(out.as_slice()).map_err(|_| TarballError::ChecksumLength(out.len()))
 }
 
-
 /// A reader that counts what comes through it, fails past a limit, and remembers whether the
 /// failure came from below (the gzip layer) rather than from the tar reader above it. It also
 /// keeps what the tar reader read from where its next header was due (`due`, set by the walk

@@ -23,7 +23,8 @@ impl Stamp {
             meta.size() as i64,
             meta.mtime(),
             meta.mtime_nsec(),
-            meta.ctime_nsec().wrapping_add(meta.ctime().wrapping_mul(1_000_000_000)),
+            meta.ctime_nsec()
+                .wrapping_add(meta.ctime().wrapping_mul(1_000_000_000)),
             meta.ino() as i64,
             meta.dev() as i64,
         ])

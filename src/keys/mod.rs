@@ -2,6 +2,11 @@
 //! `authorization` header; a read key fetches the repository, a write key also publishes,
 //! retires, reverts and uploads docs.
 //!
+//! What belongs here: the keys file's format and rules ([`KeysFile`], no I/O), its file on disk
+//! (`file`, its own small module: the keys file lives outside the published directory, so not
+//! in a registry's storage) and the [`KeyStore`] a server holds. What must not: HTTP, or
+//! anything of a registry.
+//!
 //! A key is `hexreg_` and 64 lowercase hexadecimal digits (32 random bytes from aws-lc's
 //! system random generator). Only its SHA-256 is stored, in a keys file of one line per key:
 //!
@@ -774,4 +779,3 @@ mod tests {
         }
     }
 }
-

@@ -1,6 +1,10 @@
 //! Mirroring another Hex repository, free of I/O: which packages and releases a filtered mirror
 //! keeps ([`Only`], [`closure`]), and the state a mirror keeps between runs ([`State`]).
 //!
+//! What belongs here: the mirror's own rules and state, free of I/O, and [`upstream`], the
+//! HTTP(S) client it fetches with. What must not: writes to a registry (the mirror's run is
+//! [`crate::engine::mirror`], over a storage) or a command line.
+//!
 //! # Which releases a filtered mirror keeps
 //!
 //! - each `--only PKG[:REQUIREMENT]` selects the releases of PKG its requirement allows (every

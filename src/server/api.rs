@@ -208,11 +208,16 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Answer {
             .await
         }
         Route::PublishDocs { name, version } => {
-            let body =
-                match read_body(req, crate::format::docs::MAX_DOCS_SIZE, api.body_idle_timeout).await {
-                    Ok(body) => body,
-                    Err(answer) => return answer,
-                };
+            let body = match read_body(
+                req,
+                crate::format::docs::MAX_DOCS_SIZE,
+                api.body_idle_timeout,
+            )
+            .await
+            {
+                Ok(body) => body,
+                Err(answer) => return answer,
+            };
             let location = format!("{}/docs/{name}-{version}.tar.gz", urls.repo);
             run(state, move |_, registry| {
                 registry.put_docs(&name, &version, &body)?;

@@ -368,8 +368,10 @@ fn releases(
     if !crate::format::package_name::is_valid(name) {
         return Ok(None);
     }
-    let Some((mut releases, advisories)) =
-        crate::engine::read_package_record(pages.storage(), &index.repo, &index.key, name)?
+    let Some(crate::engine::PackageRecord {
+        mut releases,
+        advisories,
+    }) = crate::engine::read_package_record(pages.storage(), &index.repo, &index.key, name)?
     else {
         return Ok(None);
     };

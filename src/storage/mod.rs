@@ -1,6 +1,11 @@
 //! Where a registry's files are kept: the operations the engine needs of a directory or a
 //! bucket, and no more.
 //!
+//! What belongs here: how files are listed, read, written, deleted and locked in a directory or
+//! a bucket ([`Location`] says which). What must not: the registry's layout or formats (which
+//! files exist, what they hold, what must be written together is the engine's to say), or
+//! anything of a command line.
+//!
 //! - list one directory level (name, size, modification time, a version token);
 //! - read a file (its bytes and version token);
 //! - write files atomically, each either create-only or replace-if-unchanged (the version read
@@ -107,9 +112,7 @@ pub enum StorageError {
         path: String,
     },
     /// The lock is held by another run (and the caller chose not to wait).
-    #[error(
-        "another hexreg run is changing {root} right now; run again when it has finished"
-    )]
+    #[error("another hexreg run is changing {root} right now; run again when it has finished")]
     Locked {
         /// The registry, as the user knows it.
         root: String,

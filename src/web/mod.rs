@@ -1,5 +1,9 @@
 //! The HTML pages of `hexreg serve`, free of I/O: data in, a page out.
 //!
+//! What belongs here: HTML, as functions of the data shown, and reading the files inside a
+//! tarball for those pages. What must not: sockets, routing, caches or the storage (that is
+//! [`crate::server`]).
+//!
 //! Pages live at `/` (the package list, with search by `?q=`) and under `/-/`, a prefix no
 //! registry file or API path can take (package names are `[a-z][a-z0-9_]*`):
 //! `/-/packages/NAME`, `/-/packages/NAME/VERSION`, `/-/docs/NAME/VERSION/...` and
@@ -15,8 +19,8 @@ pub mod archive;
 use std::fmt::Write as _;
 
 use crate::format::advisory::severity_name;
-use crate::format::registry::{Release, SecurityAdvisory};
 use crate::format::encoding::{self, hex_lower, hex_upper};
+use crate::format::registry::{Release, SecurityAdvisory};
 use archive::Details;
 
 /// The prefix of every page but the package list.

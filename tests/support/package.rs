@@ -26,8 +26,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use hexreg::format::metadata::{Metadata, Requirement, render};
 use hexreg::format::encoding::hex_upper;
+use hexreg::format::metadata::{Metadata, Requirement, render};
 use hexreg::format::tarball::{inner_checksum, write_contents, write_outer};
 
 /// A package release to build a tarball of.

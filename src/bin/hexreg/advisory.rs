@@ -179,7 +179,11 @@ fn list(args: &ListArgs) -> Result<()> {
             args.public_dir
         );
     };
-    for (a, affected) in advisories {
+    for hexreg::engine::advisories::Affecting {
+        advisory: a,
+        versions: affected,
+    } in advisories
+    {
         let cvss = a
             .cvss_score
             .map(|s| format!(" cvss {s}"))

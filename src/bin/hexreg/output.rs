@@ -4,8 +4,8 @@
 use std::io::Write;
 
 use hexreg::engine::{ChangeKind, Changes, Error, Problem, Replace};
-use hexreg::storage::StorageError;
 use hexreg::storage::Storage;
+use hexreg::storage::StorageError;
 
 /// Prints `changes` on stdout in the task's order, paths as `storage` shows them, unless
 /// `quiet`.
