@@ -206,8 +206,8 @@ mod tests {
                     source_name: "the uploaded tarball".into(),
                     name: "a".into(),
                     version: "1.0.0".into(),
-                    published: [0xAB; 32],
-                    given: [0xCD; 32],
+                    published: "AB".repeat(32),
+                    given: "CD".repeat(32),
                 },
             ],
         };

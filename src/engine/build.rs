@@ -5,7 +5,7 @@
 //! group by package, then encode, sign and write each resource whose payload changed, `names`
 //! and `versions` last, and remove the `packages/*` files of packages that have no tarball left.
 
-use crate::engine::problem::Problem;
+use super::problem::Problem;
 use std::collections::BTreeMap;
 
 use rayon::prelude::*;

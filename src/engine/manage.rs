@@ -4,11 +4,12 @@
 //! public half before it is trusted. No other tarball needs to be present, and no other
 //! package's file is rewritten.
 
-use crate::engine::problem::Problem;
 use std::collections::BTreeMap;
 
+use super::problem::Problem;
 use super::writer::Carry;
 use super::{ChangeKind, Error, Registry, Stage};
+use crate::format::encoding::hex_upper;
 use crate::format::package_name;
 use crate::format::registry::{
     self, PackageSummary, Release, ResourceError, Retirement, SecurityAdvisory, Timestamp,
@@ -321,8 +322,8 @@ impl Registry<'_> {
                             source_name: t.source.clone(),
                             name: t.name.clone(),
                             version: t.release.version.clone(),
-                            published: releases[i].outer_checksum.clone(),
-                            given: t.release.outer_checksum.clone(),
+                            published: hex_upper(&releases[i].outer_checksum),
+                            given: hex_upper(&t.release.outer_checksum),
                         });
                         continue;
                     }

@@ -2,7 +2,6 @@
 //! to do in its own terms (the command line names its `--replace` flag; the Hex API names the
 //! client's).
 
-use crate::format::encoding::hex_upper;
 use crate::format::package_name;
 use crate::format::tarball::{TarballError, one_line};
 use crate::storage::StorageError;
@@ -103,8 +102,7 @@ pub enum Problem {
     },
     /// The release is published with another tarball.
     #[error(
-        "{source_name}: {name} {version} is already published with another tarball (outer checksum {}, this one {}); releases are immutable for clients that locked them",
-        hex_upper(.published), hex_upper(.given)
+        "{source_name}: {name} {version} is already published with another tarball (outer checksum {published}, this one {given}); releases are immutable for clients that locked them"
     )]
     Published {
         /// The tarball given, as shown.
@@ -113,10 +111,10 @@ pub enum Problem {
         name: String,
         /// The version.
         version: String,
-        /// The outer checksum the registry records.
-        published: [u8; 32],
-        /// The outer checksum of the tarball given.
-        given: [u8; 32],
+        /// The outer checksum the registry records, in uppercase hexadecimal.
+        published: String,
+        /// The outer checksum of the tarball given, in uppercase hexadecimal.
+        given: String,
     },
     /// A tarball file the registry does not describe is in the way.
     #[error("{path} already exists with other content")]
