@@ -2,7 +2,7 @@
 //! outdated cache, or registry files changed behind hexreg's back, still give the registry a
 //! build without any cache gives.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::Path;

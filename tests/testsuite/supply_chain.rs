@@ -4,7 +4,7 @@
 //! hex_core (0.7.1) predates these fields: `tests/rebar3_client.rs` checks it still reads such
 //! registries.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::Path;

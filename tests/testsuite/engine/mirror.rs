@@ -46,7 +46,7 @@ impl Upstream for StorageUpstream<'_> {
 }
 
 fn mirror_signer() -> Signer {
-    let key = PrivateKey::from_pem(include_bytes!("../../fixtures/other_private_key.pem")).unwrap();
+    let key = PrivateKey::from_pem(include_bytes!("../../../fixtures/other_private_key.pem")).unwrap();
     Signer::new(key, "fixtures/other_private_key.pem")
 }
 

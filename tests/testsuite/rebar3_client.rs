@@ -9,7 +9,7 @@
 //! (`.ci/run`) installs it. rebar3 runs fully isolated from the user's home and caches: every
 //! directory it reads or writes lives in a per-test temporary directory.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::{Path, PathBuf};

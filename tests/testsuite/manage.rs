@@ -1,7 +1,7 @@
 //! keygen, add, remove, retire, unretire and verify: each works from the registry itself, with
 //! the other tarballs absent, and rewrites nothing it need not.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

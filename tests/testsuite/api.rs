@@ -10,7 +10,7 @@
 //! Every registry starts empty (`hexreg build` on an empty tarballs/) and every server listens
 //! on loopback only and is killed when dropped. Time limits are safety nets, never assertions.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::fs;

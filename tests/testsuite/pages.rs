@@ -6,7 +6,7 @@
 //! `support::package::Package`; retirements and an advisory are added with hexreg itself, a
 //! docs tarball is placed at `docs/NAME-VERSION.tar.gz`.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

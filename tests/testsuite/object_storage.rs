@@ -3,7 +3,7 @@
 //! honours `If-None-Match: *` and `If-Match` on PUT), the bucket lock, and the engine building
 //! and changing a registry there as it does in a directory.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

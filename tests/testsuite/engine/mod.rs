@@ -4,8 +4,6 @@
 
 mod memory_storage;
 mod mirror;
-#[path = "../support/mod.rs"]
-mod support;
 
 use std::collections::BTreeMap;
 
@@ -16,12 +14,12 @@ use hexreg::storage::Storage;
 use hexreg::storage::local::LocalDir;
 
 use memory_storage::MemoryStorage;
-use support::package::Package;
+use crate::support::package::Package;
 
 const REPO: &str = "acme";
 
 fn signer() -> Signer {
-    let key = PrivateKey::from_pem(include_bytes!("../../fixtures/private_key.pem")).unwrap();
+    let key = PrivateKey::from_pem(include_bytes!("../../../fixtures/private_key.pem")).unwrap();
     Signer::new(key, "fixtures/private_key.pem")
 }
 

@@ -2,7 +2,7 @@
 //! whose public key is given in SPKI form (`-----BEGIN PUBLIC KEY-----`), as hex.pm's is.
 //! Requests are counted from the server's request log.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::fs;
