@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 // The tests' tarball builder: one generator for tests and benchmark alike.
 #[allow(dead_code)]
-#[path = "../tests/support/package.rs"]
+#[path = "../tests/testsuite/support/package.rs"]
 mod package;
 
 #[path = "corpus/mod.rs"]

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 // The tests' tarball builder: one generator for tests and benchmarks alike.
 #[allow(dead_code)]
-#[path = "../tests/support/package.rs"]
+#[path = "../tests/testsuite/support/package.rs"]
 mod package;
 
 #[path = "corpus/mod.rs"]

@@ -34,7 +34,7 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 
 // The tests' tarball builder, as examples/bench.rs uses it.
 #[allow(dead_code)]
-#[path = "../tests/support/package.rs"]
+#[path = "../tests/testsuite/support/package.rs"]
 mod package;
 
 #[path = "corpus/mod.rs"]

@@ -4,8 +4,8 @@
 //! documents. A panic here, in hexreg, or in a dependency is a finding.
 //!
 //! The harness uses only crates hexreg itself depends on (flate2, prost, tar), so
-//! `tests/fuzz_regressions.rs` includes this file with `#[path]` and replays every crash ever
-//! found, and every seed, through exactly the code the fuzzer ran.
+//! `tests/testsuite/fuzz_regressions.rs` includes this file with `#[path]` and replays every
+//! crash ever found, and every seed, through exactly the code the fuzzer ran.
 
 use std::io::{self, Write};
 use std::ops::Range;

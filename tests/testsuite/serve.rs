@@ -4,7 +4,7 @@
 //! in `support::hexreg_serve`). A guard kills the server when a test ends, however it ends.
 //! Signals are sent with kill(2).
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -9,7 +9,7 @@
 //! (`.ci/run`) installs it. rebar3 runs fully isolated from the user's home and caches: every
 //! directory it reads or writes lives in a per-test temporary directory.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use support::fixtures::{fixtures, private_key};
 use support::hexreg_serve::Server;
-use support::run::{hexreg, key_arg, run_build};
+use support::rebar3::{isolated, rebar3_or_skip};
+use support::run::{hexreg, key_arg, private_key_arg, run_build};
 use support::static_server::StaticServer;
 
 /// A hung rebar3 is killed after this long so the test fails instead of blocking CI.
@@ -47,23 +48,6 @@ const LOCKED: [(&str, &str, &str, &str); 2] = [
         "F1C252663B9EBB4305154AA05343F25CBDB51E303EC9E0038A04C0332B95CB20",
     ),
 ];
-
-/// The rebar3 executable on PATH, if any.
-fn rebar3() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("rebar3"))
-        .find(|p| p.is_file())
-}
-
-/// Returns the rebar3 path, or prints the skip notice and returns `None`.
-fn rebar3_or_skip(test: &str) -> Option<PathBuf> {
-    let found = rebar3();
-    if found.is_none() {
-        eprintln!("SKIPPED: rebar3 not installed (test {test})");
-    }
-    found
-}
 
 fn copy_dir_all(src: &Path, dst: &Path) {
     fs::create_dir_all(dst).unwrap_or_else(|e| panic!("mkdir {}: {e}", dst.display()));
@@ -168,28 +152,12 @@ impl Rebar3Run {
 /// Runs `rebar3 compile` in `project` with an environment that contains nothing of the
 /// caller's: HOME, caches, global config and TMPDIR all point into `sandbox`.
 fn rebar3_compile(rebar3: &Path, sandbox: &Path, project: &Path) -> Rebar3Run {
-    let home = sandbox.join("home");
-    let cache = sandbox.join("rebar3-cache");
-    let global_config = sandbox.join("rebar3-config");
-    let tmp = sandbox.join("tmp");
-    for d in [&home, &cache, &global_config, &tmp] {
-        fs::create_dir_all(d).unwrap();
-    }
     let stdout_path = sandbox.join("rebar3.stdout");
     let stderr_path = sandbox.join("rebar3.stderr");
 
-    let mut cmd = Command::new(rebar3);
+    let mut cmd = isolated(rebar3, sandbox);
     cmd.arg("compile")
         .current_dir(project)
-        // Drop everything inherited (DEBUG, QUIET, HEX_*, REBAR_*, ERL_*, proxies, XDG_*...),
-        // keep only PATH so `/usr/bin/env escript` and `erl` are found.
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", &home)
-        .env("REBAR_CACHE_DIR", &cache)
-        .env("REBAR_GLOBAL_CONFIG_DIR", &global_config)
-        .env("TMPDIR", &tmp)
-        .env("REBAR_COLOR", "none")
         .stdin(Stdio::null())
         .stdout(fs::File::create(&stdout_path).unwrap())
         .stderr(fs::File::create(&stderr_path).unwrap());
@@ -467,7 +435,7 @@ fn hex_core_decodes_retirements_hexreg_writes() {
             "--reason=security",
             "--message=CVE-2026-1: use 0.2.0",
             "--name=acme",
-            &key_arg(&private_key()),
+            &private_key_arg(),
         ],
     );
     assert!(
@@ -536,7 +504,7 @@ fn rebar3_accepts_registry_with_hex_2_5_fields() {
     let tmp = tempfile::tempdir().unwrap();
     let public = tmp.path().join("public");
     copy_tarballs(&public);
-    let key = key_arg(&private_key());
+    let key = private_key_arg();
     for args in [
         vec!["build", "public", "--published-at"],
         vec![

@@ -10,7 +10,7 @@
 //! Every registry starts empty (`hexreg build` on an empty tarballs/) and every server listens
 //! on loopback only and is killed when dropped. Time limits are safety nets, never assertions.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -30,8 +30,9 @@ use support::fixtures::{fixtures, private_key, public_key};
 use support::hexreg_serve::{HttpResponse, Server};
 use support::json;
 use support::package::Package;
-use support::registry_check::check_registry;
-use support::run::{build, hexreg, ok};
+use support::rebar3::{isolated, rebar3_or_skip};
+use support::registry_check::{check_after_kill, check_registry};
+use support::run::{build, hexreg, ok, private_key_arg};
 
 const REPO: &str = "acme";
 const ERLANG: &str = "application/vnd.hex+erlang";
@@ -1218,48 +1219,6 @@ fn twenty_concurrent_publishers_all_land() {
     fx.assert_sound(20);
 }
 
-/// What clients need after a kill, read from the files themselves: every registry file whole
-/// and signed by `key`; every package that `names` or `versions` lists has its
-/// `packages/NAME`; every release there has its tarball with the recorded outer checksum.
-/// `names` and `versions` may differ by a package (a kill between the two renames of the index
-/// batch), and `versions` may lag behind `packages/*`: the engine's write order allows both.
-fn check_clients_accept(public: &Path, key: &hexreg::format::signing::PublicKey) {
-    let open = |rel: &str| {
-        let bytes = fs::read(public.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
-        let opened = registry::open(&bytes).unwrap_or_else(|e| panic!("{rel} {e}"));
-        opened.verify(key).unwrap_or_else(|e| panic!("{rel} {e}"));
-        opened.payload
-    };
-    let names = registry::decode_names(&open("names"), REPO).unwrap();
-    let versions = registry::decode_versions(&open("versions"), REPO).unwrap();
-    let mut files: Vec<String> = fs::read_dir(public.join("packages"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.'))
-        .collect();
-    files.sort();
-    let listed = names.packages.iter().map(|p| &p.name);
-    for name in listed.chain(versions.packages.iter().map(|p| &p.name)) {
-        assert!(
-            files.contains(name),
-            "the index lists {name} but packages/{name} is missing"
-        );
-    }
-    for name in &files {
-        let rel = format!("packages/{name}");
-        let package = registry::decode_package(&open(&rel), REPO, name).unwrap();
-        for release in &package.releases {
-            let file = format!("tarballs/{name}-{}.tar", release.version);
-            let bytes = fs::read(public.join(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
-            assert_eq!(
-                Some(outer_checksum(&bytes).to_vec()),
-                release.outer_checksum,
-                "{file}"
-            );
-        }
-    }
-}
-
 /// What `hexreg verify` may note after a kill: the leftovers of a publish cut short, as the
 /// engine's write order leaves them (tarball, then `packages/NAME`, then `names`, then
 /// `versions`), which it reports as notes, not problems. Returns the kind of each note;
@@ -1354,7 +1313,7 @@ fn a_server_killed_mid_publish_leaves_a_registry_clients_accept_and_retries_comp
 
         // Whatever the moment, clients accept the registry: whole signed files, every listed
         // package with its file, every release with its tarball.
-        check_clients_accept(&fx.public, &key);
+        check_after_kill(&fx.public, REPO, &key);
         // Every publish answered 201 is fully in.
         let indexed = fx.indexed();
         for ((name, version), answer) in releases.iter().zip(&answers) {
@@ -1442,7 +1401,7 @@ fn a_retried_publish_completes_one_cut_short_before_the_index() {
     let kinds = leftovers(&stdout);
     assert!(kinds.contains(&"packages/NAME not in names"), "{stdout}");
     assert!(kinds.contains(&"versions behind packages/NAME"), "{stdout}");
-    check_clients_accept(&fx.public, &public_key());
+    check_after_kill(&fx.public, REPO, &public_key());
 
     let server = fx.serve(&[]);
     for (what, tarball) in [("acme_half 2.0.0", v2), ("acme_fresh 1.0.0", fresh)] {
@@ -1456,18 +1415,6 @@ fn a_retried_publish_completes_one_cut_short_before_the_index() {
 
 // ---------------------------------------------------------------------------------------------
 // hex_core and rebar3
-
-/// The rebar3 executable on PATH, or `None` after printing the skip notice.
-fn rebar3_or_skip(test: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    let found = std::env::split_paths(&path)
-        .map(|dir| dir.join("rebar3"))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        eprintln!("SKIPPED: rebar3 not installed (test {test})");
-    }
-    found
-}
 
 /// Runs `cmd` with stdout and stderr to files in `dir` (named `name.*`), killed after
 /// [`TOOL_TIMEOUT`]; returns the status (`None`: killed) and both outputs.
@@ -1495,24 +1442,6 @@ fn run_bounded(mut cmd: Command, dir: &Path, name: &str) -> (Option<ExitStatus>,
         fs::read_to_string(stdout).unwrap_or_default(),
         fs::read_to_string(stderr).unwrap_or_default(),
     )
-}
-
-/// A command isolated from the caller's environment: PATH only, HOME and caches in `sandbox`.
-fn isolated(program: &Path, sandbox: &Path) -> Command {
-    let home = sandbox.join("home");
-    let tmp = sandbox.join("tmp");
-    for d in [&home, &tmp] {
-        fs::create_dir_all(d).unwrap();
-    }
-    let mut cmd = Command::new(program);
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", &home)
-        .env("TMPDIR", &tmp)
-        .env("REBAR_CACHE_DIR", sandbox.join("rebar3-cache"))
-        .env("REBAR_GLOBAL_CONFIG_DIR", sandbox.join("rebar3-config"))
-        .env("REBAR_COLOR", "none");
-    cmd
 }
 
 /// The hex_core client: publishes, reads, retires, unretires and reverts, checking each
@@ -1898,7 +1827,7 @@ fn publishing_with_published_at_dates_releases_and_policies_are_served() {
             "strict",
             "--cooldown=7d",
             "--name=acme",
-            &format!("--private-key={}", private_key().display()),
+            &private_key_arg(),
         ],
     );
     let served = req("GET", "/policies/strict").key(&fx.reader).send(&server);

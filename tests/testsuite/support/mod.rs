@@ -1,4 +1,4 @@
-//! The support module of the integration tests: every `tests/*.rs` has `mod support;`.
+//! What the modules of the test suite share (`use crate::support;`).
 //!
 //! - [`package`]: [`package::Package`], the one builder of package tarballs, valid or broken;
 //! - [`fixtures`]: the bundled keys and genuine tarballs, temporary registry directories;
@@ -9,10 +9,8 @@
 //! - [`hexreg_serve`]: `hexreg serve` as a child process, and a raw HTTP/1.1 client;
 //! - [`json`]: a strict JSON reader into `hexreg::api::etf::Term`, to check API bodies;
 //! - [`static_server`]: a tiny static file server, to serve a registry to a real client;
-//! - [`moto`]: a local S3 (`moto_server`) for registries in a bucket.
-
-// Each test binary compiles this module separately and uses a part of it.
-#![allow(dead_code)]
+//! - [`moto`]: a local S3 (`moto_server`) for registries in a bucket;
+//! - [`rebar3`]: rebar3 found on PATH or the test skipped, run in a sandbox.
 
 pub mod bytes;
 pub mod files;
@@ -21,6 +19,7 @@ pub mod hexreg_serve;
 pub mod json;
 pub mod moto;
 pub mod package;
+pub mod rebar3;
 pub mod registry_check;
 pub mod run;
 pub mod static_server;

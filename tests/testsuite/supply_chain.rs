@@ -4,7 +4,7 @@
 //! hex_core (0.7.1) predates these fields: `tests/rebar3_client.rs` checks it still reads such
 //! registries.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::Path;
@@ -13,18 +13,14 @@ use hexreg::format::proto;
 use support::files::registry_files;
 use support::fixtures::*;
 use support::package::Package;
-use support::run::{hexreg, key_arg, ok};
+use support::run::{hexreg, key_arg, ok, private_key_arg};
 
 const A: [&str; 3] = ["acme_a-0.1.0.tar", "acme_a-0.2.0.tar", "acme_a-1.0.0.tar"];
-
-fn key() -> String {
-    key_arg(&private_key())
-}
 
 /// Runs `hexreg ARGS --name=acme --private-key=KEY` in `cwd`, asserting success.
 fn change(cwd: &Path, args: &[&str]) -> String {
     let mut all: Vec<&str> = args.to_vec();
-    let key = key();
+    let key = private_key_arg();
     all.extend(["--name=acme", &key]);
     ok(cwd, &all)
 }
@@ -33,7 +29,7 @@ fn change(cwd: &Path, args: &[&str]) -> String {
 /// `code`; returns stderr.
 fn refused(cwd: &Path, args: &[&str], code: i32) -> String {
     let mut all: Vec<&str> = args.to_vec();
-    let key = key();
+    let key = private_key_arg();
     all.extend(["--name=acme", &key]);
     let out = hexreg(cwd, &all);
     assert_eq!(out.status.code(), Some(code), "hexreg {all:?} should fail");

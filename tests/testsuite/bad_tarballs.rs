@@ -6,7 +6,7 @@
 //! with the support module's `Package` builder, on the library's own writer), and what the
 //! file's `error:` line must say.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

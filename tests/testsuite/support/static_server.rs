@@ -66,21 +66,12 @@ impl StaticServer {
         self.failures.store(n, Ordering::SeqCst);
     }
 
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
     /// Paths (without query string) of every request received so far, in arrival order.
     pub fn requested_paths(&self) -> Vec<String> {
         self.requests
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-    }
-
-    /// Whether some request asked for exactly `path` (e.g. `/packages/foo`).
-    pub fn was_requested(&self, path: &str) -> bool {
-        self.requested_paths().iter().any(|p| p == path)
     }
 }
 

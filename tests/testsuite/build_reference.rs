@@ -2,7 +2,7 @@
 //! remove,newkey}) with `hexreg build` and compares every resource with the task's, byte for
 //! byte: payload and signature first (to say which differs), then the whole gzip file.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::io::Read;

@@ -1,7 +1,7 @@
 //! keygen, add, remove, retire, unretire and verify: each works from the registry itself, with
 //! the other tarballs absent, and rewrites nothing it need not.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -12,11 +12,7 @@ use support::files::*;
 use support::fixtures::*;
 use support::package::Package;
 use support::registry_check::check_registry;
-use support::run::{build, fails, hexreg, ok};
-
-fn key_arg() -> String {
-    format!("--private-key={}", private_key().display())
-}
+use support::run::{build, fails, hexreg, ok, private_key_arg};
 
 fn fixture_tarball(name: &str) -> String {
     fixtures().join("tarballs").join(name).display().to_string()
@@ -94,7 +90,7 @@ fn add_works_without_the_other_tarballs_and_touches_only_its_package() {
             "public",
             &fixture_tarball("acme_a-0.10.0.tar"),
             "--name=acme",
-            &key_arg(),
+            &private_key_arg(),
         ],
     );
     assert!(
@@ -123,7 +119,7 @@ fn add_works_without_the_other_tarballs_and_touches_only_its_package() {
             "public",
             &fixture_tarball("acme_c-0.1.0.tar"),
             "--name=acme",
-            &key_arg(),
+            &private_key_arg(),
         ],
     );
     assert!(out.contains("* creating public/packages/acme_c\n"), "{out}");
@@ -139,7 +135,7 @@ fn add_works_without_the_other_tarballs_and_touches_only_its_package() {
             "public",
             &fixture_tarball("acme_c-0.1.0.tar"),
             "--name=acme",
-            &key_arg(),
+            &private_key_arg(),
         ],
     );
     assert_eq!(out, "");
@@ -153,7 +149,10 @@ fn add_works_without_the_other_tarballs_and_touches_only_its_package() {
     );
     let listed = check_registry(&public, "acme", &public_key());
     assert_eq!(listed.len(), 3);
-    let built = ok(tmp.path(), &["build", "public", "--name=acme", &key_arg()]);
+    let built = ok(
+        tmp.path(),
+        &["build", "public", "--name=acme", &private_key_arg()],
+    );
     assert!(
         !built.contains("packages/"),
         "build rewrote packages add wrote: {built}"
@@ -180,7 +179,7 @@ fn add_refuses_a_different_tarball_for_a_published_version_unless_replace() {
             "public",
             other.to_str().unwrap(),
             "--name=acme",
-            &key_arg(),
+            &private_key_arg(),
         ],
     );
     assert!(
@@ -198,7 +197,7 @@ fn add_refuses_a_different_tarball_for_a_published_version_unless_replace() {
             "public",
             other.to_str().unwrap(),
             "--name=acme",
-            &key_arg(),
+            &private_key_arg(),
             "--replace",
         ],
     );
@@ -223,7 +222,7 @@ fn add_refuses_invalid_tarballs_and_a_registry_signed_by_another_key() {
             "public",
             bad.to_str().unwrap(),
             "--name=acme",
-            &key_arg(),
+            &private_key_arg(),
         ],
     );
     assert!(err.contains("bad.tar"), "{err}");
@@ -255,7 +254,7 @@ fn remove_a_version_then_the_package() {
             "acme_a",
             "0.1.0",
             "--name=acme",
-            &key_arg(),
+            &private_key_arg(),
         ],
     );
     assert_eq!(
@@ -273,7 +272,7 @@ fn remove_a_version_then_the_package() {
             "acme_a",
             "9.9.9",
             "--name=acme",
-            &key_arg(),
+            &private_key_arg(),
         ],
     );
     assert!(
@@ -282,7 +281,13 @@ fn remove_a_version_then_the_package() {
     );
     let err = fails(
         tmp.path(),
-        &["remove", "public", "nope", "--name=acme", &key_arg()],
+        &[
+            "remove",
+            "public",
+            "nope",
+            "--name=acme",
+            &private_key_arg(),
+        ],
     );
     assert!(
         err.contains("package `nope` is not in the registry"),
@@ -291,7 +296,13 @@ fn remove_a_version_then_the_package() {
 
     let out = ok(
         tmp.path(),
-        &["remove", "public", "acme_a", "--name=acme", &key_arg()],
+        &[
+            "remove",
+            "public",
+            "acme_a",
+            "--name=acme",
+            &private_key_arg(),
+        ],
     );
     assert_eq!(
         out,
@@ -316,7 +327,7 @@ fn retire_and_unretire_and_build_keeps_retirements() {
             "--reason=deprecated",
             "--message=use 0.10",
             "--name=acme",
-            &key_arg(),
+            &private_key_arg(),
         ],
     );
     assert_eq!(
@@ -345,7 +356,13 @@ fn retire_and_unretire_and_build_keeps_retirements() {
     );
     ok(
         tmp.path(),
-        &["build", "public", "--name=acme", &key_arg(), "--no-cache"],
+        &[
+            "build",
+            "public",
+            "--name=acme",
+            &private_key_arg(),
+            "--no-cache",
+        ],
     );
     assert_eq!(
         releases(&public, "acme_a"),
@@ -368,7 +385,7 @@ fn retire_and_unretire_and_build_keeps_retirements() {
             "acme_a",
             "0.2.0",
             "--name=acme",
-            &key_arg(),
+            &private_key_arg(),
         ],
     );
     assert_eq!(
@@ -386,7 +403,7 @@ fn retire_and_unretire_and_build_keeps_retirements() {
                 "acme_a",
                 "0.2.0",
                 "--name=acme",
-                &key_arg()
+                &private_key_arg()
             ]
         ),
         ""
@@ -400,7 +417,7 @@ fn retire_and_unretire_and_build_keeps_retirements() {
             "7.0.0",
             "--reason=other",
             "--name=acme",
-            &key_arg(),
+            &private_key_arg(),
         ],
     );
     assert!(err.contains("no version `7.0.0`"), "{err}");
@@ -525,7 +542,7 @@ fn verify_tells_problems_from_a_registry_it_cannot_check() {
 #[test]
 fn contradicting_or_zero_options_are_usage_errors() {
     let (tmp, _public) = temp_public(&["acme_a-0.1.0.tar"]);
-    let key = key_arg();
+    let key = private_key_arg();
     for args in [
         vec![
             "build",
@@ -557,13 +574,19 @@ fn after_removing_the_newest_release_a_build_changes_nothing() {
             "acme_a",
             "0.2.0",
             "--name=acme",
-            &key_arg(),
+            &private_key_arg(),
         ],
     );
     // names now holds acme_a's remaining tarball's time, as a build computes it.
     let out = ok(
         tmp.path(),
-        &["build", "public", "--name=acme", &key_arg(), "--no-cache"],
+        &[
+            "build",
+            "public",
+            "--name=acme",
+            &private_key_arg(),
+            "--no-cache",
+        ],
     );
     assert_eq!(out, "", "a build after remove rewrote: {out}");
 }

@@ -2,7 +2,7 @@
 //! registry consistent; concurrent builds do not interleave; the lock dies with its process;
 //! the private key is never published; files and directories get the usual modes.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

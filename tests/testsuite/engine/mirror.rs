@@ -14,7 +14,8 @@ use hexreg::mirror::Only;
 use hexreg::storage::Storage;
 
 use super::memory_storage::MemoryStorage;
-use super::{REPO, built, check_consistent, new_tarball, signer};
+use super::{REPO, built, check_consistent, new_tarball};
+use crate::support::fixtures::signer;
 
 /// Serves the files of a storage, with the version token as ETag.
 struct StorageUpstream<'a>(&'a MemoryStorage);
@@ -46,7 +47,8 @@ impl Upstream for StorageUpstream<'_> {
 }
 
 fn mirror_signer() -> Signer {
-    let key = PrivateKey::from_pem(include_bytes!("../../fixtures/other_private_key.pem")).unwrap();
+    let key =
+        PrivateKey::from_pem(include_bytes!("../../../fixtures/other_private_key.pem")).unwrap();
     Signer::new(key, "fixtures/other_private_key.pem")
 }
 

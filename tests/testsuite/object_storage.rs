@@ -3,7 +3,7 @@
 //! honours `If-None-Match: *` and `If-Match` on PUT), the bucket lock, and the engine building
 //! and changing a registry there as it does in a directory.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,23 +11,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hexreg::engine::{self, BuildOptions, NewTarball, Registry, Signer};
 use hexreg::format::registry::{self, Retirement, RetirementReason};
-use hexreg::format::signing::PrivateKey;
 use hexreg::storage::local::LocalDir;
 use hexreg::storage::object::{LOCK_NAME, ObjectOptions, ObjectStorage};
 use hexreg::storage::{Condition, Storage, StorageError, Version};
 use object_store::{Attribute, GetOptions, ObjectStore};
 
-use support::fixtures;
+use support::fixtures::{self, signer};
 use support::hexreg_serve::Server;
 use support::moto::{Logged, Moto};
 use support::package::Package;
 
 const REPO: &str = "acme";
-
-fn signer() -> Signer {
-    let key = PrivateKey::from_pem(&std::fs::read(fixtures::private_key()).unwrap()).unwrap();
-    Signer::new(key, "fixtures/private_key.pem")
-}
 
 fn now() -> i64 {
     SystemTime::now()

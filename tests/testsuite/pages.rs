@@ -6,16 +6,15 @@
 //! `support::package::Package`; retirements and an advisory are added with hexreg itself, a
 //! docs tarball is placed at `docs/NAME-VERSION.tar.gz`.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
-use support::fixtures::private_key;
 use support::hexreg_serve::{HttpResponse, Server};
 use support::package::Package;
-use support::run::{build_with, key_arg, ok};
+use support::run::{build_with, ok, private_key_arg};
 
 const HOSTILE: &str = "<script>alert(1)</script>";
 
@@ -64,7 +63,7 @@ impl Fixture {
             package.publish(&public);
         }
         build_with(tmp.path(), &["--published-at"]);
-        let key = key_arg(&private_key());
+        let key = private_key_arg();
         ok(
             tmp.path(),
             &[

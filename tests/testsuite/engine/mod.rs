@@ -4,26 +4,19 @@
 
 mod memory_storage;
 mod mirror;
-#[path = "../support/mod.rs"]
-mod support;
 
 use std::collections::BTreeMap;
 
 use hexreg::engine::{self, BuildOptions, NewTarball, Registry, Signer};
 use hexreg::format::registry::{self, Retirement, RetirementReason};
-use hexreg::format::signing::PrivateKey;
 use hexreg::storage::Storage;
 use hexreg::storage::local::LocalDir;
 
+use crate::support::fixtures::signer;
+use crate::support::package::Package;
 use memory_storage::MemoryStorage;
-use support::package::Package;
 
 const REPO: &str = "acme";
-
-fn signer() -> Signer {
-    let key = PrivateKey::from_pem(include_bytes!("../../fixtures/private_key.pem")).unwrap();
-    Signer::new(key, "fixtures/private_key.pem")
-}
 
 /// A valid tarball of `name` at `version` depending on `deps` (name, requirement).
 fn tarball(name: &str, version: &str, deps: &[(&str, &str)]) -> Vec<u8> {

@@ -2,7 +2,7 @@
 //! outdated cache, or registry files changed behind hexreg's back, still give the registry a
 //! build without any cache gives.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::Path;
@@ -12,7 +12,7 @@ use support::files::registry_files;
 use support::fixtures::*;
 use support::package::Package;
 use support::registry_check::check_registry;
-use support::run::{build_with, key_arg, ok};
+use support::run::{build_with, ok, private_key_arg};
 
 /// The registry a cache-less build makes of the tarballs of `public` (same names, same mtimes).
 fn reference_registry(public: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
@@ -176,7 +176,7 @@ fn retirements_survive_in_cached_and_uncached_builds() {
             "--reason=security",
             "--message=CVE-2026-1",
             "--name=acme",
-            &key_arg(&private_key()),
+            &private_key_arg(),
         ],
     );
     let retired = registry_files(&public);

@@ -6,6 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use hexreg::engine::Signer;
 use hexreg::format::signing::{PrivateKey, PublicKey};
 
 /// `fixtures/` of this repository.
@@ -19,6 +20,12 @@ pub fn private_key() -> PathBuf {
 
 pub fn other_private_key() -> PathBuf {
     fixtures().join("other_private_key.pem")
+}
+
+/// The engine's signer with [`private_key`], for tests that drive the library directly.
+pub fn signer() -> Signer {
+    let key = PrivateKey::from_pem(&fs::read(private_key()).unwrap()).unwrap();
+    Signer::new(key, "fixtures/private_key.pem")
 }
 
 /// The public half of [`private_key`].

@@ -42,6 +42,11 @@ pub fn key_arg(key: &Path) -> String {
     format!("--private-key={}", key.display())
 }
 
+/// `--private-key=` the fixture private key.
+pub fn private_key_arg() -> String {
+    key_arg(&private_key())
+}
+
 /// `build public --name=acme --private-key=KEY`, then `extra`.
 pub fn build_args(key: &Path, extra: &[&str]) -> Vec<String> {
     let mut args = vec![

@@ -6,10 +6,10 @@
 //! A new crash `fuzz/artifacts/<target>/crash-…`, minimised, becomes an entry of `CRASHES`
 //! (inline, as a byte string) and a test of the result expected once it is fixed.
 
-mod support;
+use crate::support;
 
 #[allow(dead_code)]
-#[path = "../fuzz/src/lib.rs"]
+#[path = "../../fuzz/src/lib.rs"]
 mod harness;
 
 use std::io::Read;

@@ -2,7 +2,7 @@
 //! whose public key is given in SPKI form (`-----BEGIN PUBLIC KEY-----`), as hex.pm's is.
 //! Requests are counted from the server's request log.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use hexreg::format::registry;
 use hexreg::format::signing::{PrivateKey, PublicKey, PublicKeyFormat};
 use support::files::registry_files;
-use support::fixtures::{fixtures, other_private_key, private_key, public_key};
+use support::fixtures::{fixtures, other_private_key, public_key};
 use support::hexreg_serve::Server;
 use support::package::Package;
-use support::run::{command, ok};
+use support::run::{command, ok, private_key_arg};
 
 /// Every fixture tarball.
 fn fixture_tarballs() -> Vec<String> {
@@ -85,13 +85,7 @@ impl Upstream {
     fn rebuild(&self) {
         ok(
             self.root(),
-            &[
-                "build",
-                "up",
-                "--name=hexpm",
-                &format!("--private-key={}", private_key().display()),
-                "--quiet",
-            ],
+            &["build", "up", "--name=hexpm", &private_key_arg(), "--quiet"],
         );
     }
 
@@ -329,7 +323,7 @@ fn filtered_mirror_holds_the_closure_re_signed_with_retirements() {
             "--reason=security",
             "--message=use 2.0.1",
             "--name=hexpm",
-            &format!("--private-key={}", private_key().display()),
+            &private_key_arg(),
             "-q",
         ],
     );
@@ -486,13 +480,7 @@ fn tampered_registry_files_are_refused_and_change_nothing() {
     support::fixtures::copy_tarballs(&small.path().join("public"), &["acme_erl-0.2.0.tar"]);
     ok(
         small.path(),
-        &[
-            "build",
-            "public",
-            "--name=hexpm",
-            &format!("--private-key={}", private_key().display()),
-            "-q",
-        ],
+        &["build", "public", "--name=hexpm", &private_key_arg(), "-q"],
     );
     fs::copy(small.path().join("public/versions"), &versions).unwrap();
     let err = failed(&upstream.mirror("mirror", &[]));

@@ -1,7 +1,7 @@
 //! `hexreg key add|list|revoke`: keys printed once, stored as hashes in a 0600 file, and
 //! accepted by the library's `KeyStore`.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
