@@ -359,7 +359,7 @@ fn a_build_on_s3_writes_what_a_build_on_disk_writes() {
     assert_eq!(objects(&s3), before);
 }
 
-fn new_tarball(name: &str, version: &str) -> Result<NewTarball, String> {
+fn new_tarball(name: &str, version: &str) -> Result<NewTarball, hexreg::engine::Problem> {
     NewTarball::validate(
         &format!("{name}-{version}.tar"),
         Package::new(name, version).tarball(),

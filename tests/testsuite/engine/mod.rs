@@ -246,7 +246,7 @@ fn a_rebuild_after_changes_fails_safely_at_every_write() {
     );
 }
 
-fn new_tarball(name: &str, version: &str) -> Result<NewTarball, String> {
+fn new_tarball(name: &str, version: &str) -> Result<NewTarball, hexreg::engine::Problem> {
     NewTarball::validate(
         &format!("{name}-{version}.tar"),
         tarball(name, version, &[("alpha", "~> 1.0")]),
