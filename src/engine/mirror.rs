@@ -42,7 +42,7 @@ pub const MAX_RESOURCE_BODY: u64 = 64 * 1024 * 1024;
 pub trait Upstream: Sync {
     /// Fetches `path` (`names`, `packages/foo`, `tarballs/foo-1.0.0.tar`), conditionally on
     /// `etag` when given, refusing a body over `limit` bytes. Retries, if any, happen inside.
-    fn get(&self, path: &str, etag: Option<&str>, limit: u64) -> Result<Fetched, FetchError>;
+    fn get(&self, path: &str, etag: Option<&str>, limit: u64) -> Result<UpstreamResponse, FetchError>;
 
     /// The URL of `path`, as messages show it (without credentials).
     fn url(&self, path: &str) -> String;
@@ -50,7 +50,7 @@ pub trait Upstream: Sync {
 
 /// What a `GET` brought.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fetched {
+pub enum UpstreamResponse {
     /// `200`: the body, and its ETag if the server sent one.
     Body {
         /// The bytes.
@@ -193,7 +193,7 @@ pub enum MirrorError {
     Resource {
         /// The URL.
         url: String,
-        /// Why.
+        /// What is wrong with the file.
         source: ResourceError,
     },
     /// A release record cannot be used.
@@ -201,7 +201,7 @@ pub enum MirrorError {
     Release {
         /// The URL of its `packages/NAME`.
         url: String,
-        /// Why.
+        /// What is wrong with the record.
         source: ReleaseError,
     },
     /// An index lists a name that is not a package name.
@@ -245,7 +245,7 @@ pub enum MirrorError {
     Pool {
         /// How many.
         jobs: usize,
-        /// Why.
+        /// What went wrong, in words.
         reason: String,
     },
     /// The storage failed.
@@ -554,7 +554,7 @@ impl Run<'_> {
         let fetched = self.upstream.get(path, etag, MAX_RESOURCE_BODY)?;
         let copy_version = copy.as_ref().map(|c| c.version.clone());
         Ok(match (fetched, copy) {
-            (Fetched::NotModified, Some(copy)) => {
+            (UpstreamResponse::NotModified, Some(copy)) => {
                 self.report_mut(|r| r.resources_not_modified += 1);
                 Got {
                     bytes: copy.bytes,
@@ -564,13 +564,13 @@ impl Run<'_> {
                     received: 0,
                 }
             }
-            (Fetched::NotModified, None) => {
+            (UpstreamResponse::NotModified, None) => {
                 return Err(FetchError::UnexpectedNotModified {
                     url: self.upstream.url(path),
                 }
                 .into());
             }
-            (Fetched::Body { bytes, etag }, copy) => {
+            (UpstreamResponse::Body { bytes, etag }, copy) => {
                 let received = bytes.len() as u64;
                 self.report_mut(|r| {
                     r.resources_fetched += 1;
@@ -727,8 +727,8 @@ impl Run<'_> {
             }
         }
         let bytes = match self.upstream.get(path, None, tarball::MAX_TARBALL_SIZE)? {
-            Fetched::Body { bytes, .. } => bytes,
-            Fetched::NotModified => {
+            UpstreamResponse::Body { bytes, .. } => bytes,
+            UpstreamResponse::NotModified => {
                 return Err(FetchError::UnexpectedNotModified {
                     url: self.upstream.url(path),
                 }

@@ -54,7 +54,7 @@ pub enum Error {
     Sign {
         /// The file, as shown.
         path: String,
-        /// Why.
+        /// The signer's error.
         source: SignError,
     },
     /// Some tarballs of a build are invalid (each problem names its file).
@@ -81,7 +81,7 @@ pub enum Error {
     Resource {
         /// The file, as shown.
         path: String,
-        /// Why.
+        /// What is wrong with the file.
         source: ResourceError,
     },
     /// A registry file is not signed by the key this run signs with.
@@ -89,7 +89,7 @@ pub enum Error {
     Untrusted {
         /// The file, as shown.
         path: String,
-        /// Why.
+        /// What is wrong with the file.
         source: ResourceError,
         /// The private key, as the user named it.
         key: String,
@@ -99,7 +99,7 @@ pub enum Error {
     WrongIndex {
         /// The file, as shown.
         path: String,
-        /// Why.
+        /// What is wrong with the file.
         source: ResourceError,
     },
     /// A release record in a `packages/NAME` file cannot be used.
@@ -107,7 +107,7 @@ pub enum Error {
     BadRelease {
         /// The file, as shown.
         path: String,
-        /// Why.
+        /// What is wrong with the record.
         source: ReleaseError,
     },
     /// Only one of `names` and `versions` exists.
@@ -123,7 +123,7 @@ pub enum Error {
     BadDocs {
         /// Where it would go, as shown.
         path: String,
-        /// Why.
+        /// What is wrong with the docs tarball.
         source: crate::format::docs::DocsError,
     },
     /// No such package.

@@ -36,7 +36,7 @@ pub enum Problem {
     Tarball {
         /// The file, as shown.
         shown: String,
-        /// Why.
+        /// What is wrong with the tarball.
         #[source]
         error: TarballError,
     },
@@ -45,7 +45,7 @@ pub enum Problem {
     Read {
         /// The file, as shown.
         shown: String,
-        /// Why.
+        /// The operating system's error.
         #[source]
         error: std::io::Error,
     },

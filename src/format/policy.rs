@@ -44,7 +44,7 @@ pub enum PolicyError {
         flag: &'static str,
         /// The package.
         package: String,
-        /// Why.
+        /// What is wrong with the requirement.
         source: RequirementError,
     },
     /// A description with control characters.

@@ -62,7 +62,7 @@ impl RetirementReason {
 /// A retirement of a release, as `RetirementStatus` in `package.proto`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retirement {
-    /// Why.
+    /// Why the release is retired, as hex_core names the reasons.
     pub reason: RetirementReason,
     /// Free text shown to users.
     pub message: Option<String>,

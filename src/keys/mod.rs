@@ -119,7 +119,7 @@ pub enum KeysError {
         action: &'static str,
         /// The file or directory.
         path: String,
-        /// Why.
+        /// The operating system's error.
         source: io::Error,
     },
     /// A line of keys-file text is wrong (from [`KeysFile::parse`], which has no file name).

@@ -54,7 +54,7 @@ pub enum OnlyError {
     Requirement {
         /// The selection as written.
         text: String,
-        /// Why.
+        /// What is wrong with the requirement.
         source: RequirementError,
     },
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use reqwest::header::{self, HeaderValue};
 
-use crate::engine::mirror::{FetchError, Fetched, Upstream};
+use crate::engine::mirror::{FetchError, UpstreamResponse, Upstream};
 
 /// How an [`HttpUpstream`] behaves.
 #[derive(Debug, Clone)]
@@ -209,7 +209,7 @@ impl HttpUpstream {
         path: &str,
         etag: Option<&str>,
         limit: u64,
-    ) -> Result<Fetched, FetchError> {
+    ) -> Result<UpstreamResponse, FetchError> {
         let url = self.url(path);
         let mut attempt = 0;
         loop {
@@ -227,7 +227,7 @@ impl HttpUpstream {
         }
     }
 
-    async fn once(&self, url: &str, etag: Option<&str>, limit: u64) -> Result<Fetched, Failure> {
+    async fn once(&self, url: &str, etag: Option<&str>, limit: u64) -> Result<UpstreamResponse, Failure> {
         let transport = |e: reqwest::Error| {
             Failure::Retry(FetchError::Transport {
                 url: url.to_string(),
@@ -246,7 +246,7 @@ impl HttpUpstream {
         let status = response.status().as_u16();
         match answer(status, etag.is_some()) {
             Answer::Body => {}
-            Answer::NotModified => return Ok(Fetched::NotModified),
+            Answer::NotModified => return Ok(UpstreamResponse::NotModified),
             Answer::UnexpectedNotModified => {
                 return Err(Failure::Fatal(FetchError::UnexpectedNotModified {
                     url: url.to_string(),
@@ -296,7 +296,7 @@ impl HttpUpstream {
             }
             bytes.extend_from_slice(&chunk);
         }
-        Ok(Fetched::Body {
+        Ok(UpstreamResponse::Body {
             bytes,
             etag: new_etag,
         })
@@ -304,7 +304,7 @@ impl HttpUpstream {
 }
 
 impl Upstream for HttpUpstream {
-    fn get(&self, path: &str, etag: Option<&str>, limit: u64) -> Result<Fetched, FetchError> {
+    fn get(&self, path: &str, etag: Option<&str>, limit: u64) -> Result<UpstreamResponse, FetchError> {
         self.runtime.block_on(self.get_async(path, etag, limit))
     }
 

@@ -62,7 +62,7 @@ pub enum AuthError {
     ReadFile {
         /// The file.
         path: String,
-        /// Why.
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },

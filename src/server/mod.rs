@@ -92,7 +92,7 @@ pub enum ServerError {
     OpenRoot {
         /// The directory.
         path: String,
-        /// Why.
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
@@ -104,7 +104,7 @@ pub enum ServerError {
     Bind {
         /// The last address tried.
         addr: SocketAddr,
-        /// Why.
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
@@ -119,7 +119,7 @@ pub enum ServerError {
     Signal {
         /// SIGTERM or SIGINT.
         signal: &'static str,
-        /// Why.
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },

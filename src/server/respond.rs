@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use super::auth::REALM;
 use super::files;
 use super::{Source, State};
-use crate::storage::object::{Fetched, ObjectStorage};
+use crate::storage::object::{ObjectFetch, ObjectStorage};
 
 /// Bytes read per step when streaming a file larger than [`files::READ_WHOLE_LIMIT`].
 const CHUNK: u64 = 128 * 1024;
@@ -138,8 +138,8 @@ async fn from_bucket(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     match bucket.fetch(rel, head, if_none_match.clone()).await {
-        Ok(Fetched::Missing) => not_found(),
-        Ok(Fetched::NotModified) => {
+        Ok(ObjectFetch::Missing) => not_found(),
+        Ok(ObjectFetch::NotModified) => {
             let mut headers = HeaderMap::new();
             // The tag the client holds is the object's (a list is not echoed).
             if let Some(tag) = if_none_match.filter(|t| !t.contains(',') && t.trim() != "*") {
@@ -147,7 +147,7 @@ async fn from_bucket(
             }
             not_modified_response(headers)
         }
-        Ok(Fetched::Found {
+        Ok(ObjectFetch::Found {
             size,
             e_tag,
             modified,

@@ -99,7 +99,7 @@ pub enum StorageError {
         action: &'static str,
         /// The file, as the user knows it.
         path: String,
-        /// Why.
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },

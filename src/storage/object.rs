@@ -109,7 +109,7 @@ impl Default for ObjectOptions {
 
 /// What [`ObjectStorage::fetch`] found.
 #[derive(Debug)]
-pub enum Fetched {
+pub enum ObjectFetch {
     /// The object.
     Found {
         /// Its size in bytes.
@@ -147,7 +147,7 @@ pub enum ObjectError {
         url: String,
         /// The setting.
         key: String,
-        /// Why.
+        /// The object store client's error.
         source: object_store::Error,
     },
     /// The AWS profile (`AWS_PROFILE`, `~/.aws/credentials`, `~/.aws/config`) cannot be used.
@@ -155,7 +155,7 @@ pub enum ObjectError {
     Profile {
         /// The registry URL.
         url: String,
-        /// Why.
+        /// What is wrong with the profile.
         source: super::aws_profile::ProfileError,
     },
     /// The S3 client cannot be set up from the settings.
@@ -165,7 +165,7 @@ pub enum ObjectError {
     Setup {
         /// The registry URL.
         url: String,
-        /// Why.
+        /// The object store client's error.
         source: object_store::Error,
     },
     /// The runtime that drives requests cannot start.
@@ -173,14 +173,14 @@ pub enum ObjectError {
     Runtime {
         /// The registry URL.
         url: String,
-        /// Why.
+        /// The operating system's error.
         source: io::Error,
     },
     /// A request failed: shown as one line (the store's error code and message, or the cause
     /// underneath), then what to do; the full error is its source.
     #[error("{}{}", summary(source), if hint.is_empty() { String::new() } else { format!("; {hint}") })]
     Request {
-        /// Why.
+        /// The object store client's error.
         source: object_store::Error,
         /// What to do about it ("" when nothing specific).
         hint: &'static str,
@@ -617,7 +617,7 @@ impl ObjectStorage {
         rel: &str,
         head: bool,
         if_none_match: Option<String>,
-    ) -> Result<Fetched, StorageError> {
+    ) -> Result<ObjectFetch, StorageError> {
         let shared = Arc::clone(&self.shared);
         let location = shared.location(rel)?;
         let store = Arc::clone(&shared.store);
@@ -639,14 +639,14 @@ impl ObjectStorage {
             source: io::Error::other(e),
         })?;
         match got {
-            Ok((meta, bytes)) => Ok(Fetched::Found {
+            Ok((meta, bytes)) => Ok(ObjectFetch::Found {
                 size: meta.size,
                 e_tag: meta.e_tag,
                 modified: meta.last_modified.timestamp(),
                 bytes,
             }),
-            Err(object_store::Error::NotModified { .. }) => Ok(Fetched::NotModified),
-            Err(e @ object_store::Error::NotFound { .. }) if !no_bucket(&e) => Ok(Fetched::Missing),
+            Err(object_store::Error::NotModified { .. }) => Ok(ObjectFetch::NotModified),
+            Err(e @ object_store::Error::NotFound { .. }) if !no_bucket(&e) => Ok(ObjectFetch::Missing),
             Err(e) => Err(self.shared.failed("read", rel, e)),
         }
     }

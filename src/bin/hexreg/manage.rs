@@ -95,7 +95,7 @@ pub struct RetireArgs {
     pub package: String,
     /// Version to retire.
     pub version: String,
-    /// Why.
+    /// Why the release is retired.
     #[arg(long, value_enum)]
     pub reason: Reason,
     /// A message shown to users (e.g. what to use instead).

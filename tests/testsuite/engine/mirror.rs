@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use hexreg::engine::mirror::{FetchError, Fetched, MirrorOptions, Mode, Report, Upstream, mirror};
+use hexreg::engine::mirror::{FetchError, UpstreamResponse, MirrorOptions, Mode, Report, Upstream, mirror};
 use hexreg::engine::{self, Registry, Signer};
 use hexreg::format::registry::{Retirement, RetirementReason};
 use hexreg::format::signing::{PrivateKey, PublicKeyFormat};
@@ -21,7 +21,7 @@ use crate::support::fixtures::signer;
 struct StorageUpstream<'a>(&'a MemoryStorage);
 
 impl Upstream for StorageUpstream<'_> {
-    fn get(&self, path: &str, etag: Option<&str>, _limit: u64) -> Result<Fetched, FetchError> {
+    fn get(&self, path: &str, etag: Option<&str>, _limit: u64) -> Result<UpstreamResponse, FetchError> {
         match self.0.read(path).unwrap() {
             None => Err(FetchError::Status {
                 url: self.url(path),
@@ -30,9 +30,9 @@ impl Upstream for StorageUpstream<'_> {
             Some(object) => {
                 let tag = format!("\"{:?}\"", object.version);
                 if etag == Some(tag.as_str()) {
-                    Ok(Fetched::NotModified)
+                    Ok(UpstreamResponse::NotModified)
                 } else {
-                    Ok(Fetched::Body {
+                    Ok(UpstreamResponse::Body {
                         bytes: object.bytes,
                         etag: Some(tag),
                     })
