@@ -2,7 +2,7 @@
 //!
 //! The library is layered; each layer uses only the ones listed before it:
 //!
-//! - [`format`]: every Hex file format and rule, free of I/O: package tarballs and their
+//! - [`format`](mod@format): every Hex file format and rule, free of I/O: package tarballs and their
 //!   `metadata.config`, versions and requirements, package names, the signed registry
 //!   resources, advisories, policies, signing keys.
 //! - [`api`]: the Hex HTTP API, free of I/O: routes, request and response bodies in the Erlang
@@ -22,6 +22,8 @@
 //!
 //! The `hexreg` binary on top holds the command line: arguments, output, progress bars and
 //! exit codes.
+
+#![deny(missing_docs)]
 
 pub mod api;
 pub mod engine;

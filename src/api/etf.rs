@@ -235,53 +235,132 @@ impl From<Vec<Term>> for Term {
 /// Why bytes are not a term [`decode`] accepts. Offsets count from the version byte, at 0.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EtfError {
+    /// There are no bytes at all.
     #[error("is empty; an Erlang term starts with the version byte 131")]
     Empty,
+    /// The first byte is not the version byte, 131.
     #[error("starts with byte {found}, not 131, the version byte of the Erlang term format")]
-    BadVersion { found: u8 },
+    BadVersion {
+        /// The first byte.
+        found: u8,
+    },
+    /// The bytes end before a term does.
     #[error(
         "ends inside the {what} at byte {offset}: byte {at} needs {needed} more bytes, {available} remain"
     )]
     Truncated {
+        /// Where the term being read starts: its tag byte.
         offset: usize,
+        /// The kind of term being read, e.g. `atom`, `list` or `big integer`.
         what: &'static str,
+        /// Where the missing bytes were due.
         at: usize,
+        /// How many bytes were needed from `at`: a length field, or the data or minimum
+        /// size of the items a length announces.
         needed: u64,
+        /// How many bytes remain from `at`.
         available: usize,
     },
+    /// A tag of the format for a kind of term the Hex API never sends, such as a pid or a fun.
     #[error("holds a {name} (tag {tag}) at byte {offset}, which the Hex API never sends")]
     Unsupported {
+        /// Where the tag is.
         offset: usize,
+        /// The tag byte.
         tag: u8,
+        /// The kind of term the tag stands for, e.g. `pid`.
         name: &'static str,
     },
+    /// A byte in a tag's place that is no tag of the format.
     #[error("holds the unknown tag {tag} at byte {offset}")]
-    UnknownTag { offset: usize, tag: u8 },
+    UnknownTag {
+        /// Where the byte is.
+        offset: usize,
+        /// The byte found in the tag's place.
+        tag: u8,
+    },
+    /// Bytes follow the end of the one term.
     #[error("has {count} bytes after the end of the term, from byte {offset}")]
-    TrailingBytes { offset: usize, count: usize },
+    TrailingBytes {
+        /// Where the first byte after the term is.
+        offset: usize,
+        /// How many bytes follow the term.
+        count: usize,
+    },
+    /// A term sits inside more than [`MAX_DEPTH`] lists, tuples and maps.
     #[error("nests deeper than {limit} lists, tuples and maps at byte {offset}")]
-    TooDeep { offset: usize, limit: usize },
+    TooDeep {
+        /// Where the term that goes one level too deep starts.
+        offset: usize,
+        /// The limit, [`MAX_DEPTH`].
+        limit: usize,
+    },
+    /// A big integer (`SMALL_BIG_EXT` or `LARGE_BIG_EXT`) outside the range of `i64`.
     #[error("holds an integer at byte {offset} that does not fit in 64 bits")]
-    IntegerTooLarge { offset: usize },
+    IntegerTooLarge {
+        /// Where the integer's tag is.
+        offset: usize,
+    },
+    /// A float that is not finite, or a text float (`FLOAT_EXT`) that is not a number.
     #[error("holds a float at byte {offset} that {reason}")]
-    BadFloat { offset: usize, reason: &'static str },
+    BadFloat {
+        /// Where the float's tag is.
+        offset: usize,
+        /// What is wrong with it, completing "a float that …".
+        reason: &'static str,
+    },
+    /// A UTF-8 atom (`ATOM_UTF8_EXT` or `SMALL_ATOM_UTF8_EXT`) whose bytes are not UTF-8.
     #[error("holds an atom at byte {offset} that is not valid UTF-8")]
-    AtomNotUtf8 { offset: usize },
+    AtomNotUtf8 {
+        /// Where the atom's tag is.
+        offset: usize,
+    },
+    /// An atom over the 255 characters Erlang allows.
     #[error("holds an atom of {chars} characters at byte {offset}; Erlang atoms have at most 255")]
-    AtomTooLong { offset: usize, chars: usize },
+    AtomTooLong {
+        /// Where the atom's tag is.
+        offset: usize,
+        /// How many characters the atom has.
+        chars: usize,
+    },
+    /// A list whose tail is not a list (`[a | b]`).
     #[error(
         "holds an improper list at byte {offset}: its tail, at byte {tail_offset}, is not a list"
     )]
-    ImproperList { offset: usize, tail_offset: usize },
+    ImproperList {
+        /// Where the list's tag is.
+        offset: usize,
+        /// Where its tail starts.
+        tail_offset: usize,
+    },
+    /// A map with a key twice, which Erlang refuses.
     #[error("holds a map at byte {offset} whose key at byte {key_offset} repeats an earlier key")]
-    DuplicateKey { offset: usize, key_offset: usize },
+    DuplicateKey {
+        /// Where the map's tag is.
+        offset: usize,
+        /// Where the repeated key starts.
+        key_offset: usize,
+    },
+    /// A compressed term whose header announces more than [`MAX_INFLATED`] bytes.
     #[error(
         "holds a compressed term of {size} bytes inflated, over the limit of {limit} bytes",
         limit = MAX_INFLATED
     )]
-    CompressedTooLarge { size: u64 },
+    CompressedTooLarge {
+        /// The inflated size its header announces.
+        size: u64,
+    },
+    /// A compressed term whose zlib data does not inflate to the size its header announces,
+    /// or is followed by more bytes.
     #[error("holds a compressed term at byte {offset} that {reason}")]
-    BadCompressed { offset: usize, reason: String },
+    BadCompressed {
+        /// Where the compressed term's tag is: byte 1, right after the version byte.
+        offset: usize,
+        /// What is wrong, completing "a compressed term that …".
+        reason: String,
+    },
+    /// A compressed term's inflated data is not one term that [`decode`] accepts; holds why,
+    /// its offsets counted from the start of the inflated data.
     #[error("holds a compressed term whose inflated data {0}")]
     InCompressed(Box<EtfError>),
 }
@@ -289,16 +368,32 @@ pub enum EtfError {
 /// Why a [`Term`] has no encoding that Erlang would read back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {
+    /// A float that is infinite or NaN.
     #[error("a float is not finite; Erlang has no infinities or NaN")]
     NonFiniteFloat,
+    /// An atom over the 255 characters Erlang allows.
     #[error("an atom has {chars} characters; Erlang atoms have at most 255")]
-    AtomTooLong { chars: usize },
+    AtomTooLong {
+        /// How many characters the atom has.
+        chars: usize,
+    },
+    /// A binary, list, tuple or map too long for the format's 32-bit length field.
     #[error("a {what} of {len} entries or bytes is over the format's limit of 2^32 - 1")]
-    TooLong { what: &'static str, len: usize },
+    TooLong {
+        /// The kind of term: `binary`, `list or tuple` or `map`.
+        what: &'static str,
+        /// Its length: bytes of a binary, entries of the others.
+        len: usize,
+    },
+    /// A term inside more than [`MAX_DEPTH`] lists, tuples and maps.
     #[error("the term nests deeper than {limit} lists, tuples and maps", limit = MAX_DEPTH)]
     TooDeep,
+    /// A map with the same key twice, which Erlang refuses.
     #[error("a map has the same key twice (entry {entry}); Erlang refuses such maps")]
-    DuplicateKey { entry: usize },
+    DuplicateKey {
+        /// The position of the entry that repeats an earlier key, counted from 0.
+        entry: usize,
+    },
 }
 
 /// The bytes of `term`, version byte first, as `term_to_binary(Term, [{minor_version, 2}])`

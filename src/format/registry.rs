@@ -23,24 +23,48 @@ const MAX_RESOURCE_SIZE: u64 = 256 * 1024 * 1024;
 /// Why a registry resource could not be read back.
 #[derive(Debug, thiserror::Error)]
 pub enum ResourceError {
+    /// The file does not gunzip; holds the gzip layer's error text.
     #[error("is not gzip data ({0})")]
     NotGzip(String),
+    /// The file inflates to more than `MAX_RESOURCE_SIZE` (256 MiB).
     #[error("is over {MAX_RESOURCE_SIZE} bytes inflated")]
     TooBig,
+    /// The inflated bytes do not decode as a `Signed` message (`signed.proto`); holds prost's
+    /// error text.
     #[error("is not a Signed protobuf message ({0})")]
     NotSigned(String),
+    /// The `Signed` message carries no signature, or an empty one.
     #[error("has no signature")]
     Unsigned,
+    /// The signature does not verify the payload with the registry's public key.
     #[error(
         "has a signature that does not verify with the public key (signed by another key, or altered)"
     )]
     BadSignature,
+    /// The payload does not decode as the message the resource should hold.
     #[error("holds a payload that is not a {kind} message ({reason})")]
-    BadPayload { kind: &'static str, reason: String },
+    BadPayload {
+        /// The protobuf message expected: `Names`, `Versions` or `Package`.
+        kind: &'static str,
+        /// prost's decode error text.
+        reason: String,
+    },
+    /// The payload's `repository` field names another repository than the one being read.
     #[error("belongs to repository `{found}`, expected `{expected}`")]
-    WrongRepository { expected: String, found: String },
+    WrongRepository {
+        /// The repository being read.
+        expected: String,
+        /// The `repository` the payload holds.
+        found: String,
+    },
+    /// A `packages/NAME` payload's `name` field is not the NAME it was read as.
     #[error("describes package `{found}`, expected `{expected}`")]
-    WrongPackage { expected: String, found: String },
+    WrongPackage {
+        /// The package name the file was read as.
+        expected: String,
+        /// The `name` the payload holds.
+        found: String,
+    },
 }
 
 /// Why a release is retired: `RetirementReason` of `package.proto`.
@@ -62,9 +86,9 @@ impl RetirementReason {
 /// A retirement of a release, as `RetirementStatus` in `package.proto`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retirement {
-    /// Why the release is retired, as hex_core names the reasons.
+    /// Why the release is retired: `RetirementStatus.reason`.
     pub reason: RetirementReason,
-    /// Free text shown to users.
+    /// Free text shown to users: `RetirementStatus.message`, absent when none was given.
     pub message: Option<String>,
 }
 
@@ -190,10 +214,14 @@ impl Release {
 /// A release record that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
+    /// The release's `version` is not a SemVer version; holds the parse error.
     #[error("release {}", .0)]
     Version(version::VersionError),
+    /// A checksum is missing or not 32 bytes; holds the field (`inner_checksum` or
+    /// `outer_checksum`) and the release's version.
     #[error("release {1} has no valid {0} (32 bytes expected)")]
     Checksum(&'static str, String),
+    /// The retirement `reason` number is not one of `RetirementReason`'s values; holds it.
     #[error("a release has retirement reason {0}, which package.proto does not define")]
     Reason(i32),
 }
@@ -234,11 +262,11 @@ pub struct Annotations {
 /// What a `packages/NAME` file records of one release beyond its tarball.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReleaseAnnotations {
-    /// The version text.
+    /// The release's version, as text.
     pub version: String,
-    /// Its retirement.
+    /// Its retirement, `None` when the release is not retired.
     pub retired: Option<Retirement>,
-    /// When it entered the registry.
+    /// When it entered the registry (`published_at`), `None` when not recorded.
     pub published_at: Option<Timestamp>,
     /// Indexes into the package's advisories.
     pub advisory_indexes: Vec<u32>,
@@ -467,7 +495,7 @@ fn gzip_with_new_stream(data: &[u8]) -> Vec<u8> {
 /// A resource file opened: its payload and signature, not yet verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opened {
-    /// The protobuf payload.
+    /// The `Signed` message's payload: an encoded `Names`, `Versions` or `Package` message.
     pub payload: Vec<u8>,
     /// The signature bytes (empty when absent).
     pub signature: Vec<u8>,

@@ -12,26 +12,36 @@ use aws_lc_rs::signature::{self, KeyPair, RsaKeyPair, UnparsedPublicKey};
 /// Why a key could not be used. Each text says what to do about it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
+    /// The text holds no PEM block at all.
     #[error("holds no PEM block (no `-----BEGIN ...-----` line); a key file is PEM text")]
     NoPem,
     #[error("is not valid PEM: {0}")]
+    /// The PEM text does not parse; holds the `pem` crate's error text.
     BadPem(String),
+    /// A private key file holds more than one PEM block; holds how many.
     #[error(
         "holds {0} PEM blocks, expected exactly one key: keep only the private key block in the file"
     )]
     ManyBlocks(usize),
+    /// The key is password-protected (PKCS#8 `ENCRYPTED PRIVATE KEY` or a legacy
+    /// `Proc-Type: 4,ENCRYPTED` header), which is not read.
     #[error(
         "is encrypted: decrypt it first, e.g. `openssl pkey -in KEY -out plain.pem`, and keep the result out of the public directory"
     )]
     Encrypted,
+    /// The key is not RSA; holds the kind found (e.g. `EC`, `Ed25519`, `OpenSSH-format`).
     #[error(
         "is a {0} key, but Hex registries are signed with RSA: create one with `hexreg keygen --out key.pem` or `openssl genrsa -out key.pem 2048`"
     )]
     NotRsa(String),
     #[error("holds a `{0}` block, expected `PRIVATE KEY` or `RSA PRIVATE KEY`")]
+    /// A private key was expected but the PEM block is of another kind; holds its tag.
     UnexpectedBlock(String),
     #[error("holds a `{0}` block, expected `PUBLIC KEY` or `RSA PUBLIC KEY`")]
+    /// A public key was expected but the PEM block is of another kind; holds its tag.
     UnexpectedPublicBlock(String),
+    /// aws-lc refused the key, or `generate_pem` was asked for an unsupported size; holds the
+    /// reason.
     #[error("is not a usable RSA key ({0}); RSA keys of 2048 to 8192 bits are supported")]
     Rejected(String),
 }

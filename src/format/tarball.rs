@@ -36,50 +36,91 @@ const ENTRY_MTIME: u64 = 946_684_800;
 /// control characters escaped and is cut to a few hundred characters.
 #[derive(Debug, thiserror::Error)]
 pub enum TarballError {
+    /// The file is over [`MAX_TARBALL_SIZE`].
     #[error("is {size} bytes, over Hex's limit of {limit} bytes (16 MiB)", limit = MAX_TARBALL_SIZE)]
-    TooBig { size: u64 },
+    TooBig {
+        /// The file's size in bytes.
+        size: u64,
+    },
+    /// The file is 0 bytes long.
     #[error(
         "is empty (0 bytes): a Hex tarball is a tar file holding VERSION, CHECKSUM, metadata.config and contents.tar.gz"
     )]
     Empty,
+    /// The file starts with the gzip magic bytes: a compressed tarball, where Hex wants a
+    /// plain tar.
     #[error(
         "is gzip-compressed, but a Hex package tarball is a plain (uncompressed) tar: build it with `mix hex.build` or `rebar3 hex build`"
     )]
     Gzipped,
+    /// The outer tar does not read to its end; holds the words for where and why it stopped.
     #[error("is not a readable tar file ({0}); it may be truncated or not a Hex tarball")]
     NotTar(String),
+    /// The outer tar ends before any entry.
     #[error("holds no files; expected VERSION, CHECKSUM, metadata.config and contents.tar.gz")]
     NoEntries,
+    /// An entry other than the four of [`ENTRIES`]; holds its name, made fit for one line.
     #[error(
         "has an unexpected entry `{0}`; a Hex tarball holds only VERSION, CHECKSUM, metadata.config and contents.tar.gz"
     )]
     ExtraEntry(String),
+    /// One of the four entries is not a regular file.
     #[error("has `{name}` as a {kind}, but it must be a regular file")]
-    NotAFile { name: String, kind: String },
+    NotAFile {
+        /// The entry's name, one of [`ENTRIES`].
+        name: String,
+        /// What the entry is instead, e.g. `directory` or `symbolic link`.
+        kind: String,
+    },
+    /// One of the four entries appears twice; holds its name.
     #[error("has the entry `{0}` twice")]
     DuplicateEntry(String),
+    /// One of the four entries is over hex_core's limit for it.
     #[error("has `{name}` of {size} bytes, over Hex's limit of {limit} bytes")]
-    EntryTooBig { name: String, size: u64, limit: u64 },
+    EntryTooBig {
+        /// The entry's name, one of [`ENTRIES`].
+        name: String,
+        /// The entry's size in bytes, as its tar header gives it.
+        size: u64,
+        /// hex_core's limit for that entry, in bytes.
+        limit: u64,
+    },
+    /// Some of the four entries are absent; holds their names, in [`ENTRIES`] order.
     #[error("lacks {}", .0.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))]
     MissingEntries(Vec<&'static str>),
+    /// `VERSION` is not `3`; holds its text, non-ASCII and control bytes escaped.
     #[error(
         "has tarball format VERSION `{0}`, expected `3` (formats 1 and 2 date from 2014 and are not accepted by current clients)"
     )]
     BadVersion(String),
+    /// `CHECKSUM` holds a byte pair that is not two hex digits; holds its text.
     #[error("has a CHECKSUM that is not hexadecimal: {0:?}")]
     ChecksumNotHex(String),
+    /// `CHECKSUM` decodes to other than 32 bytes; holds how many.
     #[error("has a CHECKSUM of {0} bytes, expected 32 (64 hex digits)")]
     ChecksumLength(usize),
+    /// `CHECKSUM` is not the inner checksum of the other three entries.
     #[error(
         "has a wrong CHECKSUM: it says {expected}, but sha256(VERSION ‖ metadata.config ‖ contents.tar.gz) is {actual}; the tarball was altered after it was built"
     )]
-    ChecksumMismatch { expected: String, actual: String },
+    ChecksumMismatch {
+        /// The checksum `CHECKSUM` gives, in upper-case hex.
+        expected: String,
+        /// sha256(VERSION ‖ metadata.config ‖ contents.tar.gz), in upper-case hex.
+        actual: String,
+    },
+    /// `metadata.config` does not parse or breaks a rule; holds why.
     #[error("has an invalid metadata.config: {0}")]
     Metadata(#[from] MetadataError),
+    /// `contents.tar.gz` lacks the gzip magic bytes or fails to inflate; holds the gzip layer's
+    /// error text.
     #[error("has a contents.tar.gz that is not valid gzip data: {0}")]
     ContentsNotGzip(String),
+    /// `contents.tar.gz` inflates, but not to a tar that reads to its end; holds the words for
+    /// where and why it stopped.
     #[error("has a contents.tar.gz that is not a valid gzip'd tar: {0}")]
     ContentsNotTar(String),
+    /// `contents.tar.gz` inflates to more than [`MAX_UNCOMPRESSED_SIZE`].
     #[error("has a contents.tar.gz that inflates past Hex's limit of {limit} bytes (128 MiB)", limit = MAX_UNCOMPRESSED_SIZE)]
     ContentsTooBig,
 }

@@ -70,8 +70,12 @@ pub enum Term {
 /// The part of a package's metadata the registry needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metadata {
+    /// The package's name: the `name` entry, as text.
     pub name: String,
+    /// The release's version: the `version` entry, as text, verbatim (not yet checked as
+    /// SemVer).
     pub version: String,
+    /// The OTP application the package provides: the `app` entry, as text.
     pub app: String,
     /// Sorted by name bytewise, unique names (a later duplicate wins, like
     /// `maps:from_list/1`).
@@ -85,6 +89,8 @@ pub struct Requirement {
     pub name: String,
     /// `None` when the entry has no `app` key (or it is the atom `undefined`).
     pub app: Option<String>,
+    /// The version requirement on the dependency, e.g. `~> 1.0`: its `requirement` entry, as
+    /// text.
     pub requirement: String,
     /// `true` only when the value is the atom `true`.
     pub optional: bool,
@@ -99,65 +105,107 @@ pub enum MetadataError {
     /// The text is not a valid sequence of `Term.` forms.
     #[error("syntax error at line {line}, column {column}: {message}")]
     Syntax {
+        /// Line where the error was found, counted from 1.
         line: usize,
+        /// Column where the error was found, counted from 1 in characters.
         column: usize,
+        /// What is wrong there, e.g. what was found instead of what was expected.
         message: String,
     },
     /// An integer that does not fit in 128 bits.
     #[error("integer too large at line {line}, column {column} (at most 128 bits are supported)")]
-    IntegerTooLarge { line: usize, column: usize },
+    IntegerTooLarge {
+        /// Line where the integer starts, counted from 1.
+        line: usize,
+        /// Column where the integer starts, counted from 1 in characters.
+        column: usize,
+    },
     /// Lists, tuples, maps or binaries nested deeper than [`MAX_DEPTH`].
     #[error(
         "terms nested too deeply at line {line}, column {column} (more than {max} levels)",
         max = MAX_DEPTH
     )]
-    TooDeep { line: usize, column: usize },
+    TooDeep {
+        /// Line of the term that opens one level too many, counted from 1.
+        line: usize,
+        /// Column of that term, counted from 1 in characters.
+        column: usize,
+    },
     /// The file holds no form at all.
     #[error("it holds no `{{Key, Value}}.` form at all (the file is empty or blank)")]
     Empty,
     /// A form (1-based) that is not a 2-tuple.
     #[error("form {form} is not a {{Key, Value}} pair (it starts at line {line})")]
-    NotKeyValue { form: usize, line: usize },
+    NotKeyValue {
+        /// The form's position in the file, counted from 1.
+        form: usize,
+        /// Line where the form starts, counted from 1.
+        line: usize,
+    },
     /// A required top-level key is absent.
     #[error("missing `{0}` entry")]
     MissingKey(&'static str),
     /// A top-level value of the wrong kind.
     #[error("`{key}` entry must be {expected}, but it is {found}")]
     WrongType {
+        /// The entry's key, e.g. `name`.
         key: String,
+        /// What kind of value the key takes.
         expected: &'static str,
+        /// The value found, described with its kind, e.g. `an integer (5)`.
         found: String,
     },
     /// A top-level text value given as a binary that is not UTF-8.
     #[error("`{key}` entry is a binary that is not valid UTF-8")]
-    InvalidUtf8 { key: String },
+    InvalidUtf8 {
+        /// The entry's key, e.g. `name`.
+        key: String,
+    },
     /// `requirements` is in neither known layout.
     #[error(
         "`requirements` entry is in neither the mix layout (a list of property lists, each with a \
          `name`) nor the rebar3 layout (a list of {{Name, Properties}} pairs): {detail}"
     )]
-    RequirementsLayout { detail: String },
+    RequirementsLayout {
+        /// Which element breaks which layout, and how.
+        detail: String,
+    },
     /// Mix layout: an element (1-based) without a `name`.
     #[error("`requirements` element {element} has no `name` entry")]
-    RequirementWithoutName { element: usize },
+    RequirementWithoutName {
+        /// The element's position in `requirements`, counted from 1.
+        element: usize,
+    },
     /// The name of a dependency is not usable text.
     #[error("`requirements` element {element}: the dependency name {problem}")]
-    BadDependencyName { element: usize, problem: String },
+    BadDependencyName {
+        /// The element's position in `requirements`, counted from 1.
+        element: usize,
+        /// What is wrong with the name: not text, or a binary that is not UTF-8.
+        problem: String,
+    },
     /// A dependency without a version requirement.
     #[error(
         "`requirements` entry for dependency `{}` has no `requirement`",
         one_line(.dependency)
     )]
-    MissingRequirement { dependency: String },
+    MissingRequirement {
+        /// The dependency's package name.
+        dependency: String,
+    },
     /// A dependency property of the wrong kind.
     #[error(
         "`requirements` entry for dependency `{}`: `{key}` must be {expected}, but it is {found}",
         one_line(.dependency)
     )]
     DependencyWrongType {
+        /// The dependency's package name.
         dependency: String,
+        /// The property's key: `requirement`, `app` or `repository`.
         key: &'static str,
+        /// What kind of value the key takes.
         expected: &'static str,
+        /// The value found, described with its kind, or that it is a binary that is not UTF-8.
         found: String,
     },
 }
