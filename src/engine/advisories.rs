@@ -92,7 +92,7 @@ pub struct Affecting {
 /// The advisories of `package` in the registry of repository `repo` in `storage`, verified
 /// with `key`, each with the versions it affects; `None` when there is no such package.
 /// Reads only; takes no lock.
-pub fn read_advisories(
+pub(crate) fn read_advisories(
     storage: &dyn Storage,
     repo: &str,
     key: &PublicKey,
@@ -101,7 +101,7 @@ pub fn read_advisories(
     let Some(super::PackageRecord {
         releases,
         advisories,
-    }) = super::read_package_record(storage, repo, key, package)?
+    }) = super::manage::read_package_record(storage, repo, key, package)?
     else {
         return Ok(None);
     };

@@ -584,7 +584,7 @@ fn find_version(releases: &[Release], package: &str, version: &str) -> Result<us
 /// in `storage` lists, verified with `key`; `None` when it lists no such package (or there is
 /// no index). A release recorded in `packages/NAME` but not listed here was added by a run
 /// stopped before it wrote the index: adding it again completes it. Reads only; takes no lock.
-pub fn indexed_versions(
+pub(crate) fn indexed_versions(
     storage: &dyn crate::storage::Storage,
     repo: &str,
     key: &crate::format::signing::PublicKey,
@@ -615,7 +615,7 @@ pub fn indexed_versions(
 
 /// The releases of `package` in the registry of repository `repo` in `storage`, verified with
 /// `key`, sorted; `None` when the registry has no such package. Reads only; takes no lock.
-pub fn read_package(
+pub(crate) fn read_package(
     storage: &dyn crate::storage::Storage,
     repo: &str,
     key: &crate::format::signing::PublicKey,
@@ -626,7 +626,7 @@ pub fn read_package(
 
 /// [`read_package`], with the package's advisories (which the releases' `advisory_indexes`
 /// point into).
-pub fn read_package_record(
+pub(crate) fn read_package_record(
     storage: &dyn crate::storage::Storage,
     repo: &str,
     key: &crate::format::signing::PublicKey,

@@ -42,7 +42,12 @@ pub const MAX_RESOURCE_BODY: u64 = 64 * 1024 * 1024;
 pub trait Upstream: Sync {
     /// Fetches `path` (`names`, `packages/foo`, `tarballs/foo-1.0.0.tar`), conditionally on
     /// `etag` when given, refusing a body over `limit` bytes. Retries, if any, happen inside.
-    fn get(&self, path: &str, etag: Option<&str>, limit: u64) -> Result<UpstreamResponse, FetchError>;
+    fn get(
+        &self,
+        path: &str,
+        etag: Option<&str>,
+        limit: u64,
+    ) -> Result<UpstreamResponse, FetchError>;
 
     /// The URL of `path`, as messages show it (without credentials).
     fn url(&self, path: &str) -> String;

@@ -26,6 +26,7 @@ pub mod manage;
 pub mod mirror;
 pub mod policies;
 mod problem;
+mod reader;
 pub mod verify;
 mod writer;
 
@@ -34,13 +35,12 @@ use crate::format::registry::ResourceError;
 use crate::format::signing::{PrivateKey, PublicKey, SignError};
 use crate::storage::{Lock, Storage, StorageError};
 
-pub use advisories::read_advisories;
 pub use build::BuildOptions;
 pub use cache::Cache;
 pub use changes::{Change, ChangeKind, Changes, Stage};
-pub use manage::{NewTarball, PackageRecord, indexed_versions, read_package, read_package_record};
-pub use policies::read_policies;
+pub use manage::{NewTarball, PackageRecord};
 pub use problem::{Problem, Replace};
+pub use reader::Reader;
 pub use verify::{Verification, verify};
 
 /// Why an operation failed. Nothing was written unless the error says so.

@@ -66,7 +66,7 @@ pub type PolicyFile = (String, Result<Policy, ResourceError>);
 /// Every file of `policies/`, by name, each opened and checked (signature with `key`,
 /// repository `repo`, the name it holds): the policy, or why it cannot be used. Reads only;
 /// takes no lock.
-pub fn read_policies(
+pub(crate) fn read_policies(
     storage: &dyn Storage,
     repo: &str,
     key: &PublicKey,

@@ -237,7 +237,7 @@ pub fn verify(storage: &dyn Storage, repo: &str, key: &PublicKey) -> Result<Veri
     }
 
     // Every policy opens, verifies and names itself and the repository.
-    for (name, policy) in super::read_policies(storage, repo, key)? {
+    for (name, policy) in super::policies::read_policies(storage, repo, key)? {
         let path = shown(&ResourcePath::Policy(name.clone()).key());
         if !crate::format::policy::is_valid_name(&name) {
             found.add(

@@ -19,7 +19,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use reqwest::header::{self, HeaderValue};
 
-use crate::engine::mirror::{FetchError, UpstreamResponse, Upstream};
+use crate::engine::mirror::{FetchError, Upstream, UpstreamResponse};
 
 /// How an [`HttpUpstream`] behaves.
 #[derive(Debug, Clone)]
@@ -227,7 +227,12 @@ impl HttpUpstream {
         }
     }
 
-    async fn once(&self, url: &str, etag: Option<&str>, limit: u64) -> Result<UpstreamResponse, Failure> {
+    async fn once(
+        &self,
+        url: &str,
+        etag: Option<&str>,
+        limit: u64,
+    ) -> Result<UpstreamResponse, Failure> {
         let transport = |e: reqwest::Error| {
             Failure::Retry(FetchError::Transport {
                 url: url.to_string(),
@@ -304,7 +309,12 @@ impl HttpUpstream {
 }
 
 impl Upstream for HttpUpstream {
-    fn get(&self, path: &str, etag: Option<&str>, limit: u64) -> Result<UpstreamResponse, FetchError> {
+    fn get(
+        &self,
+        path: &str,
+        etag: Option<&str>,
+        limit: u64,
+    ) -> Result<UpstreamResponse, FetchError> {
         self.runtime.block_on(self.get_async(path, etag, limit))
     }
 

@@ -258,7 +258,7 @@ async fn read_package(api: &Api, name: &str, version: Option<String>, urls: &Url
         );
     };
     // On a bucket the read blocks on the storage's runtime: not on an async worker.
-    let read = || engine::read_package(api.storage.storage(), &api.repo, public, name);
+    let read = || engine::Reader::new(api.storage.storage(), &api.repo, public).package(name);
     let read = match &api.storage {
         Location::Local(_) => read(),
         Location::Object(_) => tokio::task::block_in_place(read),
@@ -299,10 +299,13 @@ fn publish(
 ) -> Result<Answer, engine::Error> {
     let (name, version) = (new.name.clone(), new.release.version.clone());
     let public = registry.public_key().clone();
-    let recorded = engine::read_package(registry.storage(), &api.repo, &public, &name)?
+    let reader = engine::Reader::new(registry.storage(), &api.repo, &public);
+    let recorded = reader
+        .package(&name)?
         .is_some_and(|releases| releases.iter().any(|r| r.version == version));
     let existed = recorded
-        && engine::indexed_versions(registry.storage(), &api.repo, &public, &name)?
+        && reader
+            .indexed_versions(&name)?
             .is_some_and(|versions| versions.contains(&version));
     if existed && !replace {
         return Ok(answer::already_published(&name, &version));

@@ -371,7 +371,8 @@ fn releases(
     let Some(crate::engine::PackageRecord {
         mut releases,
         advisories,
-    }) = crate::engine::read_package_record(pages.storage(), &index.repo, &index.key, name)?
+    }) = crate::engine::Reader::new(pages.storage(), &index.repo, &index.key)
+        .package_record(name)?
     else {
         return Ok(None);
     };

@@ -646,7 +646,9 @@ impl ObjectStorage {
                 bytes,
             }),
             Err(object_store::Error::NotModified { .. }) => Ok(ObjectFetch::NotModified),
-            Err(e @ object_store::Error::NotFound { .. }) if !no_bucket(&e) => Ok(ObjectFetch::Missing),
+            Err(e @ object_store::Error::NotFound { .. }) if !no_bucket(&e) => {
+                Ok(ObjectFetch::Missing)
+            }
             Err(e) => Err(self.shared.failed("read", rel, e)),
         }
     }

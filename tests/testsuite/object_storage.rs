@@ -530,7 +530,8 @@ fn build_add_retire_remove_and_verify_take_an_s3_url() {
         "retire",
     );
     let signer = signer();
-    let releases = engine::read_package(&storage, REPO, &signer.public, "acme_new")
+    let releases = engine::Reader::new(&storage, REPO, &signer.public)
+        .package("acme_new")
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -796,7 +797,8 @@ fn serve_reads_from_a_bucket_and_publishes_into_it() {
         new
     );
     let signer = signer();
-    let releases = engine::read_package(&storage, REPO, &signer.public, "acme_pub")
+    let releases = engine::Reader::new(&storage, REPO, &signer.public)
+        .package("acme_pub")
         .unwrap()
         .expect("packages/acme_pub");
     assert_eq!(releases[0].version, "1.0.0");

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
-use hexreg::engine::read_advisories;
+use hexreg::engine::Reader;
 use hexreg::format::advisory::{NewAdvisory, severity_name};
 use hexreg::format::registry::AdvisorySeverity;
 use hexreg::format::requirement::Requirement;
@@ -172,7 +172,7 @@ fn list(args: &ListArgs) -> Result<()> {
     let target = crate::verify::open_to_read(&args.public_dir)?;
     let storage = target.storage();
     let (key, _) = crate::verify::public_key(storage, args.public_key.as_deref())?;
-    let Some(advisories) = read_advisories(storage, &args.name, &key, &args.package)? else {
+    let Some(advisories) = Reader::new(storage, &args.name, &key).advisories(&args.package)? else {
         bail!(
             "package `{}` is not in the registry {}",
             args.package,

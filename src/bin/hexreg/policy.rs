@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
-use hexreg::engine::read_policies;
+use hexreg::engine::Reader;
 use hexreg::format::policy::{self, PolicySpec};
 use hexreg::format::proto::policy::{AdvisorySeverity, RetirementReason};
 
@@ -165,7 +165,7 @@ fn list(args: &ListArgs) -> Result<()> {
     let storage = target.storage();
     let (key, _) = crate::verify::public_key(storage, args.public_key.as_deref())?;
     let mut bad = 0;
-    for (name, policy) in read_policies(storage, &args.name, &key)? {
+    for (name, policy) in Reader::new(storage, &args.name, &key).policies()? {
         match policy {
             Ok(policy) => println!("{}", policy::describe(&policy)),
             Err(e) => {

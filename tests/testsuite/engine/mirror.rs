@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use hexreg::engine::mirror::{FetchError, UpstreamResponse, MirrorOptions, Mode, Report, Upstream, mirror};
+use hexreg::engine::mirror::{
+    FetchError, MirrorOptions, Mode, Report, Upstream, UpstreamResponse, mirror,
+};
 use hexreg::engine::{self, Registry, Signer};
 use hexreg::format::registry::{Retirement, RetirementReason};
 use hexreg::format::signing::{PrivateKey, PublicKeyFormat};
@@ -21,7 +23,12 @@ use crate::support::fixtures::signer;
 struct StorageUpstream<'a>(&'a MemoryStorage);
 
 impl Upstream for StorageUpstream<'_> {
-    fn get(&self, path: &str, etag: Option<&str>, _limit: u64) -> Result<UpstreamResponse, FetchError> {
+    fn get(
+        &self,
+        path: &str,
+        etag: Option<&str>,
+        _limit: u64,
+    ) -> Result<UpstreamResponse, FetchError> {
         match self.0.read(path).unwrap() {
             None => Err(FetchError::Status {
                 url: self.url(path),
