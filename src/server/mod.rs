@@ -18,7 +18,9 @@
 
 mod api;
 pub mod auth;
+mod docs_cache;
 mod files;
+mod lru;
 mod pages;
 mod respond;
 

@@ -3,16 +3,25 @@
 //! `/` is the package list (`?q=` searches names and descriptions), `/-/packages/NAME` a
 //! package, `/-/packages/NAME/VERSION` one version (its files and metadata),
 //! `/-/docs/NAME/VERSION/PATH` and `/-/docs/NAME/latest/PATH` the files of its docs tarball.
-//! Everything is read through the storage (a directory or a bucket) on the blocking pool: the
-//! `versions` index (which names every package) and `packages/NAME`, verified with the
-//! registry's public key,
-//! and the tarballs, whose details are kept in memory keyed by their version token, so a page
-//! reads a tarball again only when it changed. Docs tarballs are read whole into memory (never
-//! unpacked to disk), a few kept. Pages answer GET and HEAD behind the same credentials as
-//! the repository's files.
+//! Everything is read through the storage (a directory or a bucket) on the blocking pool, at a
+//! cost set by what the page shows, not by what the registry holds:
+//! - the verified `versions` index and the package list made from it are kept, and checked
+//!   against `versions`' version token (one stat) per request: read and verified again only
+//!   when it changed;
+//! - the list and search (`?q=`, by name) are paged on the server ([`web::PAGE_SIZE`] a page,
+//!   `?page=N`) and never read a tarball;
+//! - a package or version page reads `packages/NAME` and stats the files it links; what it
+//!   shows from a tarball is kept in an LRU ([`DETAILS_CACHE`] entries, least recently used
+//!   out, never cleared whole) keyed by the tarball's path and version token;
+//! - docs are served by [`super::docs_cache`]: each archive inflated once into a temporary
+//!   file and indexed, each member sent from there;
+//! - HTML pages carry an ETag (a hash of the page) and answer 304 to a matching
+//!   `If-None-Match`.
+//!
+//! Pages answer GET and HEAD behind the same credentials as the repository's files.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::fs::File;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::{Context, Result, anyhow};
 use bytes::Bytes;
@@ -26,21 +35,29 @@ use crate::storage::{Entry, Storage, Version};
 use crate::web::{self, archive};
 
 use super::State;
+use super::docs_cache::DocsCache;
+use super::lru::Lru;
 use super::respond::{ServeBody, log_line};
 use crate::storage::Location;
 
-/// Tarball details kept (one entry per tarball, a few KiB each).
-const DETAILS_CACHE: usize = 4096;
-/// Inflated docs kept in memory, in bytes (an archive larger than this is read per request).
-const DOCS_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Tarball details kept (one entry per tarball, a few KiB each), least recently used out.
+pub const DETAILS_CACHE: usize = 4096;
 
 /// The pages' storage and caches.
 pub struct Pages {
     target: Location,
     /// The key the registry is verified with, when the server has it (its signing key).
     public: Option<PublicKey>,
-    details: Mutex<HashMap<String, (Version, Arc<archive::Details>)>>,
-    docs: Mutex<Vec<(String, Version, Arc<archive::DocsArchive>)>>,
+    /// The verified index last read, with the version tokens it was read at.
+    index: Mutex<Option<Arc<Index>>>,
+    details: Mutex<Lru<String, (Version, Arc<archive::Details>)>>,
+    docs: DocsCache,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// CSP of the pages: no script at all, inline style, forms to this server only.
@@ -62,8 +79,9 @@ impl Pages {
         Pages {
             target,
             public,
-            details: Mutex::new(HashMap::new()),
-            docs: Mutex::new(Vec::new()),
+            index: Mutex::new(None),
+            details: Mutex::new(Lru::new(DETAILS_CACHE)),
+            docs: DocsCache::default(),
         }
     }
 
@@ -78,7 +96,10 @@ enum Page {
     Redirect(String),
     Docs {
         content_type: &'static str,
-        bytes: Bytes,
+        /// The inflated docs tar the member lies in.
+        file: Arc<File>,
+        offset: u64,
+        len: u64,
         /// Strong validator: the docs tarball's version token and the file's path, hashed.
         etag: String,
     },
@@ -128,27 +149,44 @@ pub async fn handle(
         HeaderValue::from_static("no-referrer"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    let (status, content_type, csp, body) = match page {
-        Page::Html(status, html) => (
-            status,
-            "text/html; charset=utf-8",
-            PAGE_CSP,
-            Bytes::from(html),
-        ),
+    let (status, content_type, csp, len, body) = match page {
+        Page::Html(status, html) => {
+            let etag = page_etag(html.as_bytes());
+            if status == StatusCode::OK {
+                if let Ok(value) = HeaderValue::from_str(&etag) {
+                    headers.insert(header::ETAG, value);
+                }
+                if super::respond::not_modified(request, &etag, None) {
+                    return super::respond::not_modified_response(headers);
+                }
+            }
+            let body = Bytes::from(html);
+            (
+                status,
+                "text/html; charset=utf-8",
+                PAGE_CSP,
+                body.len() as u64,
+                ServeBody::full(body),
+            )
+        }
         Page::Redirect(location) => {
             if let Ok(value) = HeaderValue::from_str(&location) {
                 headers.insert(header::LOCATION, value);
             }
+            let body = Bytes::from(format!("moved to {location}\n"));
             (
                 StatusCode::MOVED_PERMANENTLY,
                 "text/plain; charset=utf-8",
                 PAGE_CSP,
-                Bytes::from(format!("moved to {location}\n")),
+                body.len() as u64,
+                ServeBody::full(body),
             )
         }
         Page::Docs {
             content_type,
-            bytes,
+            file,
+            offset,
+            len,
             etag,
         } => {
             if let Ok(value) = HeaderValue::from_str(&etag) {
@@ -161,7 +199,13 @@ pub async fn handle(
                 );
                 return super::respond::not_modified_response(headers);
             }
-            (StatusCode::OK, content_type, DOCS_CSP, bytes)
+            (
+                StatusCode::OK,
+                content_type,
+                DOCS_CSP,
+                len,
+                ServeBody::file_range(file, offset, len),
+            )
         }
     };
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -169,12 +213,8 @@ pub async fn handle(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(csp),
     );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    let mut response = Response::new(if head {
-        ServeBody::empty()
-    } else {
-        ServeBody::full(body)
-    });
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    let mut response = Response::new(if head { ServeBody::empty() } else { body });
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
@@ -227,7 +267,13 @@ fn route(pages: &Pages, uri: &Uri) -> Result<Page> {
     };
     if path == "/" {
         let query = web::query_value(uri.query(), "q").unwrap_or_default();
-        return index_page(pages, &index, &query);
+        let page = web::query_value(uri.query(), "page")
+            .and_then(|p| p.parse::<usize>().ok())
+            .unwrap_or(1);
+        return Ok(Page::Html(
+            StatusCode::OK,
+            web::index_page(&index.repo, &index.items, &query, page),
+        ));
     }
     let Some(segments) = segments(path) else {
         return Ok(not_found(&index.repo, "There is no page at this address."));
@@ -246,24 +292,48 @@ fn route(pages: &Pages, uri: &Uri) -> Result<Page> {
     }
 }
 
-/// The verified `versions` index.
+/// The verified `versions` index and the package list made of it, with the version tokens of
+/// the files it was read from.
 struct Index {
     repo: String,
     key: PublicKey,
-    packages: Vec<crate::format::proto::versions::Package>,
+    /// Every package, sorted by name.
+    items: Vec<web::ListItem>,
+    versions_token: Version,
+    /// `public_key`'s token when the key was read from the registry.
+    key_token: Option<Version>,
 }
 
-/// Reads and verifies `versions`; `None` when the registry has none yet.
-fn read_index(pages: &Pages) -> Result<Option<Index>> {
+/// The verified `versions` index: the one kept while `versions` (and `public_key`, when the
+/// key is the registry's) keep their version tokens, else read and verified again; `None` when
+/// the registry has none yet.
+fn read_index(pages: &Pages) -> Result<Option<Arc<Index>>> {
     let storage = pages.storage();
-    let key = match &pages.public {
-        Some(key) => key.clone(),
+    let key_token = match &pages.public {
+        Some(_) => None,
+        None => match storage.stat("public_key")? {
+            Some(entry) => Some(entry.version),
+            None => return Ok(None),
+        },
+    };
+    let Some(versions) = storage.stat("versions")? else {
+        return Ok(None);
+    };
+    if let Some(kept) = lock(&pages.index).as_ref()
+        && kept.versions_token == versions.version
+        && kept.key_token == key_token
+    {
+        return Ok(Some(Arc::clone(kept)));
+    }
+    let (key, key_token) = match &pages.public {
+        Some(key) => (key.clone(), None),
         None => {
             let Some(object) = storage.read("public_key")? else {
                 return Ok(None);
             };
-            PublicKey::from_pem(&object.bytes)
-                .map_err(|e| anyhow!("{} {e}", storage.display("public_key")))?
+            let key = PublicKey::from_pem(&object.bytes)
+                .map_err(|e| anyhow!("{} {e}", storage.display("public_key")))?;
+            (key, Some(object.version))
         }
     };
     let Some(object) = storage.read("versions")? else {
@@ -275,33 +345,56 @@ fn read_index(pages: &Pages) -> Result<Option<Index>> {
         .map_err(|e| anyhow!("{shown} {e}"))?;
     let versions = crate::format::proto::versions::Versions::decode(opened.payload.as_slice())
         .with_context(|| format!("{shown} is not a Versions message"))?;
-    Ok(Some(Index {
+    let mut items: Vec<web::ListItem> = versions.packages.iter().map(list_item).collect();
+    items.sort_by(|a, b| a.name.cmp(&b.name));
+    let index = Arc::new(Index {
         repo: versions.repository,
         key,
-        packages: versions.packages,
-    }))
+        items,
+        versions_token: object.version,
+        key_token,
+    });
+    *lock(&pages.index) = Some(Arc::clone(&index));
+    Ok(Some(index))
 }
 
-/// The files of a directory of the registry by name (none when it does not exist).
-fn listing(storage: &dyn Storage, dir: &str) -> Result<HashMap<String, Entry>> {
-    Ok(storage
-        .list(dir)?
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| e.regular)
-        .map(|e| (e.name.clone(), e))
-        .collect())
+/// A package of `versions` as the list shows it: its newest version not retired (else its
+/// newest), whether all are retired, whether it has advisories.
+fn list_item(package: &crate::format::proto::versions::Package) -> web::ListItem {
+    let mut versions: Vec<(usize, semver::Version)> = package
+        .versions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| Some((i, crate::format::version::parse(v).ok()?)))
+        .collect();
+    versions.sort_by(|a, b| crate::format::version::compare(&b.1, &a.1));
+    let retired = |i: usize| package.retired.iter().any(|r| usize::try_from(*r) == Ok(i));
+    let latest = versions
+        .iter()
+        .find(|(i, _)| !retired(*i))
+        .or_else(|| versions.first())
+        .and_then(|(i, _)| package.versions.get(*i).cloned());
+    web::ListItem {
+        name: package.name.clone(),
+        latest,
+        all_retired: !package.versions.is_empty() && (0..package.versions.len()).all(retired),
+        advisories: !package.with_advisories.is_empty(),
+    }
+}
+
+/// The listing entry of one regular file of the registry; `None` when there is none.
+fn stat(pages: &Pages, path: &str) -> Result<Option<Entry>> {
+    Ok(pages.storage().stat(path)?.filter(|e| e.regular))
 }
 
 /// The details of tarball `file` (in `tarballs/`), at `entry`'s version: from the cache, or
 /// read and kept.
 fn details(pages: &Pages, file: &str, entry: &Entry) -> Result<Arc<archive::Details>, String> {
     let path = format!("tarballs/{file}");
-    if let Ok(cache) = pages.details.lock()
-        && let Some((version, details)) = cache.get(&path)
-        && *version == entry.version
+    if let Some((version, details)) = lock(&pages.details).get(&path)
+        && version == entry.version
     {
-        return Ok(Arc::clone(details));
+        return Ok(details);
     }
     let object = match pages.storage().read(&path) {
         Ok(Some(object)) => object,
@@ -312,51 +405,26 @@ fn details(pages: &Pages, file: &str, entry: &Entry) -> Result<Arc<archive::Deta
         }
     };
     let details = Arc::new(archive::details(&object.bytes).map_err(|e| format!("it {e}"))?);
-    if let Ok(mut cache) = pages.details.lock() {
-        if cache.len() >= DETAILS_CACHE {
-            cache.clear();
-        }
-        cache.insert(path, (object.version, Arc::clone(&details)));
-    }
+    lock(&pages.details).insert(path, (object.version, Arc::clone(&details)));
     Ok(details)
 }
 
-fn index_page(pages: &Pages, index: &Index, query: &str) -> Result<Page> {
-    let tarballs = listing(pages.storage(), "tarballs")?;
-    let mut items = Vec::with_capacity(index.packages.len());
-    for package in &index.packages {
-        // The newest version not retired, else the newest.
-        let mut versions: Vec<(usize, semver::Version)> = package
-            .versions
-            .iter()
-            .enumerate()
-            .filter_map(|(i, v)| Some((i, crate::format::version::parse(v).ok()?)))
-            .collect();
-        versions.sort_by(|a, b| crate::format::version::compare(&b.1, &a.1));
-        let retired = |i: usize| package.retired.iter().any(|r| usize::try_from(*r) == Ok(i));
-        let latest = versions
-            .iter()
-            .find(|(i, _)| !retired(*i))
-            .or_else(|| versions.first())
-            .and_then(|(i, _)| package.versions.get(*i).cloned());
-        let description = latest.as_ref().and_then(|v| {
-            let file = format!("{}-{v}.tar", package.name);
-            let entry = tarballs.get(&file)?;
-            details(pages, &file, entry).ok()?.description.clone()
-        });
-        items.push(web::ListItem {
-            name: package.name.clone(),
-            latest,
-            description,
-            all_retired: !package.versions.is_empty() && (0..package.versions.len()).all(retired),
-            advisories: !package.with_advisories.is_empty(),
-        });
-    }
-    items.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Page::Html(
-        StatusCode::OK,
-        web::index_page(&index.repo, &items, query),
-    ))
+/// The details of `name`'s tarball at `version`, or why they cannot be shown.
+fn tarball_details(
+    pages: &Pages,
+    name: &str,
+    version: &str,
+) -> Result<Result<Arc<archive::Details>, String>> {
+    let file = format!("{name}-{version}.tar");
+    Ok(match stat(pages, &format!("tarballs/{file}"))? {
+        Some(entry) => details(pages, &file, &entry),
+        None => Err("the tarball is missing".to_string()),
+    })
+}
+
+/// Whether release `version` of `name` has docs.
+fn has_docs(pages: &Pages, name: &str, version: &str) -> Result<bool> {
+    Ok(stat(pages, &format!("docs/{name}-{version}.tar.gz"))?.is_some())
 }
 
 /// A package's releases, newest first, and advisories; `None` when there is no such package.
@@ -384,15 +452,20 @@ fn package_page(pages: &Pages, index: &Index, name: &str) -> Result<Page> {
     let Some((releases, advisories)) = releases(pages, index, name)? else {
         return Ok(not_found(&index.repo, "There is no such package."));
     };
-    let docs = listing(pages.storage(), "docs")?;
-    let tarballs = listing(pages.storage(), "tarballs")?;
+    let mut with_docs = std::collections::HashSet::new();
+    for release in &releases {
+        if has_docs(pages, name, &release.version)? {
+            with_docs.insert(release.version.clone());
+        }
+    }
     let latest = web::latest(&releases);
-    let latest_details = latest.and_then(|release| {
-        let file = format!("{name}-{}.tar", release.version);
-        let details = details(pages, &file, tarballs.get(&file)?).ok()?;
-        Some((release, details))
-    });
-    let has_docs = |version: &str| docs.contains_key(&format!("{name}-{version}.tar.gz"));
+    let latest_details = match latest {
+        Some(release) => tarball_details(pages, name, &release.version)?
+            .ok()
+            .map(|details| (release, details)),
+        None => None,
+    };
+    let has_docs = |version: &str| with_docs.contains(version);
     let view = web::PackageView {
         repo: &index.repo,
         name,
@@ -411,25 +484,14 @@ fn version_page(pages: &Pages, index: &Index, name: &str, version: &str) -> Resu
     let Some(release) = releases.iter().find(|r| r.version == version) else {
         return Ok(not_found(&index.repo, "The package has no such version."));
     };
-    let file = format!("{name}-{}.tar", release.version);
-    let tarballs = listing(pages.storage(), "tarballs")?;
-    let details = match tarballs.get(&file) {
-        Some(entry) => details(pages, &file, entry),
-        None => Err("the tarball is missing".to_string()),
-    };
-    let has_docs = pages
-        .storage()
-        .list("docs")?
-        .unwrap_or_default()
-        .iter()
-        .any(|e| e.name == format!("{file}.gz"));
+    let details = tarball_details(pages, name, &release.version)?;
     let view = web::VersionView {
         repo: &index.repo,
         name,
         release,
         advisories: &advisories,
         details: details.as_deref().map_err(Clone::clone),
-        has_docs,
+        has_docs: has_docs(pages, name, &release.version)?,
     };
     Ok(Page::Html(StatusCode::OK, web::version_page(&view)))
 }
@@ -454,25 +516,32 @@ fn docs_file(
         return Ok(not_found(&index.repo, "The package has no such version."));
     };
     let path = format!("docs/{name}-{}.tar.gz", release.version);
-    let docs = listing(pages.storage(), "docs")?;
-    let Some(entry) = docs.get(&format!("{name}-{}.tar.gz", release.version)) else {
+    let Some(entry) = stat(pages, &path)? else {
         return Ok(not_found(&index.repo, "This version has no docs."));
     };
-    let archive = docs_archive(pages, &path, entry)?;
-    let Some(archive) = archive else {
-        return Ok(not_found(
-            &index.repo,
-            "The docs of this version cannot be read.",
-        ));
+    let archive = match pages
+        .docs
+        .get(pages.storage(), &path, &entry.version, entry.size)?
+    {
+        Ok(archive) => archive,
+        Err(e) => {
+            log_line(&format!("error: {} {e}", pages.storage().display(&path)));
+            return Ok(not_found(
+                &index.repo,
+                "The docs of this version cannot be read.",
+            ));
+        }
     };
     let inner = rest.join("/");
-    match archive.get(&inner) {
-        Some((found, bytes)) => Ok(Page::Docs {
+    match archive.index.get(&inner) {
+        Some((found, offset, len)) => Ok(Page::Docs {
             content_type: archive::content_type(found),
-            bytes: Bytes::copy_from_slice(bytes),
+            file: Arc::clone(&archive.file),
+            offset,
+            len,
             etag: docs_etag(&entry.version, found),
         }),
-        None if archive.is_dir_with_index(&inner) => Ok(Page::Redirect(format!(
+        None if archive.index.is_dir_with_index(&inner) => Ok(Page::Redirect(format!(
             "/-/docs/{}/{}/{}/",
             web::segment(name),
             web::segment(version),
@@ -497,44 +566,13 @@ fn docs_etag(version: &Version, path: &str) -> String {
     format!("\"{hex}\"")
 }
 
-/// The docs tarball at `path`, at `entry`'s version, from the cache or read; `None` when it
-/// is not a docs tarball.
-fn docs_archive(
-    pages: &Pages,
-    path: &str,
-    entry: &Entry,
-) -> Result<Option<Arc<archive::DocsArchive>>> {
-    if let Ok(mut cache) = pages.docs.lock()
-        && let Some(at) = cache
-            .iter()
-            .position(|(p, v, _)| p == path && *v == entry.version)
-    {
-        // Most recently used last.
-        let hit = cache.remove(at);
-        let archive = Arc::clone(&hit.2);
-        cache.push(hit);
-        return Ok(Some(archive));
-    }
-    let Some(object) = pages.storage().read(path)? else {
-        return Ok(None);
-    };
-    let archive = match archive::DocsArchive::read(&object.bytes) {
-        Ok(archive) => Arc::new(archive),
-        Err(e) => {
-            log_line(&format!("error: {} {e}", pages.storage().display(path)));
-            return Ok(None);
-        }
-    };
-    if archive.size() <= DOCS_CACHE_BYTES
-        && let Ok(mut cache) = pages.docs.lock()
-    {
-        cache.retain(|(p, _, _)| p != path);
-        cache.push((path.to_string(), object.version, Arc::clone(&archive)));
-        while cache.iter().map(|(_, _, a)| a.size()).sum::<usize>() > DOCS_CACHE_BYTES {
-            cache.remove(0);
-        }
-    }
-    Ok(Some(archive))
+/// `"p-HEX"`: sha256 of an HTML page, cut to 128 bits (the page is made from the registry's
+/// files, so a change of any of them that shows changes it).
+fn page_etag(html: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(html);
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("\"p-{hex}\"")
 }
 
 #[cfg(test)]

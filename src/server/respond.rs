@@ -384,6 +384,16 @@ impl ServeBody {
             reading: None,
         })
     }
+
+    /// `len` bytes of a shared `file` from `offset` (a member of an inflated docs tar).
+    pub fn file_range(file: Arc<File>, offset: u64, len: u64) -> Self {
+        Self::new(Content::File {
+            file,
+            offset,
+            remaining: len,
+            reading: None,
+        })
+    }
 }
 
 /// Reads up to `len` bytes at `offset` (fewer only at the end of the file) into a fresh

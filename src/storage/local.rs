@@ -233,6 +233,15 @@ impl Storage for LocalDir {
         Ok(Some(entries))
     }
 
+    fn stat(&self, path: &str) -> Result<Option<Entry>, StorageError> {
+        let full = self.path(path);
+        match fs::metadata(&full) {
+            Ok(meta) => Ok(Some(entry_of(path.to_string(), &meta))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io("stat", &full)(e)),
+        }
+    }
+
     fn read(&self, path: &str) -> Result<Option<Object>, StorageError> {
         let full = self.path(path);
         let mut file = match fs::File::open(&full) {

@@ -163,6 +163,18 @@ pub trait Storage: Send + Sync {
     /// exist.
     fn list(&self, dir: &str) -> Result<Option<Vec<Entry>>, StorageError>;
 
+    /// The listing entry of the one file at `path` (`name` being the full path), without
+    /// reading it or listing its directory where the storage can; `None` when there is none.
+    fn stat(&self, path: &str) -> Result<Option<Entry>, StorageError> {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        Ok(self.list(dir)?.and_then(|entries| {
+            entries.into_iter().find(|e| e.name == name).map(|mut e| {
+                e.name = path.to_string();
+                e
+            })
+        }))
+    }
+
     /// The file at `path`, or `None` when there is none.
     fn read(&self, path: &str) -> Result<Option<Object>, StorageError>;
 

@@ -992,6 +992,25 @@ impl Storage for ObjectStorage {
         Ok(Some(entries))
     }
 
+    fn stat(&self, path: &str) -> Result<Option<Entry>, StorageError> {
+        let shared = &self.shared;
+        let location = shared.location(path)?;
+        match shared.block_on(shared.store.head(&location)) {
+            Ok(meta) => Ok(Some(Entry {
+                name: path.to_string(),
+                size: meta.size,
+                modified: meta.last_modified.timestamp(),
+                version: meta
+                    .e_tag
+                    .as_deref()
+                    .map_or(Version(Vec::new()), version_of),
+                regular: true,
+            })),
+            Err(e @ object_store::Error::NotFound { .. }) if !no_bucket(&e) => Ok(None),
+            Err(e) => Err(shared.failed("stat", path, e)),
+        }
+    }
+
     fn read(&self, path: &str) -> Result<Option<Object>, StorageError> {
         let shared = &self.shared;
         let location = shared.location(path)?;

@@ -1,10 +1,10 @@
-//! What the pages show from inside archives: a package tarball's metadata and file list, and
-//! the files of a docs tarball, all read in memory (nothing is unpacked to disk).
+//! What the pages show from inside archives: a package tarball's metadata and file list (read
+//! in memory), and where each file of an inflated docs tarball lies ([`DocsIndex`]).
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Seek};
 
-use crate::format::docs::{MAX_DOCS_SIZE, MAX_DOCS_UNCOMPRESSED};
+use crate::format::docs::{MAX_DOCS_FILES, MAX_DOCS_UNCOMPRESSED};
 use crate::format::metadata::{self, Term};
 use crate::format::tarball::{self, MAX_UNCOMPRESSED_SIZE, TarballError};
 
@@ -189,59 +189,65 @@ fn list_contents(contents: &[u8]) -> (Vec<(String, u64)>, bool) {
     (files, false)
 }
 
-/// The files of a docs tarball, held in memory by their normalised paths (`a/b.html`).
+/// Where each file of an inflated docs tar lies: its normalised path (`a/b.html`), the offset
+/// of its data in the tar and its size. Built once per archive by [`DocsIndex::build`]; a file
+/// is then read on its own at its offset, so serving costs the file, not the archive.
 #[derive(Debug, Default)]
-pub struct DocsArchive {
-    files: BTreeMap<String, Vec<u8>>,
-    bytes: usize,
+pub struct DocsIndex {
+    files: BTreeMap<String, (u64, u64)>,
+    /// Bytes of names held, to bound the memory of many indexes.
+    name_bytes: usize,
 }
 
 /// Why a docs tarball cannot be browsed.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum DocsArchiveError {
-    /// Over the docs size limits.
-    #[error("is over the size limit for docs")]
+    /// Over the docs size limits, or holding more than [`MAX_DOCS_FILES`] entries.
+    #[error("is over the size limits for docs")]
     TooBig,
     /// Not a gzip'd tar.
     #[error("is not a gzip-compressed tar file: {0}")]
     NotTarGz(String),
 }
 
-impl DocsArchive {
-    /// Reads the regular files of the gzip'd tar `bytes` (at most [`MAX_DOCS_SIZE`] bytes,
-    /// [`MAX_DOCS_UNCOMPRESSED`] inflated). Entries whose path is absolute, holds `..` or a
-    /// segment starting with a dot are left out: they can never be asked for.
-    pub fn read(bytes: &[u8]) -> Result<DocsArchive, DocsArchiveError> {
-        if bytes.len() as u64 > MAX_DOCS_SIZE {
-            return Err(DocsArchiveError::TooBig);
-        }
-        let inflated = flate2::read::GzDecoder::new(bytes).take(MAX_DOCS_UNCOMPRESSED + 1);
-        let mut archive = tar::Archive::new(inflated);
+impl DocsIndex {
+    /// Indexes the regular files of the inflated tar `tar` (at most
+    /// [`MAX_DOCS_UNCOMPRESSED`] bytes), seeking over file data rather than reading it.
+    /// Entries whose path is absolute, holds `..` or a segment starting with a dot are left
+    /// out, and so is anything but a regular file (a link, a device): they can never be asked
+    /// for.
+    pub fn build<R: Read + Seek>(tar: R) -> Result<DocsIndex, DocsArchiveError> {
+        let mut archive = tar::Archive::new(tar);
         let bad = |e: std::io::Error| DocsArchiveError::NotTarGz(e.to_string());
-        let mut docs = DocsArchive::default();
-        for entry in archive.entries().map_err(bad)? {
-            let mut entry = entry.map_err(bad)?;
-            if !entry.header().entry_type().is_file() {
-                continue;
-            }
-            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            let mut data = Vec::new();
-            entry.read_to_end(&mut data).map_err(bad)?;
-            docs.bytes = docs.bytes.saturating_add(data.len());
-            if docs.bytes as u64 > MAX_DOCS_UNCOMPRESSED {
+        let mut index = DocsIndex::default();
+        let mut entries = 0usize;
+        for entry in archive.entries_with_seek().map_err(bad)? {
+            let entry = entry.map_err(bad)?;
+            entries += 1;
+            if entries > MAX_DOCS_FILES {
                 return Err(DocsArchiveError::TooBig);
             }
+            if entry.header().entry_type() != tar::EntryType::Regular {
+                continue;
+            }
+            let (offset, size) = (entry.raw_file_position(), entry.size());
+            if offset.saturating_add(size) > MAX_DOCS_UNCOMPRESSED {
+                return Err(DocsArchiveError::TooBig);
+            }
+            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             if let Some(path) = normalise(&raw) {
-                docs.files.insert(path, data);
+                index.name_bytes = index.name_bytes.saturating_add(path.len());
+                index.files.insert(path, (offset, size));
             }
         }
-        Ok(docs)
+        Ok(index)
     }
 
-    /// The file a request path (already percent-decoded, relative to the docs root) names:
-    /// `""` and a path ending in `/` name that directory's `index.html`. `None` for anything
-    /// not in the archive, and for any path with an empty, `.`-led or `..` segment.
-    pub fn get(&self, path: &str) -> Option<(&str, &[u8])> {
+    /// The file a request path (already percent-decoded, relative to the docs root) names,
+    /// with the offset and size of its data: `""` and a path ending in `/` name that
+    /// directory's `index.html`. `None` for anything not in the archive, and for any path
+    /// with an empty, `.`-led or `..` segment.
+    pub fn get(&self, path: &str) -> Option<(&str, u64, u64)> {
         let wanted = if path.is_empty() || path.ends_with('/') {
             format!("{path}index.html")
         } else {
@@ -250,7 +256,7 @@ impl DocsArchive {
         let wanted = normalise(&wanted).filter(|p| *p == wanted)?;
         self.files
             .get_key_value(&wanted)
-            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .map(|(k, (offset, size))| (k.as_str(), *offset, *size))
     }
 
     /// Whether `path` (without a trailing `/`) is a directory holding an `index.html`.
@@ -258,9 +264,10 @@ impl DocsArchive {
         !path.is_empty() && self.get(&format!("{path}/")).is_some()
     }
 
-    /// Bytes held.
-    pub fn size(&self) -> usize {
-        self.bytes
+    /// About how many bytes of memory the index holds.
+    pub fn memory(&self) -> usize {
+        self.name_bytes
+            .saturating_add(self.files.len().saturating_mul(64))
     }
 
     /// How many files it holds.
@@ -272,6 +279,21 @@ impl DocsArchive {
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
     }
+}
+
+/// Inflates the gzip'd docs tarball `gz` into `out`, at most [`MAX_DOCS_UNCOMPRESSED`] bytes
+/// (refused past that), in small buffers; returns the inflated size.
+pub fn inflate_docs<R: Read, W: std::io::Write>(
+    gz: R,
+    out: &mut W,
+) -> Result<u64, DocsArchiveError> {
+    let mut inflated = flate2::read::GzDecoder::new(gz).take(MAX_DOCS_UNCOMPRESSED + 1);
+    let written =
+        std::io::copy(&mut inflated, out).map_err(|e| DocsArchiveError::NotTarGz(e.to_string()))?;
+    if written > MAX_DOCS_UNCOMPRESSED {
+        return Err(DocsArchiveError::TooBig);
+    }
+    Ok(written)
 }
 
 /// `./a//b` as `a/b`; `None` when a segment is `..` or starts with a dot, when the path is
@@ -357,14 +379,19 @@ mod tests {
             (".build", b"no"),
             ("a/.hidden", b"no"),
         ]);
-        let docs = DocsArchive::read(&bytes).expect("read");
+        let mut tar = Vec::new();
+        inflate_docs(bytes.as_slice(), &mut tar).expect("inflate");
+        let docs = DocsIndex::build(std::io::Cursor::new(&tar)).expect("index");
+        let data = |found: Option<(&str, u64, u64)>| {
+            found.map(|(_, at, len)| tar[at as usize..(at + len) as usize].to_vec())
+        };
         assert_eq!(docs.len(), 3);
-        assert_eq!(docs.get("").map(|f| f.1), Some(&b"<h1>home</h1>"[..]));
+        assert_eq!(data(docs.get("")), Some(b"<h1>home</h1>".to_vec()));
         assert_eq!(docs.get("index.html").map(|f| f.0), Some("index.html"));
-        assert_eq!(docs.get("guides/").map(|f| f.1), Some(&b"guides"[..]));
+        assert_eq!(data(docs.get("guides/")), Some(b"guides".to_vec()));
         assert!(docs.is_dir_with_index("guides"));
         assert!(!docs.is_dir_with_index("dist"));
-        assert_eq!(docs.get("dist/app.js").map(|f| f.1), Some(&b"js"[..]));
+        assert_eq!(data(docs.get("dist/app.js")), Some(b"js".to_vec()));
         for refused in [
             "../escape.html",
             "dist/../index.html",
@@ -383,9 +410,15 @@ mod tests {
     #[test]
     fn docs_that_are_not_tar_gz_are_refused() {
         assert!(matches!(
-            DocsArchive::read(b"not gzip"),
+            inflate_docs(&b"not gzip"[..], &mut Vec::new()),
             Err(DocsArchiveError::NotTarGz(_))
         ));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &[7u8; 4096]).expect("gzip");
+        let not_tar = gz.finish().expect("gzip");
+        let mut inflated = Vec::new();
+        inflate_docs(not_tar.as_slice(), &mut inflated).expect("inflate");
+        assert!(DocsIndex::build(std::io::Cursor::new(inflated)).is_err());
     }
 
     #[test]

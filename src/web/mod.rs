@@ -141,7 +141,7 @@ pub fn layout(repo: &str, title: &str, query: &str, body: &str) -> String {
 <header>\n<a class=\"brand\" href=\"/\">{repo} packages</a>\n\
 <form class=\"search\" role=\"search\" method=\"get\" action=\"/\">\n\
 <label for=\"q\" class=\"sr-only\">Search packages</label>\n\
-<input id=\"q\" name=\"q\" type=\"search\" value=\"{query}\" placeholder=\"name or description\">\n\
+<input id=\"q\" name=\"q\" type=\"search\" value=\"{query}\" placeholder=\"package name\">\n\
 <button type=\"submit\">Search</button>\n</form>\n</header>\n\
 <main id=\"main\" tabindex=\"-1\">\n{body}</main>\n\
 <footer>Served by hexreg from the signed registry <code>{repo}</code>.</footer>\n</body>\n</html>\n",
@@ -157,32 +157,34 @@ pub struct ListItem {
     pub name: String,
     /// Its newest version not retired (else its newest).
     pub latest: Option<String>,
-    /// Its description (from the latest version's tarball).
-    pub description: Option<String>,
     /// Whether every version is retired.
     pub all_retired: bool,
     /// Whether some version has an advisory.
     pub advisories: bool,
 }
 
+/// Packages shown on one page of the list.
+pub const PAGE_SIZE: usize = 100;
+
 /// Whether `item` matches the search `query`: every word of it, case-insensitively, in the
-/// name or the description.
+/// name. (Descriptions live in tarballs, which the list never reads: its cost stays that of
+/// the page shown, whatever the registry holds.)
 pub fn matches(item: &ListItem, query: &str) -> bool {
-    let haystack = format!(
-        "{} {}",
-        item.name,
-        item.description.as_deref().unwrap_or("")
-    )
-    .to_lowercase();
+    let name = item.name.to_lowercase();
     query
         .split_whitespace()
-        .all(|word| haystack.contains(&word.to_lowercase()))
+        .all(|word| name.contains(&word.to_lowercase()))
 }
 
-/// The package list at `/`: the packages of `items` that match `query`.
-pub fn index_page(repo: &str, items: &[ListItem], query: &str) -> String {
+/// Page `page` (from 1; past the last, the last) of the package list at `/`: the packages of
+/// `items` that match `query`, [`PAGE_SIZE`] a page, with links to the pages before and
+/// after.
+pub fn index_page(repo: &str, items: &[ListItem], query: &str, page: usize) -> String {
     let query = query.trim();
-    let shown: Vec<&ListItem> = items.iter().filter(|i| matches(i, query)).collect();
+    let matching: Vec<&ListItem> = items.iter().filter(|i| matches(i, query)).collect();
+    let pages = matching.len().div_ceil(PAGE_SIZE).max(1);
+    let page = page.clamp(1, pages);
+    let shown = matching.iter().skip((page - 1) * PAGE_SIZE).take(PAGE_SIZE);
     let mut body = String::new();
     if query.is_empty() {
         let _ = writeln!(
@@ -196,13 +198,13 @@ pub fn index_page(repo: &str, items: &[ListItem], query: &str) -> String {
         let _ = writeln!(
             body,
             "<h1>Search results</h1>\n<p class=\"muted\" id=\"count\">{} of {} package{} match <q>{}</q> · <a href=\"/\">all packages</a></p>",
-            shown.len(),
+            matching.len(),
             items.len(),
             plural(items.len()),
             escape(query)
         );
     }
-    if shown.is_empty() {
+    if matching.is_empty() {
         body.push_str("<p>No packages.</p>\n");
     } else {
         body.push_str("<ul class=\"packages\">\n");
@@ -222,12 +224,36 @@ pub fn index_page(repo: &str, items: &[ListItem], query: &str) -> String {
             if item.advisories {
                 body.push_str(" <span class=\"badge advisory\">advisory</span>");
             }
-            if let Some(desc) = &item.description {
-                let _ = write!(body, "<p class=\"desc\">{}</p>", escape(desc));
-            }
             body.push_str("</li>\n");
         }
         body.push_str("</ul>\n");
+    }
+    if pages > 1 {
+        let link = |to: usize| {
+            let mut href = format!("/?page={to}");
+            if !query.is_empty() {
+                href.push_str("&amp;q=");
+                href.push_str(&segment(query));
+            }
+            href
+        };
+        body.push_str("<nav class=\"pager\" id=\"pager\">");
+        if page > 1 {
+            let _ = write!(
+                body,
+                "<a rel=\"prev\" href=\"{}\">previous</a> ",
+                link(page - 1)
+            );
+        }
+        let _ = write!(body, "<span class=\"muted\">page {page} of {pages}</span>");
+        if page < pages {
+            let _ = write!(
+                body,
+                " <a rel=\"next\" href=\"{}\">next</a>",
+                link(page + 1)
+            );
+        }
+        body.push_str("</nav>\n");
     }
     layout(repo, "Packages", query, &body)
 }
@@ -644,23 +670,48 @@ mod tests {
     }
 
     #[test]
-    fn search_matches_name_and_description() {
+    fn search_matches_names() {
         let item = ListItem {
             name: "acme_json".into(),
             latest: Some("1.0.0".into()),
-            description: Some("Fast JSON Parser".into()),
             all_retired: false,
             advisories: false,
         };
         assert!(matches(&item, ""));
         assert!(matches(&item, "acme"));
-        assert!(matches(&item, "json parser"));
+        assert!(matches(&item, "JSON acme"));
         assert!(!matches(&item, "xml"));
-        let page = index_page("acme", std::slice::from_ref(&item), "<b>");
+        let page = index_page("acme", std::slice::from_ref(&item), "<b>", 1);
         assert!(page.contains("&lt;b&gt;"));
         assert!(!page.contains("<b>"));
-        let page = index_page("acme", &[item], "");
+        let page = index_page("acme", &[item], "", 1);
         assert!(page.contains("href=\"/-/packages/acme_json\""));
         assert!(page.contains("<meta name=\"viewport\""));
+        assert!(!page.contains("id=\"pager\""));
+    }
+
+    #[test]
+    fn the_list_is_paged() {
+        let items: Vec<ListItem> = (0..250)
+            .map(|i| ListItem {
+                name: format!("p{i:03}"),
+                latest: None,
+                all_retired: false,
+                advisories: false,
+            })
+            .collect();
+        let first = index_page("r", &items, "", 1);
+        assert_eq!(first.matches("<li>").count(), PAGE_SIZE);
+        assert!(first.contains("p000") && !first.contains("p100"));
+        assert!(first.contains("href=\"/?page=2\""));
+        assert!(first.contains("page 1 of 3"));
+        let last = index_page("r", &items, "", 99);
+        assert_eq!(last.matches("<li>").count(), 50);
+        assert!(last.contains("p249") && last.contains("page 3 of 3"));
+        assert!(!last.contains("rel=\"next\""));
+        let searched = index_page("r", &items, "p1 &", 1);
+        assert!(searched.contains("No packages."));
+        let searched = index_page("r", &items, "p1", 2);
+        assert!(searched.contains("href=\"/?page=1&amp;q=p1\""));
     }
 }

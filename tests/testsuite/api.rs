@@ -877,6 +877,21 @@ fn publish_read_retire_docs_and_revert() {
         .body(b"not a tarball".to_vec())
         .send(&server);
     assert_error(&answer, 422, "bad docs");
+    // Docs holding a link (to /etc/shadow) are refused, naming the entry.
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Symlink);
+    link.set_size(0);
+    builder
+        .append_link(&mut link, "shadow.html", "/etc/shadow")
+        .unwrap();
+    let answer = req("POST", "/api/packages/acme_life/releases/1.0.0/docs")
+        .key(&fx.writer)
+        .body(support::bytes::gzip(&builder.into_inner().unwrap()))
+        .send(&server);
+    assert_eq!(answer.status, 422);
+    let said = String::from_utf8_lossy(&answer.body);
+    assert!(said.contains("`shadow.html`, a symbolic link"), "{said}");
     assert_eq!(
         fs::read(fx.public.join("docs/acme_life-1.0.0.tar.gz")).unwrap(),
         docs

@@ -20,6 +20,8 @@
 //! - [`api`]: the Hex HTTP API of `hexreg serve`, with a raw client and with rebar3's hex_core;
 //! - [`pages`]: the web pages of `hexreg serve`, over HTTP and in headless Chromium;
 //! - [`mirror`]: `hexreg mirror` from an upstream `hexreg serve`, full and filtered;
+//! - [`request_cost`]: what one request costs the server (peak memory for a docs bomb, bytes
+//!   read for the pages of 5,000 packages), measured on its process and bounded;
 //! - [`rebar3_client`]: rebar3 resolves, downloads and compiles from registries hexreg
 //!   writes and serves;
 //! - [`fuzz_regressions`]: every crash the fuzzers found, replayed through their harness.
@@ -42,5 +44,6 @@ mod mirror;
 mod object_storage;
 mod pages;
 mod rebar3_client;
+mod request_cost;
 mod serve;
 mod supply_chain;

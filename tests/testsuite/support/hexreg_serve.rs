@@ -72,6 +72,11 @@ impl Server {
         }
     }
 
+    /// The server's process id (to read its /proc/PID/status and /proc/PID/io).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// The lines the server has written on stderr so far (its request log among them).
     pub fn lines(&self) -> Vec<String> {
         self.stderr
