@@ -711,7 +711,8 @@ mod tests {
         assert!(!last.contains("rel=\"next\""));
         let searched = index_page("r", &items, "p1 &", 1);
         assert!(searched.contains("No packages."));
-        let searched = index_page("r", &items, "p1", 2);
-        assert!(searched.contains("href=\"/?page=1&amp;q=p1\""));
+        let searched = index_page("r", &items, "p", 2);
+        assert!(searched.contains("href=\"/?page=1&amp;q=p\""));
+        assert!(searched.contains("href=\"/?page=3&amp;q=p\""));
     }
 }
