@@ -38,6 +38,25 @@ use crate::storage::{Condition, Lock, Storage, StorageError, Version};
 /// The most a registry file may weigh as sent (gzipped); hex.pm's largest is a few MB.
 pub const MAX_RESOURCE_BODY: u64 = 64 * 1024 * 1024;
 
+/// The most `names` may inflate to: hex.pm's lists about 20,000 packages at about 30 bytes
+/// each (well under 1 MB); the bound leaves room for 30 times that.
+pub const MAX_NAMES_INFLATED: u64 = 32 * 1024 * 1024;
+/// The most `versions` may inflate to: hex.pm's lists each package's versions, a few MB in
+/// all; the bound leaves room for 10 times that.
+pub const MAX_VERSIONS_INFLATED: u64 = 64 * 1024 * 1024;
+/// The most one `packages/NAME` may inflate to: a release record is under 1 KB with its
+/// dependencies, and hex.pm's packages with the most releases have a few thousand (a few MB).
+pub const MAX_PACKAGE_INFLATED: u64 = 16 * 1024 * 1024;
+
+/// The most registry file `path` may inflate to (and weigh as sent), by its kind.
+pub fn resource_limit(path: &str) -> u64 {
+    match path {
+        "names" => MAX_NAMES_INFLATED,
+        "versions" => MAX_VERSIONS_INFLATED,
+        _ => MAX_PACKAGE_INFLATED,
+    }
+}
+
 /// Where a mirror's files come from: `GET` of a path relative to the repository's root.
 pub trait Upstream: Sync {
     /// Fetches `path` (`names`, `packages/foo`, `tarballs/foo-1.0.0.tar`), conditionally on
@@ -159,6 +178,9 @@ pub struct MirrorOptions<'a> {
     pub jobs: usize,
     /// Reports the long phases.
     pub progress: &'a dyn Progress,
+    /// Accept a signed registry file that lacks releases or packages the mirror holds from
+    /// upstream (else refused as a rollback).
+    pub allow_rollback: bool,
 }
 
 /// What a mirror run did.
@@ -242,6 +264,21 @@ pub enum MirrorError {
         /// What came.
         actual: String,
     },
+    /// A validly signed file older than the copy the mirror holds: it lacks releases (or
+    /// packages) that upstream served before.
+    #[error(
+        "{url} lacks {} that the mirror already holds from it ({}): refused as a rollback (an older signed file served again), nothing was changed; if upstream really removed them, allow the rollback",
+        if *.packages { "packages" } else { "releases" },
+        .missing.join(", ")
+    )]
+    Rollback {
+        /// The URL.
+        url: String,
+        /// Whether packages are missing (`names`, `versions`) rather than releases.
+        packages: bool,
+        /// What is missing (at most 10 named).
+        missing: Vec<String>,
+    },
     /// Selections no release satisfies.
     #[error("nothing was changed: {}; fix the selection (--only, --only-file)", .0.join("; "))]
     Unmatched(Vec<String>),
@@ -273,6 +310,8 @@ struct Got {
     copy_version: Option<Version>,
     /// Bytes received.
     received: u64,
+    /// The copy kept from the last run, when upstream sent something else.
+    previous: Option<Vec<u8>>,
 }
 
 /// A tarball present after [`Run::tarball`]: its path, version token, checksum and whether
@@ -353,6 +392,13 @@ pub fn mirror(
         );
     }
     let listed: BTreeSet<String> = updated.keys().cloned().collect();
+    if let Some(held) = run
+        .previous_payload("names", &names)
+        .and_then(|payload| registry::decode_names(&payload, &options.repository).ok())
+    {
+        let now: BTreeSet<&str> = listed.iter().map(String::as_str).collect();
+        run.refuse_rollback("names", true, held.packages.iter().map(|p| &p.name), &now)?;
+    }
 
     let mut resources = vec![("names".to_string(), names)];
     let mut packages: BTreeMap<String, Package> = BTreeMap::new();
@@ -369,6 +415,18 @@ pub fn mirror(
                     names: upstream.url("names"),
                     versions: upstream.url("versions"),
                 });
+            }
+            if let Some(held) = run
+                .previous_payload("versions", &versions)
+                .and_then(|payload| registry::decode_versions(&payload, &options.repository).ok())
+            {
+                let now: BTreeSet<&str> = versioned.iter().map(String::as_str).collect();
+                run.refuse_rollback(
+                    "versions",
+                    true,
+                    held.packages.iter().map(|p| &p.name),
+                    &now,
+                )?;
             }
             resources.push(("versions".to_string(), versions));
             packages = run.fetch_packages(&listed)?;
@@ -520,6 +578,7 @@ fn clone_got(got: &Got) -> Got {
         changed: got.changed,
         copy_version: got.copy_version.clone(),
         received: got.received,
+        previous: None,
     }
 }
 
@@ -556,7 +615,8 @@ impl Run<'_> {
             }
             _ => None,
         };
-        let fetched = self.upstream.get(path, etag, MAX_RESOURCE_BODY)?;
+        let limit = resource_limit(path).min(MAX_RESOURCE_BODY);
+        let fetched = self.upstream.get(path, etag, limit)?;
         let copy_version = copy.as_ref().map(|c| c.version.clone());
         Ok(match (fetched, copy) {
             (UpstreamResponse::NotModified, Some(copy)) => {
@@ -567,6 +627,7 @@ impl Run<'_> {
                     changed: false,
                     copy_version,
                     received: 0,
+                    previous: None,
                 }
             }
             (UpstreamResponse::NotModified, None) => {
@@ -581,12 +642,14 @@ impl Run<'_> {
                     r.resources_fetched += 1;
                     r.bytes_downloaded += received;
                 });
+                let previous = copy.map(|c| c.bytes).filter(|c| *c != bytes);
                 Got {
-                    changed: copy.is_none_or(|c| c.bytes != bytes),
+                    changed: previous.is_some() || copy_version.is_none(),
                     bytes,
                     etag,
                     copy_version,
                     received,
+                    previous,
                 }
             }
         })
@@ -594,7 +657,8 @@ impl Run<'_> {
 
     /// Opens and verifies a registry file; its payload.
     fn verified(&self, path: &str, bytes: &[u8]) -> Result<Vec<u8>, MirrorError> {
-        let opened = registry::open(bytes).map_err(|e| self.resource_error(path, e))?;
+        let opened = registry::open_within(bytes, resource_limit(path))
+            .map_err(|e| self.resource_error(path, e))?;
         opened
             .verify(&self.options.key)
             .map_err(|e| self.resource_error(path, e))?;
@@ -643,7 +707,50 @@ impl Run<'_> {
                 url: self.upstream.url(&path),
                 source,
             })?;
+        let held = self.previous_payload(&path, &got).and_then(|payload| {
+            registry::decode_package(&payload, &self.options.repository, name).ok()
+        });
+        if let Some(held) = held {
+            let now: BTreeSet<&str> = releases.iter().map(|r| r.version.as_str()).collect();
+            self.refuse_rollback(&path, false, held.releases.iter().map(|r| &r.version), &now)?;
+        }
         Ok(Package { got, releases })
+    }
+
+    /// The payload of the copy `got` replaces, when there is one that opens (it was verified
+    /// when it was written).
+    fn previous_payload(&self, path: &str, got: &Got) -> Option<Vec<u8>> {
+        let previous = got.previous.as_ref()?;
+        registry::open_within(previous, resource_limit(path))
+            .ok()
+            .map(|opened| opened.payload)
+    }
+
+    /// A [`MirrorError::Rollback`] when something of `held` is not in `now` (unless rollbacks
+    /// are allowed).
+    fn refuse_rollback<'s>(
+        &self,
+        path: &str,
+        packages: bool,
+        held: impl Iterator<Item = &'s String>,
+        now: &BTreeSet<&str>,
+    ) -> Result<(), MirrorError> {
+        if self.options.allow_rollback {
+            return Ok(());
+        }
+        let missing: Vec<String> = held
+            .filter(|h| !now.contains(h.as_str()))
+            .take(10)
+            .map(|h| tarball::one_line(h))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(MirrorError::Rollback {
+            url: self.upstream.url(path),
+            packages,
+            missing,
+        })
     }
 
     /// Makes sure every wanted tarball is present with its checksum, downloading the others

@@ -26,9 +26,13 @@ pub enum ResourceError {
     /// The file does not gunzip; holds the gzip layer's error text.
     #[error("is not gzip data ({0})")]
     NotGzip(String),
-    /// The file inflates to more than `MAX_RESOURCE_SIZE` (256 MiB).
-    #[error("is over {MAX_RESOURCE_SIZE} bytes inflated")]
-    TooBig,
+    /// The file inflates to more than the limit for its kind (256 MiB when read back,
+    /// less from a mirror's upstream).
+    #[error("is over {limit} bytes inflated, the limit for this file")]
+    TooBig {
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// The inflated bytes do not decode as a `Signed` message (`signed.proto`); holds prost's
     /// error text.
     #[error("is not a Signed protobuf message ({0})")]
@@ -514,13 +518,19 @@ impl Opened {
 
 /// Gunzips and decodes a resource file.
 pub fn open(file: &[u8]) -> Result<Opened, ResourceError> {
+    open_within(file, MAX_RESOURCE_SIZE)
+}
+
+/// Gunzips and decodes a resource file, refusing it as soon as it inflates past `limit`
+/// bytes (before the rest is inflated or anything is decoded).
+pub fn open_within(file: &[u8], limit: u64) -> Result<Opened, ResourceError> {
     let mut raw = Vec::new();
     flate2::read::GzDecoder::new(file)
-        .take(MAX_RESOURCE_SIZE + 1)
+        .take(limit.saturating_add(1))
         .read_to_end(&mut raw)
         .map_err(|e| ResourceError::NotGzip(e.to_string()))?;
-    if raw.len() as u64 > MAX_RESOURCE_SIZE {
-        return Err(ResourceError::TooBig);
+    if raw.len() as u64 > limit {
+        return Err(ResourceError::TooBig { limit });
     }
     let signed = proto::signed::Signed::decode(raw.as_slice())
         .map_err(|e| ResourceError::NotSigned(e.to_string()))?;
@@ -609,6 +619,22 @@ pub fn is_current(existing: &[u8], payload: &[u8], key: &PublicKey) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_inflating_past_its_limit_is_refused_before_decoding() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut gz, &vec![0u8; 1024 * 1024]).expect("gzip");
+        let bomb = gz.finish().expect("gzip");
+        assert!(matches!(
+            open_within(&bomb, 64 * 1024),
+            Err(ResourceError::TooBig { limit: 65536 })
+        ));
+        // Within the limit it inflates, and fails as what it is: no Signed message.
+        assert!(matches!(
+            open_within(&bomb, 2 * 1024 * 1024),
+            Err(ResourceError::NotSigned(_))
+        ));
+    }
 
     fn key() -> PrivateKey {
         PrivateKey::from_pem(include_bytes!("../../fixtures/private_key.pem")).unwrap()

@@ -861,3 +861,56 @@ fn an_upstream_that_never_answers_times_out_and_is_retried() {
     assert_eq!(server.join().unwrap().len(), 2);
     assert!(!tmp.path().join("mirror/names").exists());
 }
+
+#[test]
+fn a_rollback_to_older_signed_files_is_refused_unless_allowed() {
+    let upstream = Upstream::of(&[Package::new("acme_roll", "1.0.0")]);
+    // The files upstream signed when acme_roll had 1.0.0 only.
+    let old: BTreeMap<String, Vec<u8>> = ["names", "versions", "packages/acme_roll"]
+        .iter()
+        .map(|f| (f.to_string(), fs::read(upstream.dir().join(f)).unwrap()))
+        .collect();
+    Package::new("acme_roll", "1.1.0").publish(&upstream.dir());
+    Package::new("acme_later", "0.1.0").publish(&upstream.dir());
+    upstream.rebuild();
+    succeeded(&upstream.mirror("full", &[]));
+    succeeded(&upstream.mirror("filtered", &strs(&filtered_args(&["acme_roll"]))));
+    let before_full = all_files(&upstream.root().join("full"));
+    let before_filtered = all_files(&upstream.root().join("filtered"));
+
+    // Upstream serves the older, validly signed files again.
+    for (file, bytes) in &old {
+        fs::write(upstream.dir().join(file), bytes).unwrap();
+    }
+    let full = failed(&upstream.mirror("full", &[]));
+    assert!(full.contains("/names lacks packages"), "{full}");
+    assert!(full.contains("acme_later"), "{full}");
+    assert!(full.contains("--allow-rollback"), "{full}");
+    assert_eq!(all_files(&upstream.root().join("full")), before_full);
+    // The package file alone rolled back (names and versions current): refused, naming it.
+    upstream.rebuild();
+    fs::write(
+        upstream.dir().join("packages/acme_roll"),
+        &old["packages/acme_roll"],
+    )
+    .unwrap();
+    let filtered_args = filtered_args(&["acme_roll"]);
+    let filtered = failed(&upstream.mirror("filtered", &strs(&filtered_args)));
+    assert!(
+        filtered.contains("/packages/acme_roll lacks releases") && filtered.contains("1.1.0"),
+        "{filtered}"
+    );
+    assert_eq!(
+        all_files(&upstream.root().join("filtered")),
+        before_filtered
+    );
+
+    // Allowed: the mirror follows upstream back.
+    let mut allowed = strs(&filtered_args);
+    allowed.push("--allow-rollback");
+    succeeded(&upstream.mirror("filtered", &allowed));
+    succeeded(&upstream.mirror("full", &["--allow-rollback"]));
+    let bytes = fs::read(upstream.root().join("full/packages/acme_roll")).unwrap();
+    let roll = registry::open_package(&bytes, &public_key(), "hexpm", "acme_roll").unwrap();
+    assert_eq!(roll.releases.len(), 1);
+}

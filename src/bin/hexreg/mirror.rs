@@ -106,6 +106,10 @@ pub struct MirrorArgs {
     /// Fail at once, instead of waiting, when another hexreg run is changing PUBLIC_DIR.
     #[arg(long)]
     pub no_wait: bool,
+    /// Accept a signed registry file from upstream that lacks releases or packages this
+    /// mirror holds from it (refused otherwise, as a rollback to an older file).
+    #[arg(long)]
+    pub allow_rollback: bool,
     #[command(flatten)]
     pub bucket: crate::options::BucketArgs,
 }
@@ -229,8 +233,16 @@ pub fn run(args: &MirrorArgs, jobs: Option<usize>) -> Result<()> {
         mode,
         jobs: jobs.unwrap_or(DEFAULT_JOBS),
         progress: &bar,
+        allow_rollback: args.allow_rollback,
     };
-    let report = mirror(storage, lock, &upstream, &options)?;
+    let report = match mirror(storage, lock, &upstream, &options) {
+        Err(e @ hexreg::engine::mirror::MirrorError::Rollback { .. }) => {
+            return Err(anyhow::Error::new(e).context(
+                "the upstream served an older registry file (run again with --allow-rollback if it really removed them)",
+            ));
+        }
+        other => other?,
+    };
     for note in &report.notes {
         eprintln!("note: {note}");
     }

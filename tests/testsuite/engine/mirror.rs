@@ -103,6 +103,8 @@ fn run(dest: &MemoryStorage, upstream: &MemoryStorage, filtered: bool) -> Result
         mode,
         jobs: 1,
         progress: &engine::Silent,
+        // The later upstream removes `gamma`: a removal the operator accepts.
+        allow_rollback: true,
     };
     let lock = dest.try_lock().unwrap().expect("the lock is free");
     mirror(dest, lock, &StorageUpstream(upstream), &options).map_err(|e| e.to_string())
