@@ -27,6 +27,7 @@ pub mod mirror;
 pub mod policies;
 mod problem;
 mod reader;
+pub mod settings;
 pub mod verify;
 mod writer;
 
@@ -41,6 +42,7 @@ pub use changes::{Change, ChangeKind, Changes, Stage};
 pub use manage::{NewTarball, PackageRecord};
 pub use problem::{Problem, Replace};
 pub use reader::Reader;
+pub use settings::{Settings, SettingsError};
 pub use verify::{Verification, verify};
 
 /// Why an operation failed. Nothing was written unless the error says so.

@@ -154,29 +154,13 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Answer {
         Route::Package { name } => read_package(api, &name, None, &urls).await,
         Route::Release { name, version } => read_package(api, &name, Some(version), &urls).await,
         Route::Publish { replace } => {
-            let body = match read_body(req, MAX_TARBALL_SIZE, api.body_idle_timeout).await {
-                Ok(body) => body,
-                Err(answer) => return answer,
-            };
-            // Validation (inflating and checking the tarball) runs before the lock is taken, so
-            // concurrent publishes wait only for each other's writes.
-            let repo = api.repo.clone();
-            let validated = tokio::task::spawn_blocking(move || {
-                NewTarball::validate("the uploaded tarball", body, &repo)
-            })
-            .await;
-            let new = match validated {
-                Ok(Ok(new)) => new,
-                Ok(Err(problem)) => return answer::invalid_upload(&problem),
-                Err(e) => {
-                    log_line(&format!("error: validating an upload failed: {e}"));
-                    return Answer::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
-                }
-            };
-            run(state, move |api, registry| {
-                publish(api, registry, new, replace, &urls)
-            })
-            .await
+            let answer = publish_route(state, api, req, replace, urls).await;
+            if answer.status.is_success() {
+                super::metrics::PUBLISHES.inc();
+            } else {
+                super::metrics::PUBLISH_FAILURES.inc();
+            }
+            answer
         }
         Route::Revert { name, version } => {
             run(state, move |_, registry| {
@@ -286,6 +270,39 @@ async fn read_package(api: &Api, name: &str, version: Option<String>, urls: &Url
     }
 }
 
+/// `POST /api/publish`: reads, validates and publishes the uploaded tarball.
+async fn publish_route(
+    state: &Arc<State>,
+    api: &Api,
+    req: Request<Incoming>,
+    replace: bool,
+    urls: Urls,
+) -> Answer {
+    let body = match read_body(req, MAX_TARBALL_SIZE, api.body_idle_timeout).await {
+        Ok(body) => body,
+        Err(answer) => return answer,
+    };
+    // Validation (inflating and checking the tarball) runs before the lock is taken, so
+    // concurrent publishes wait only for each other's writes.
+    let repo = api.repo.clone();
+    let validated = tokio::task::spawn_blocking(move || {
+        NewTarball::validate("the uploaded tarball", body, &repo)
+    })
+    .await;
+    let new = match validated {
+        Ok(Ok(new)) => new,
+        Ok(Err(problem)) => return answer::invalid_upload(&problem),
+        Err(e) => {
+            log_line(&format!("error: validating an upload failed: {e}"));
+            return Answer::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        }
+    };
+    run(state, move |api, registry| {
+        publish(api, registry, new, replace, &urls)
+    })
+    .await
+}
+
 /// Publishes a validated tarball: an `add` through the engine, 201 for a new release, 200 for a replaced
 /// one, 422 for one that exists without `replace`. A release exists once the index lists it:
 /// one that only `packages/NAME` records is a publish cut short (the server was killed before
@@ -330,7 +347,16 @@ async fn run(
         let Some(signer) = &api.signer else {
             return Answer::error(StatusCode::FORBIDDEN, "this server is read-only");
         };
-        let lock = match api.storage.storage().lock() {
+        // A held lock is waited for; the metrics count the waits.
+        let lock = match api.storage.storage().try_lock() {
+            Ok(Some(lock)) => Ok(lock),
+            Ok(None) => {
+                super::metrics::LOCK_WAITS.inc();
+                api.storage.storage().lock()
+            }
+            Err(e) => Err(e),
+        };
+        let lock = match lock {
             Ok(lock) => lock,
             Err(e) => return engine_error(api, e.into()),
         };

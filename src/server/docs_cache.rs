@@ -179,6 +179,7 @@ fn prepare(gz: &[u8]) -> Result<Prepared, DocsArchiveError> {
     let mut file = out.into_inner().map_err(|e| io(e.into_error()))?;
     file.rewind().map_err(io)?;
     let index = DocsIndex::build(std::io::BufReader::with_capacity(16 * 1024, &file))?;
+    super::metrics::DOCS_ARCHIVES_PREPARED.inc();
     Ok(Prepared {
         file: Arc::new(file),
         index,

@@ -11,16 +11,20 @@
 //! Shape: [`Server::bind`] opens the storage and the keys, binds, and returns; then
 //! [`Server::run_until_signal`] accepts connections on a tokio runtime (one task per
 //! connection, hyper's HTTP/1.1 with keep-alive) until SIGINT or SIGTERM; then stops
-//! accepting, lets requests in flight finish for a short grace period, and returns. What a
-//! request may see is decided in `files` (path confinement, no dotfiles, no directories),
-//! [`auth`] (HTTP Basic) and `respond` (methods, conditional requests, headers, the
-//! per-request log line).
+//! accepting, lets requests in flight finish (a publish under way completes and is durable)
+//! within [`Config::shutdown_timeout`], and returns. What a request may see is decided in
+//! `files` (path confinement, no dotfiles, no directories), [`auth`] (HTTP Basic) and
+//! `respond` (methods, conditional requests, headers, the per-request log line and metrics).
+//! `health` answers `/-/health`, `/-/ready` and `/-/metrics`; [`metrics`] holds the counters
+//! any module increments.
 
 mod api;
 pub mod auth;
 mod docs_cache;
 mod files;
 mod lru;
+mod health;
+pub mod metrics;
 mod pages;
 mod respond;
 
@@ -43,9 +47,11 @@ use crate::storage::Location;
 use crate::storage::object::ObjectStorage;
 
 pub use auth::{AuthError, BasicAuth};
+pub use respond::LogFormat;
 
-/// How long requests in flight may run after SIGINT/SIGTERM before the server exits anyway.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long requests in flight may run after SIGINT/SIGTERM before the server exits anyway,
+/// unless [`Config::shutdown_timeout`] says otherwise.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// A client must send a complete request head within this time.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause after an accept error such as "too many open files", so the loop does not spin.
@@ -61,10 +67,15 @@ pub struct Config {
     pub basic_auth: Option<BasicAuth>,
     /// The Hex API under `/api`; `None`: no API (and no API keys).
     pub api: Option<ApiConfig>,
-    /// Log one line per request on stderr.
-    pub log_requests: bool,
+    /// How each request is logged on stderr, or not.
+    pub log_format: LogFormat,
     /// Worker threads (default: one per core).
     pub workers: Option<usize>,
+    /// `/-/metrics` open to anyone; otherwise it needs the registry's credentials.
+    pub public_metrics: bool,
+    /// How long requests in flight may run after SIGINT/SIGTERM (default
+    /// [`SHUTDOWN_TIMEOUT`]).
+    pub shutdown_timeout: Duration,
 }
 
 /// The Hex API's settings.
@@ -147,8 +158,10 @@ pub(crate) struct State {
     pub api: Option<api::Api>,
     /// The web pages; `None`: none are served.
     pub pages: Option<pages::Pages>,
-    /// Log one line per request on stderr.
-    pub log_requests: bool,
+    /// How each request is logged on stderr, or not.
+    pub log_format: LogFormat,
+    /// The health, readiness and metrics routes.
+    pub service: health::Service,
 }
 
 /// A server bound to its address, not yet accepting.
@@ -157,6 +170,7 @@ pub struct Server {
     listener: TcpListener,
     state: Arc<State>,
     shown: String,
+    shutdown_timeout: Duration,
 }
 
 impl Server {
@@ -207,13 +221,15 @@ impl Server {
             reads_need_credentials,
             api,
             pages: Some(pages),
-            log_requests: config.log_requests,
+            log_format: config.log_format,
+            service: health::Service::new(config.public_metrics),
         });
         Ok(Server {
             runtime,
             listener,
             state,
             shown,
+            shutdown_timeout: config.shutdown_timeout,
         })
     }
 
@@ -222,16 +238,17 @@ impl Server {
         self.listener.local_addr().map_err(ServerError::LocalAddr)
     }
 
-    /// Serves until SIGINT or SIGTERM, then lets requests in flight finish for a short grace
-    /// period and returns.
+    /// Serves until SIGINT or SIGTERM, then stops accepting, lets requests in flight finish
+    /// (for at most the shutdown timeout) and returns.
     pub fn run_until_signal(self) -> Result<(), ServerError> {
         let Server {
             runtime,
             listener,
             state,
             shown,
+            shutdown_timeout,
         } = self;
-        let result = runtime.block_on(serve(state, listener, &shown));
+        let result = runtime.block_on(serve(state, listener, &shown, shutdown_timeout));
         // Blocking file reads still running (a client that went away mid-download) are not
         // waited for past this.
         runtime.shutdown_timeout(Duration::from_secs(1));
@@ -300,7 +317,12 @@ async fn bind(addrs: &[SocketAddr]) -> Result<TcpListener, ServerError> {
     Err(ServerError::Bind { addr, source })
 }
 
-async fn serve(state: Arc<State>, listener: TcpListener, shown: &str) -> Result<(), ServerError> {
+async fn serve(
+    state: Arc<State>,
+    listener: TcpListener,
+    shown: &str,
+    shutdown_timeout: Duration,
+) -> Result<(), ServerError> {
     let local = listener.local_addr().map_err(ServerError::LocalAddr)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(|source| ServerError::Signal {
         signal: "SIGTERM",
@@ -362,10 +384,10 @@ async fn serve(state: Arc<State>, listener: TcpListener, shown: &str) -> Result<
     ));
     tokio::select! {
         _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
+        _ = tokio::time::sleep(shutdown_timeout) => {
             respond::log_line(&format!(
-                "requests still running after {}s: closing their connections",
-                SHUTDOWN_GRACE.as_secs()
+                "requests still running after {}s (the shutdown timeout): closing their connections",
+                shutdown_timeout.as_secs_f64()
             ));
         }
         _ = sigint.recv() => respond::log_line("SIGINT again: closing all connections now"),

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::auth::REALM;
 use super::files;
+use super::metrics::RouteClass;
 use super::{Source, State};
 use crate::storage::object::{ObjectFetch, ObjectStorage};
 
@@ -35,27 +36,32 @@ pub async fn handle(
     let is_api = uri.path() == "/api" || uri.path().starts_with("/api/");
     let mut response = if is_api {
         super::api::handle(Arc::clone(&state), req).await
+    } else if super::health::is_service(uri.path()) {
+        super::health::handle(&state, &req).await
     } else {
         respond(&state, &req).await
     };
-    if state.log_requests {
-        let status = response.status().as_u16();
-        response.body_mut().log = Some(LogEntry {
-            method,
-            path: loggable(match uri.path() {
-                // Authority-form or `*` targets: log the target as sent.
-                "" => uri.to_string(),
-                path => path.to_string(),
-            }),
-            status,
-            started,
-        });
-    }
+    // Counted in the metrics always; logged unless --quiet.
+    let status = response.status().as_u16();
+    response.body_mut().log = Some(LogEntry {
+        method,
+        class: RouteClass::of(uri.path()),
+        path: loggable(match uri.path() {
+            // Authority-form or `*` targets: log the target as sent.
+            "" => uri.to_string(),
+            path => path.to_string(),
+        }),
+        status,
+        started,
+        format: state.log_format,
+    });
     Ok(response)
 }
 
-async fn respond(state: &Arc<State>, req: &Request<Incoming>) -> Response<ServeBody> {
-    let authorized = !state.reads_need_credentials || {
+/// Whether the request carries the credentials the registry's files need (always true when
+/// they need none): HTTP Basic, or an API key.
+pub(super) async fn authorized(state: &Arc<State>, req: &Request<Incoming>) -> bool {
+    !state.reads_need_credentials || {
         let presented = req.headers().get(header::AUTHORIZATION);
         let by_key = state
             .api
@@ -68,8 +74,11 @@ async fn respond(state: &Arc<State>, req: &Request<Incoming>) -> Response<ServeB
                 Some(auth) => auth.check(presented).await,
                 None => false,
             }
-    };
-    if !authorized {
+    }
+}
+
+async fn respond(state: &Arc<State>, req: &Request<Incoming>) -> Response<ServeBody> {
+    if !authorized(state, req).await {
         return unauthorized();
     }
     let head = match *req.method() {
@@ -265,7 +274,7 @@ fn not_found() -> Response<ServeBody> {
     text_response(StatusCode::NOT_FOUND, "404 Not Found\n")
 }
 
-fn unauthorized() -> Response<ServeBody> {
+pub(super) fn unauthorized() -> Response<ServeBody> {
     let mut response = text_response(
         StatusCode::UNAUTHORIZED,
         "401 Unauthorized: this registry needs a user name and password (HTTP Basic)\n",
@@ -321,23 +330,79 @@ fn loggable(path: String) -> String {
     out
 }
 
-/// `METHOD PATH STATUS BYTES MSms`, written when the body is finished or dropped, so BYTES
-/// is what was actually handed to the connection and MS the whole time taken.
+/// How access-log lines are written (`--log-format`), or not at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `METHOD PATH STATUS BYTES MSms`.
+    Text,
+    /// One JSON object per line: `{"time":..., "method":..., "path":..., "status":...,
+    /// "bytes":..., "ms":...}`, `time` in Unix seconds.
+    Json,
+    /// No access log (`--quiet`); errors are still written.
+    Off,
+}
+
+/// One request's log line and metrics, written when the body is finished or dropped, so the
+/// bytes are what was actually handed to the connection and the time the whole time taken.
 pub struct LogEntry {
     method: Method,
+    class: RouteClass,
     path: String,
     status: u16,
     started: Instant,
+    format: LogFormat,
 }
 
 impl LogEntry {
     fn write(&self, sent: u64) {
-        let ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        log_line(&format!(
-            "{} {} {} {sent} {ms:.2}ms",
-            self.method, self.path, self.status
-        ));
+        let took = self.started.elapsed();
+        super::metrics::REQUESTS.record(self.class, self.status, sent, took);
+        let ms = took.as_secs_f64() * 1000.0;
+        match self.format {
+            LogFormat::Off => {}
+            LogFormat::Text => log_line(&format!(
+                "{} {} {} {sent} {ms:.2}ms",
+                self.method, self.path, self.status
+            )),
+            LogFormat::Json => log_line(&json_line(
+                self.method.as_str(),
+                &self.path,
+                self.status,
+                sent,
+                ms,
+            )),
+        }
     }
+}
+
+/// An access-log line as one JSON object.
+fn json_line(method: &str, path: &str, status: u16, sent: u64, ms: f64) -> String {
+    let time = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    format!(
+        "{{\"time\":{time:.3},\"method\":{},\"path\":{},\"status\":{status},\"bytes\":{sent},\"ms\":{ms:.2}}}",
+        json_string(method),
+        json_string(path)
+    )
+}
+
+/// `text` as a JSON string literal.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// A response body: nothing, bytes in memory, or a file read in chunks on the blocking pool.
@@ -516,6 +581,19 @@ mod tests {
         assert!(etag_list_matches("*", etag));
         assert!(!etag_list_matches("\"1f-5-0.2\"", etag));
         assert!(!etag_list_matches("1f-5-0.1", etag));
+    }
+
+    #[test]
+    fn json_log_lines_escape_what_json_needs() {
+        assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+        let line = json_line("GET", "/x\"", 200, 5, 1.5);
+        assert!(line.starts_with("{\"time\":"), "{line}");
+        assert!(
+            line.ends_with(
+                ",\"method\":\"GET\",\"path\":\"/x\\\"\",\"status\":200,\"bytes\":5,\"ms\":1.50}"
+            ),
+            "{line}"
+        );
     }
 
     #[test]

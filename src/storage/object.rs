@@ -10,8 +10,9 @@
 //! and from the AWS shared files for `AWS_PROFILE` ([`super::aws_profile`]):
 //! `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` (or
 //! `AWS_DEFAULT_REGION`; `us-east-1` when neither is set), `AWS_ENDPOINT_URL` (or
-//! `AWS_ENDPOINT`, `AWS_ENDPOINT_URL_S3`) for another S3-compatible service, `AWS_ALLOW_HTTP=true`
-//! for a plain-http endpoint, and the web identity / container credential variables.
+//! `AWS_ENDPOINT`, `AWS_ENDPOINT_URL_S3`) for another S3-compatible service (an `http://` one is
+//! taken as consent to plain HTTP, as the AWS CLI does; `AWS_ALLOW_HTTP=true` also allows it)
+//! and the web identity / container credential variables.
 //! [`ObjectOptions::settings`] override them (tests use it rather than the process
 //! environment). Conditional writes are always on, whatever `AWS_CONDITIONAL_PUT` says; the
 //! request timeout is 5 minutes (a tarball upload takes one request) unless `AWS_TIMEOUT` sets
@@ -194,6 +195,13 @@ pub enum ObjectError {
     /// No random bytes for the lock's owner id.
     #[error("no random bytes for the lock's owner id")]
     NoRandom,
+}
+
+/// Whether an endpoint URL is `http://` (any case).
+fn endpoint_is_plain_http(endpoint: &str) -> bool {
+    endpoint
+        .get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
 }
 
 impl From<ObjectError> for StorageError {
@@ -553,6 +561,12 @@ impl ObjectStorage {
         let endpoint = builder
             .get_config_value(&AmazonS3ConfigKey::Endpoint)
             .unwrap_or_default();
+        // An http:// endpoint is consent to plain HTTP, as the AWS CLI takes it; an explicit
+        // AWS_ALLOW_HTTP=false still refuses it.
+        let allow_http = AmazonS3ConfigKey::Client(object_store::ClientConfigKey::AllowHttp);
+        if endpoint_is_plain_http(&endpoint) && builder.get_config_value(&allow_http).is_none() {
+            builder = builder.with_config(allow_http, "true");
+        }
         let store = builder.build().map_err(|source| ObjectError::Setup {
             url: shown.clone(),
             source,
@@ -1256,6 +1270,20 @@ mod tests {
             "aws_endpoint_url".parse::<AmazonS3ConfigKey>().unwrap(),
             AmazonS3ConfigKey::Endpoint
         );
+    }
+
+    #[test]
+    fn an_http_endpoint_allows_plain_http() {
+        assert!(endpoint_is_plain_http("http://127.0.0.1:9000"));
+        assert!(endpoint_is_plain_http("HTTP://minio:9000"));
+        assert!(!endpoint_is_plain_http("https://s3.example.com"));
+        assert!(!endpoint_is_plain_http(""));
+        let options = ObjectOptions {
+            settings: vec![("aws_endpoint".into(), "http://127.0.0.1:1".into())],
+            ..ObjectOptions::default()
+        };
+        // Building the client succeeds; the refusal of http:// came at the first request.
+        assert!(ObjectStorage::from_url("s3://bucket", options).is_ok());
     }
 
     #[test]

@@ -459,8 +459,9 @@ fn hexreg_on(moto: &Moto, cwd: &std::path::Path, args: &[&str]) -> std::process:
     std::process::Command::new(env!("CARGO_BIN_EXE_hexreg"))
         .current_dir(cwd)
         .args(args)
+        // No AWS_ALLOW_HTTP: an http:// endpoint is consent to plain HTTP, as for the AWS CLI.
         .env("AWS_ENDPOINT_URL", moto.endpoint())
-        .env("AWS_ALLOW_HTTP", "true")
+        .env_remove("AWS_ALLOW_HTTP")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")

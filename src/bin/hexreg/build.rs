@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use hexreg::engine::BuildOptions;
+use hexreg::engine::{BuildOptions, Settings};
 use hexreg::format::signing::PublicKeyFormat;
 use hexreg::storage::StorageError;
 
@@ -24,13 +24,22 @@ pub struct BuildArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Format of the public_key file: pkcs1 (as mix writes it) or spki (for gleam's hexpm crate).
-    #[arg(long, value_enum, default_value_t = KeyFormat::Pkcs1)]
-    pub public_key_format: KeyFormat,
+    /// Remembered by the registry (PUBLIC_DIR/.hexreg-settings): a later build without the flag
+    /// keeps it [default: the registry's choice, else the format of its public_key, else pkcs1].
+    #[arg(long, value_enum)]
+    pub public_key_format: Option<KeyFormat>,
     /// Record when each release enters the registry (`published_at`, which Hex 2.5's
-    /// HEX_COOLDOWN reads): its tarball's modification time. Dates already recorded are kept,
-    /// with or without this flag, even when the tarballs are new copies.
-    #[arg(long)]
-    pub published_at: bool,
+    /// HEX_COOLDOWN reads): its tarball's modification time. Remembered by the registry: later
+    /// builds, `add` and `serve` keep dating releases until `--published-at=false`. Dates
+    /// already recorded are kept either way, even when the tarballs are new copies.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub published_at: Option<bool>,
 }
 
 /// `--public-key-format` values.
@@ -57,12 +66,25 @@ pub fn run(args: &BuildArgs) -> Result<()> {
     let signer = opts.signer(&target)?;
     // The task creates PUBLIC_DIR too; hexreg does it first, to lock it.
     target.create_root()?;
+    let remembered = Settings::read(target.storage())?;
+    let chosen = Settings {
+        public_key_format: args.public_key_format.map(PublicKeyFormat::from),
+        published_at: args.published_at,
+    };
     let bar = Bar::new(opts.run.quiet);
     let mut registry = opts
         .open_deferred(&target, &signer, &bar)?
-        .with_release_dates(args.published_at);
+        .with_release_dates(
+            chosen
+                .published_at
+                .or(remembered.published_at)
+                .unwrap_or(false),
+        );
     let options = BuildOptions {
-        public_key_format: args.public_key_format.into(),
+        public_key_format: chosen
+            .public_key_format
+            .or(remembered.public_key_format)
+            .unwrap_or_default(),
     };
     let mut result = registry.build(&options);
     if registry.locked_late()
@@ -79,6 +101,8 @@ pub fn run(args: &BuildArgs) -> Result<()> {
     }
     print_changes(registry.take_changes(), target.storage(), opts.run.quiet);
     result.map_err(with_problems)?;
+    // Only what a flag chose is recorded: a registry built without flags keeps no file.
+    Settings::remember(target.storage(), chosen)?;
     save_cache(registry.into_cache(), "built");
     Ok(())
 }

@@ -31,7 +31,7 @@ tarball, and replaces files atomically.",
 )]
 struct Cli {
     /// Threads to use [default: all cores].
-    #[arg(long, short, global = true, value_name = "N")]
+    #[arg(long, short, global = true, value_name = "N", env = "HEXREG_JOBS")]
     jobs: Option<options::Jobs>,
     #[command(subcommand)]
     command: Command,

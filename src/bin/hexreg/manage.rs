@@ -140,6 +140,9 @@ fn change_dated(
             args.public_dir
         );
     }
+    // A registry whose builds date releases keeps dating those added to it.
+    let release_dates = release_dates
+        || hexreg::engine::Settings::read(target.storage())?.published_at == Some(true);
     let bar = Bar::new(args.run.quiet);
     let mut registry = args
         .open(&target, &signer, &bar)?

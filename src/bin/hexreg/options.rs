@@ -55,10 +55,10 @@ pub struct RunOptions {
 pub struct BucketArgs {
     /// On s3://: the Cache-Control of names, versions, public_key and packages/* (a CDN in
     /// front serves them this long before asking again) [default: public, max-age=60].
-    #[arg(long, value_name = "VALUE")]
+    #[arg(long, value_name = "VALUE", env = "HEXREG_INDEX_CACHE_CONTROL")]
     pub index_cache_control: Option<String>,
     /// On s3://: the Cache-Control of tarballs/* and docs/* [default: public, max-age=3600].
-    #[arg(long, value_name = "VALUE")]
+    #[arg(long, value_name = "VALUE", env = "HEXREG_ARCHIVE_CACHE_CONTROL")]
     pub archive_cache_control: Option<String>,
 }
 

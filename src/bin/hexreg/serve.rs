@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use hexreg::server::{ApiConfig, BasicAuth, Config, Server, ServerError};
+use hexreg::server::{ApiConfig, BasicAuth, Config, LogFormat, Server, ServerError};
 use hexreg::storage::Location;
 use hexreg::storage::local::LocalDir;
 
@@ -23,9 +23,19 @@ Serves the files under PUBLIC_DIR (names, versions, packages/*, public_key, tarb
 GET and HEAD with ETag, Last-Modified and 304 replies to If-None-Match / If-Modified-Since.
 Dotfiles (hexreg's temporary files among them), directories, and paths that lead outside
 PUBLIC_DIR (`..`, encoded slashes, symlinks) get 404. From s3://BUCKET/PREFIX the objects
-under the prefix are served the same way, with the object's ETag and Last-Modified. Each request is logged on stderr as
-`METHOD PATH STATUS BYTES MSms`. SIGINT or SIGTERM stops the server after the requests in
-flight finish.
+under the prefix are served the same way, with the object's ETag and Last-Modified. Each
+request is logged on stderr as `METHOD PATH STATUS BYTES MSms` (--log-format json: one JSON
+object per line). SIGINT or SIGTERM stops accepting connections, lets the requests in flight
+finish (a publish under way completes) for up to --shutdown-timeout seconds, and exits 0.
+
+Service routes: /-/health answers 200 while the process runs; /-/ready answers 200 when the
+storage answers and the keys file is valid, 503 with the reason otherwise (both open, without
+registry data); /-/metrics is Prometheus text (requests, bytes, latency, publishes, lock
+waits), behind the credentials unless --public-metrics.
+
+Every option can be set in the environment instead: HEXREG_ and the option's name in capitals
+(HEXREG_BIND, HEXREG_KEYS, HEXREG_PRIVATE_KEY_FILE...), as each option's [env: ...] says; the
+command line wins. Secrets are given as file paths, never as values on the command line.
 
 Web pages, behind the same credentials: / lists the packages (search by name and
 description with /?q=WORDS), /-/packages/NAME shows a package (versions, release dates,
@@ -56,48 +66,92 @@ pub const KEYS_ENV: &str = "HEXREG_KEYS";
 pub struct ServeArgs {
     /// The registry to publish: the PUBLIC_DIR of `hexreg build`, or a bucket prefix
     /// `s3://BUCKET/PREFIX` (credentials, region and endpoint from the AWS environment).
-    #[arg(value_name = "PUBLIC_DIR")]
+    #[arg(value_name = "PUBLIC_DIR", env = "HEXREG_PUBLIC_DIR")]
     pub public_dir: String,
     /// Address and port to listen on: 0.0.0.0:PORT or [::]:PORT for every interface, port 0 for
     /// any free port (the one chosen is printed).
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8000")]
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        default_value = "127.0.0.1:8000",
+        env = "HEXREG_BIND"
+    )]
     pub bind: String,
     /// Require HTTP Basic credentials USER:PASS. Visible in process lists: prefer the
-    /// HEXREG_AUTH environment variable.
+    /// HEXREG_AUTH environment variable, or an htpasswd file (--auth-file) [env: HEXREG_AUTH].
     #[arg(long, value_name = "USER:PASS")]
     pub auth: Option<String>,
     /// Also accept the users of an htpasswd file with bcrypt hashes (`htpasswd -B`), read at
     /// startup.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "HEXREG_AUTH_FILE")]
     pub auth_file: Option<PathBuf>,
     /// Do not log each request on stderr (errors are still printed).
-    #[arg(long, short)]
+    #[arg(long, short, env = "HEXREG_QUIET")]
     pub quiet: bool,
+    /// How each request is logged on stderr: `text` (`METHOD PATH STATUS BYTES MSms`) or `json`
+    /// (one JSON object per line: time, method, path, status, bytes, ms).
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Text, env = "HEXREG_LOG_FORMAT")]
+    pub log_format: LogFormatArg,
     /// Repository name, for the Hex API under /api (`mix hex.publish`, `rebar3 hex publish`).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", env = "HEXREG_NAME")]
     pub name: Option<String>,
-    /// RSA private key that signs the registry: with it the API accepts publishes, retirements,
-    /// reverts and docs; without it the API is read-only.
-    #[arg(long, value_name = "KEY")]
+    /// Path of the RSA private key that signs the registry (never the key itself): with it the
+    /// API accepts publishes, retirements, reverts and docs; without it the API is read-only.
+    #[arg(long, value_name = "KEY", env = "HEXREG_PRIVATE_KEY_FILE")]
     pub private_key: Option<PathBuf>,
     /// API keys file (`hexreg key add`), read again when it changes: a read key fetches the
-    /// repository and reads the API, a write key also changes it [env: HEXREG_KEYS].
-    #[arg(long, value_name = "KEYS_FILE")]
+    /// repository and reads the API, a write key also changes it.
+    #[arg(long, value_name = "KEYS_FILE", env = KEYS_ENV)]
     pub keys: Option<PathBuf>,
     /// With --keys: let anyone fetch the repository's files (the API still needs a key).
-    #[arg(long)]
+    #[arg(long, env = "HEXREG_PUBLIC_READS")]
     pub public_reads: bool,
     /// With --keys: record when each release is published (`published_at`, which Hex 2.5's
-    /// HEX_COOLDOWN reads), as `hexreg add --published-at` does.
-    #[arg(long)]
-    pub published_at: bool,
+    /// HEX_COOLDOWN reads), as `hexreg add --published-at` does [default: the registry's
+    /// choice, made by `hexreg build --published-at`, else false].
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        env = "HEXREG_PUBLISHED_AT"
+    )]
+    pub published_at: Option<bool>,
+    /// Let anyone read /-/metrics; otherwise it needs the registry's credentials (Basic or an
+    /// API key). /-/health and /-/ready are always open.
+    #[arg(long, env = "HEXREG_PUBLIC_METRICS")]
+    pub public_metrics: bool,
+    /// On SIGTERM or SIGINT, how long, in seconds, requests in flight may take to finish
+    /// before their connections are closed.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "30",
+        env = "HEXREG_SHUTDOWN_TIMEOUT"
+    )]
+    pub shutdown_timeout: u64,
     /// The longest pause, in seconds, allowed while a client sends a request body (a publish,
     /// docs); a client that stalls longer, or takes over ten times this for the whole body,
     /// gets 408.
-    #[arg(long, value_name = "SECS", default_value = "30")]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "30",
+        env = "HEXREG_BODY_TIMEOUT"
+    )]
     pub body_timeout: std::num::NonZeroU64,
     #[command(flatten)]
     pub bucket: crate::options::BucketArgs,
+}
+
+/// `--log-format` values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum LogFormatArg {
+    /// `METHOD PATH STATUS BYTES MSms`
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Runs the server until SIGINT or SIGTERM; `jobs` worker threads (default: one per core).
@@ -137,8 +191,14 @@ pub fn run(args: ServeArgs, jobs: Option<usize>) -> Result<()> {
         bind,
         basic_auth,
         api,
-        log_requests: !args.quiet,
+        log_format: match (args.quiet, args.log_format) {
+            (true, _) => LogFormat::Off,
+            (false, LogFormatArg::Text) => LogFormat::Text,
+            (false, LogFormatArg::Json) => LogFormat::Json,
+        },
         workers: jobs,
+        public_metrics: args.public_metrics,
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
     };
     let server = Server::bind(config).map_err(|e| bind_error(&args.bind, e))?;
     server.run_until_signal()?;
@@ -169,17 +229,14 @@ fn bind_error(bind: &str, e: ServerError) -> anyhow::Error {
 /// The API's settings, when --keys is given (from the flag or HEXREG_KEYS). The keys file and
 /// the private key must lie outside PUBLIC_DIR.
 fn configure_api(args: &ServeArgs, location: &Location) -> Result<Option<ApiConfig>> {
-    let keys_path = match (&args.keys, std::env::var_os(KEYS_ENV)) {
-        (Some(path), _) => Some(path.clone()),
-        (None, Some(path)) if !path.is_empty() => Some(PathBuf::from(path)),
-        _ => None,
-    };
+    // clap reads HEXREG_KEYS; an empty value means none.
+    let keys_path = args.keys.clone().filter(|p| !p.as_os_str().is_empty());
     let Some(keys_path) = keys_path else {
         for (given, flag) in [
             (args.name.is_some(), "--name"),
             (args.private_key.is_some(), "--private-key"),
             (args.public_reads, "--public-reads"),
-            (args.published_at, "--published-at"),
+            (args.published_at.is_some(), "--published-at"),
         ] {
             if given {
                 bail!(
@@ -225,7 +282,11 @@ fn configure_api(args: &ServeArgs, location: &Location) -> Result<Option<ApiConf
         signer,
         keys_file: keys_path,
         public_reads: args.public_reads,
-        release_dates: args.published_at,
+        release_dates: match args.published_at {
+            Some(on) => on,
+            // The registry's choice (`hexreg build --published-at` records it).
+            None => hexreg::engine::Settings::read(location.storage())?.published_at == Some(true),
+        },
         body_idle_timeout: Duration::from_secs(args.body_timeout.get()),
     }))
 }
