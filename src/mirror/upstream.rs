@@ -176,6 +176,9 @@ impl HttpUpstream {
             .connect_timeout(options.timeout)
             .read_timeout(options.timeout)
             .user_agent(concat!("hexreg/", env!("CARGO_PKG_VERSION"), " (mirror)"))
+            // The system's roots (and SSL_CERT_FILE) plus Mozilla's, compiled in: a static
+            // binary in an image or chroot without /etc/ssl still verifies hex.pm.
+            .tls_certs_merge(bundled_roots())
             .build()
             .map_err(|e| UpstreamError::Client(error_chain(&e)))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -341,6 +344,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// Decodes `%XX` escapes (the user and password of a URL come percent-encoded).
 fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&crate::format::encoding::percent_decode_lenient(text)).into_owned()
+}
+
+/// Mozilla's CA roots, as bundled by `webpki-root-certs`.
+fn bundled_roots() -> Vec<reqwest::Certificate> {
+    webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .filter_map(|der| reqwest::Certificate::from_der(der).ok())
+        .collect()
 }
 
 #[cfg(test)]

@@ -17,8 +17,9 @@
 //! - [`object_storage`]: a registry in an S3 bucket (a local `moto_server`);
 //! - [`serve`]: `hexreg serve` as a file server: headers, caching, traversal, auth, signals;
 //! - [`service`]: `hexreg serve` as a service: health, readiness, metrics (promtool), clean
-//!   shutdown during a publish, `HEXREG_...` variables, JSON access log, remembered choices,
-//!   the static binary and the container image in a chroot;
+//!   shutdown during a publish, `HEXREG_...` variables, JSON access log, remembered choices;
+//! - [`ship`]: the static binary and the container image run in a chroot, the systemd unit
+//!   and compose file of docs/;
 //! - [`keys`]: `hexreg key add|list|revoke`;
 //! - [`api`]: the Hex HTTP API of `hexreg serve`, with a raw client and with rebar3's hex_core;
 //! - [`pages`]: the web pages of `hexreg serve`, over HTTP and in headless Chromium;
@@ -50,4 +51,5 @@ mod rebar3_client;
 mod request_cost;
 mod serve;
 mod service;
+mod ship;
 mod supply_chain;
