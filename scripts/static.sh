@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds target/static/hexreg: one statically linked, stripped x86_64 Linux executable with no
-# dynamic section (`ldd` says "not a dynamic executable"), for an empty chroot or a FROM
-# scratch image. glibc linked statically (`-C target-feature=+crt-static`): this machine's
+# Builds target/static/hexreg: one statically linked, stripped x86_64 Linux executable
+# (static-pie: no program interpreter, no shared library; `ldd` says "statically linked"), for
+# an empty chroot or a FROM scratch image. glibc linked statically (`-C target-feature=+crt-static`): this machine's
 # toolchain has the x86_64-unknown-linux-gnu target only, and glibc's libc.a (libc6-dev) and
 # zlib's libz.a (zlib1g-dev) are what the static link needs. The binary resolves names with
 # getaddrinfo; without /etc/nsswitch.conf (an empty chroot, a scratch image) it reads
@@ -24,9 +24,11 @@ cp "$CARGO_TARGET_DIR/$target/release/hexreg" target/static/hexreg.tmp
 strip target/static/hexreg.tmp
 mv target/static/hexreg.tmp target/static/hexreg
 
-if ldd target/static/hexreg >/dev/null 2>&1; then
-    echo "error: target/static/hexreg is dynamically linked:" >&2
-    ldd target/static/hexreg >&2
+# A static-pie executable: no program interpreter and no shared library (no NEEDED entry);
+# `ldd` says "statically linked".
+if readelf -l target/static/hexreg | grep -q INTERP || readelf -d target/static/hexreg | grep -q NEEDED; then
+    echo "error: target/static/hexreg needs a dynamic loader or shared libraries:" >&2
+    readelf -d target/static/hexreg >&2
     exit 1
 fi
-echo "target/static/hexreg: $(stat -c %s target/static/hexreg) bytes, static ($(ldd target/static/hexreg 2>&1 | tr -d '\t'))"
+echo "target/static/hexreg: $(stat -c %s target/static/hexreg) bytes, $(ldd target/static/hexreg 2>&1 | tr -d '\t')"
