@@ -563,9 +563,18 @@ impl ObjectStorage {
             .unwrap_or_default();
         // An http:// endpoint is consent to plain HTTP, as the AWS CLI takes it; an explicit
         // AWS_ALLOW_HTTP=false still refuses it.
-        let allow_http = AmazonS3ConfigKey::Client(object_store::ClientConfigKey::AllowHttp);
-        if endpoint_is_plain_http(&endpoint) && builder.get_config_value(&allow_http).is_none() {
-            builder = builder.with_config(allow_http, "true");
+        // (The builder always has a value for allow_http, so "not set" is read from where a
+        // value could come from: the environment and the settings.)
+        let allow_http_set = std::env::var_os("AWS_ALLOW_HTTP").is_some()
+            || options
+                .settings
+                .iter()
+                .any(|(key, _)| key.eq_ignore_ascii_case("aws_allow_http") || key == "allow_http");
+        if endpoint_is_plain_http(&endpoint) && !allow_http_set {
+            builder = builder.with_config(
+                AmazonS3ConfigKey::Client(object_store::ClientConfigKey::AllowHttp),
+                "true",
+            );
         }
         let store = builder.build().map_err(|source| ObjectError::Setup {
             url: shown.clone(),

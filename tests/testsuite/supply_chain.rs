@@ -149,6 +149,9 @@ fn add_dates_new_releases_and_keeps_old_dates() {
     change(tmp.path(), &["build", "public", "--published-at"]);
     let first = dates(&public, "acme_a");
     assert!(first[0].1.is_some());
+    // The registry remembers `--published-at` (tests/testsuite/service.rs): turned off here.
+    change(tmp.path(), &["build", "public", "--published-at=false"]);
+    assert_eq!(dates(&public, "acme_a")[0], first[0]);
 
     // Without the flag a new release has no date; the old one keeps its own.
     let undated = tmp.path().join("acme_a-0.2.0.tar");
