@@ -381,6 +381,7 @@ impl Registry<'_> {
                     let mut entry = fresh.clone();
                     entry.indexed_at = old.indexed_at;
                     entry.updated_at = old.updated_at;
+                    entry.has_docs = old.has_docs;
                     if entry.publisher.is_none() {
                         entry.publisher = old.publisher.clone();
                     }
@@ -392,6 +393,7 @@ impl Registry<'_> {
                     let mut entry = fresh.clone();
                     if let Some(old) = old {
                         entry.indexed_at = old.indexed_at;
+                        entry.has_docs = old.has_docs;
                     }
                     entry
                 }

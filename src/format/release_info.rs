@@ -81,6 +81,9 @@ pub struct ReleaseInfo {
     /// Unix seconds when hexreg last recorded a new tarball for it.
     #[prost(int64, tag = "12")]
     pub updated_at: i64,
+    /// Whether `docs/NAME-VERSION.tar.gz` was stored (kept by the docs upload and removal).
+    #[prost(bool, tag = "13")]
+    pub has_docs: bool,
 }
 
 /// The record of one package: its releases, oldest first.
