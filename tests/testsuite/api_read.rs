@@ -525,3 +525,35 @@ fn run(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+#[test]
+fn a_hostile_metadata_config_costs_a_bounded_answer() {
+    let fx = Fixture::new();
+    let server = fx.serve(&[]);
+    let huge = "x".repeat(900 * 1024);
+    let links: Vec<String> = (0..2000)
+        .map(|i| format!("{{<<\"l{i}\">>,<<\"https://e/{i}\">>}}"))
+        .collect();
+    let tarball = Package::new("bloat", "1.0.0")
+        .metadata_term("description", &format!("<<\"{huge}\">>"))
+        .metadata_term("links", &format!("[{}]", links.join(",")))
+        .metadata_term("licenses", "[<<\"a\">>,<<\"b\">>,\"c\",42,{x}]")
+        .metadata_term("maintainers", "not_a_list")
+        .tarball();
+    let r = publish(&server, &fx.writer, &tarball);
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let record = fs::metadata(fx.public.join(".hexreg-api/packages/bloat")).unwrap();
+    assert!(record.len() < 8 * 1024, "record of {} bytes", record.len());
+    for path in ["/api/packages/bloat", "/api/packages?search=bloat"] {
+        let r = server.request("GET", path, &[("authorization", fx.reader.as_str())]);
+        assert_eq!(r.status, 200);
+        assert!(r.body.len() < 12 * 1024, "{path}: {} bytes", r.body.len());
+    }
+    let (_, p) = get(&server, "/api/packages/bloat", &fx.reader, false);
+    assert!(
+        matches!(p.get("meta").and_then(|m| m.get("links")), Some(Term::Map(m)) if m.len() == 32)
+    );
+    assert!(
+        matches!(p.get("meta").and_then(|m| m.get("licenses")), Some(Term::List(l)) if l.len() == 3)
+    );
+}

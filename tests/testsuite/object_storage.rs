@@ -745,8 +745,19 @@ fn serve_reads_from_a_bucket_and_publishes_into_it() {
         head.header("content-length"),
         Some(tarball.bytes.len().to_string().as_str())
     );
+    // The API's records and the token secret are in the bucket, and never served.
+    assert!(
+        storage
+            .read(".hexreg-api/packages/acme_a")
+            .unwrap()
+            .is_some()
+    );
+    assert!(storage.read(".hexreg-api/token-secret").unwrap().is_some());
     for path in [
         "/.hexreg-lock",
+        "/.hexreg-api/packages/acme_a",
+        "/.hexreg-api/token-secret",
+        "/%2ehexreg-api/token-secret",
         "/packages",
         "/packages/nope",
         "/../names",
@@ -754,6 +765,17 @@ fn serve_reads_from_a_bucket_and_publishes_into_it() {
     ] {
         assert_eq!(server.get(path).status, 404, "{path}");
     }
+    let info = server.request(
+        "GET",
+        "/api/packages/acme_a",
+        &[("authorization", api_key.as_str())],
+    );
+    assert_eq!(info.status, 200);
+    assert!(
+        String::from_utf8_lossy(&info.body).contains("\"inserted_at\":\"20"),
+        "{}",
+        String::from_utf8_lossy(&info.body)
+    );
 
     // The web pages read the same bucket: the list, a package, a version's files.
     let index = server.get("/");
