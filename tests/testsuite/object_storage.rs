@@ -339,7 +339,8 @@ fn a_build_on_s3_writes_what_a_build_on_disk_writes() {
     let before = objects(&s3);
     assert_eq!(
         before.len(),
-        tarballs.len() + packages.len() + 3,
+        // Each package also has its API record (`.hexreg-api/packages/NAME`).
+        tarballs.len() + 2 * packages.len() + 3,
         "{before:?}"
     );
     for path in before.keys() {
@@ -651,7 +652,13 @@ fn a_no_op_build_sends_no_write_and_adding_one_tarball_puts_three_files() {
     puts.dedup();
     assert_eq!(
         puts,
-        [LOCK_NAME, "names", "packages/acme_new", "versions"],
+        [
+            ".hexreg-api/packages/acme_new",
+            LOCK_NAME,
+            "names",
+            "packages/acme_new",
+            "versions"
+        ],
         "{add_one:#?}"
     );
     assert!(
