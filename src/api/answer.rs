@@ -5,9 +5,10 @@
 use http::StatusCode;
 
 use super::etf::Term;
-use super::{error_body, release_body};
+use super::{Urls, error_body, release_body};
 use crate::engine::{self, Problem, Replace};
 use crate::format::registry::Release;
+use crate::format::release_info::ReleaseInfo;
 
 /// A response of the API: status, body term, extra headers.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,8 +100,8 @@ pub fn published(
     existed: bool,
     name: &str,
     release: &Release,
-    api_url: &str,
-    repo_url: &str,
+    info: Option<&ReleaseInfo>,
+    urls: &Urls,
     repo: &str,
 ) -> Answer {
     let status = if existed {
@@ -108,10 +109,10 @@ pub fn published(
     } else {
         StatusCode::CREATED
     };
-    let mut answer = Answer::new(status, release_body(name, release, api_url, repo_url, repo));
+    let mut answer = Answer::new(status, release_body(name, release, info, urls, repo));
     answer.location = Some(format!(
-        "{api_url}/packages/{name}/releases/{}",
-        release.version
+        "{}/packages/{name}/releases/{}",
+        urls.api, release.version
     ));
     answer
 }
@@ -149,6 +150,30 @@ pub fn engine_error(e: &engine::Error, root: &str) -> Answer {
         message.replace(root, "")
     };
     Answer::error(status, &message)
+}
+
+/// `POST /api/short_url` (`mix hex.outdated` asks for a short link to diff.hex.pm): 201 with
+/// `url` as hex.pm answers, the URL given back as it is (hexreg keeps no links to shorten
+/// them with); 422 when the body is not a map with a `url` in the Erlang term format.
+pub fn short_url(body: &[u8]) -> Answer {
+    let url = super::etf::decode(body)
+        .ok()
+        .and_then(|t| t.get("url").and_then(Term::as_str).map(str::to_string))
+        .filter(|u| u.len() <= 8192);
+    match url {
+        Some(url) => Answer::new(StatusCode::CREATED, Term::map([("url", Term::bin(&url))])),
+        None => Answer::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            error_body(
+                422,
+                "Validation error(s)",
+                &[(
+                    "url",
+                    "send a map with a url in the Erlang term format".into(),
+                )],
+            ),
+        ),
+    }
 }
 
 #[cfg(test)]

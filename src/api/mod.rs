@@ -11,13 +11,19 @@
 //! `POST /api/publish`, `POST /api/packages/NAME/releases` (publish), `GET /api/packages/NAME`,
 //! `GET|DELETE /api/packages/NAME/releases/VERSION` (info, revert),
 //! `POST|DELETE .../releases/VERSION/retire`, `POST|DELETE .../releases/VERSION/docs`,
-//! `GET /api/users/me`.
+//! `GET /api/users/me`, `GET /api/packages?search=` (search), `POST /api/oauth/token` (a key
+//! exchanged for a token), `POST /api/short_url`.
 
 pub mod answer;
 pub mod etf;
+pub mod oauth;
+pub mod package;
+pub mod search;
 
-use crate::format::encoding::{self, hex_lower};
-use crate::format::registry::{Release, Retirement, RetirementReason};
+pub use package::{Urls, package_body, release_body};
+
+use crate::format::encoding;
+use crate::format::registry::{Retirement, RetirementReason};
 use etf::Term;
 
 /// What a request asks for.
@@ -30,6 +36,15 @@ pub enum Route {
         /// `?replace=true`.
         replace: bool,
     },
+    /// `GET /api/packages?search=...`: the package search ([`search`]).
+    Search {
+        /// The query string.
+        query: Option<String>,
+    },
+    /// `POST /api/oauth/token`: a key exchanged for a short-lived token ([`oauth`]).
+    OAuthToken,
+    /// `POST /api/short_url`: a short URL for a long one (`mix hex.outdated`).
+    ShortUrl,
     /// `GET /api/packages/NAME`.
     Package {
         /// Package name.
@@ -84,7 +99,12 @@ impl Route {
     pub fn writes(&self) -> bool {
         !matches!(
             self,
-            Route::Me | Route::Package { .. } | Route::Release { .. }
+            Route::Me
+                | Route::Package { .. }
+                | Route::Release { .. }
+                | Route::Search { .. }
+                | Route::OAuthToken
+                | Route::ShortUrl
         )
     }
 }
@@ -133,6 +153,14 @@ pub fn route(
     match s.as_slice() {
         ["users", "me"] => allow("GET", Route::Me),
         ["publish"] => allow("POST", Route::Publish { replace }),
+        ["packages"] => allow(
+            "GET",
+            Route::Search {
+                query: query.map(str::to_string),
+            },
+        ),
+        ["oauth", "token"] => allow("POST", Route::OAuthToken),
+        ["short_url"] => allow("POST", Route::ShortUrl),
         ["packages", _] => allow("GET", Route::Package { name: name(1) }),
         ["packages", _, "releases"] => allow("POST", Route::Publish { replace }),
         ["packages", _, "releases", _] => {
@@ -343,139 +371,6 @@ pub fn me_body(label: &str) -> Term {
     Term::map([
         ("username", Term::bin(label)),
         ("organizations", Term::list([])),
-    ])
-}
-
-/// A release as `GET .../releases/VERSION` and publish answer it. `base` is the API's URL
-/// (`http://HOST/api`), `repo_url` the repository's, `repo` its name.
-pub fn release_body(name: &str, release: &Release, base: &str, repo_url: &str, repo: &str) -> Term {
-    let url = format!("{base}/packages/{name}/releases/{}", release.version);
-    let retirement = match &release.retired {
-        Some(r) => Term::map([
-            ("reason", Term::bin(r.reason.to_str())),
-            (
-                "message",
-                r.message
-                    .as_deref()
-                    .map(Term::bin)
-                    .unwrap_or_else(|| Term::atom("nil")),
-            ),
-        ]),
-        None => Term::atom("nil"),
-    };
-    let requirements = Term::map(release.dependencies.iter().map(|d| {
-        (
-            d.package.as_str(),
-            Term::map([
-                ("requirement", Term::bin(&d.requirement)),
-                ("optional", Term::boolean(d.optional.unwrap_or(false))),
-                (
-                    "app",
-                    Term::bin(d.app.as_deref().unwrap_or(d.package.as_str())),
-                ),
-            ]),
-        )
-    }));
-    Term::map([
-        ("name", Term::bin(name)),
-        ("version", Term::bin(&release.version)),
-        ("checksum", Term::bin(&hex_lower(&release.outer_checksum))),
-        (
-            "inner_checksum",
-            Term::bin(&hex_lower(&release.inner_checksum)),
-        ),
-        ("url", Term::bin(&url)),
-        ("html_url", Term::bin(&url)),
-        ("package_url", Term::bin(&format!("{base}/packages/{name}"))),
-        (
-            "tarball_url",
-            Term::bin(&format!(
-                "{repo_url}/tarballs/{name}-{}.tar",
-                release.version
-            )),
-        ),
-        ("requirements", requirements),
-        ("retirement", retirement),
-        ("configs", configs(name, &release.version, repo)),
-    ])
-}
-
-/// How to depend on release `version` of `name` from repository `repo`, per build tool, as
-/// hexpm's `configs` (`mix hex.info` prints the `mix.exs` one).
-fn configs(name: &str, version: &str, repo: &str) -> Term {
-    let requirement = match crate::format::version::parse(version) {
-        Ok(v) if v.pre.is_empty() => format!("~> {}.{}", v.major, v.minor),
-        _ => version.to_string(),
-    };
-    Term::map([
-        (
-            "mix.exs",
-            Term::bin(&format!("{{:{name}, \"{requirement}\", repo: \"{repo}\"}}")),
-        ),
-        (
-            "rebar.config",
-            Term::bin(&format!("{{{name}, \"{version}\"}}")),
-        ),
-        (
-            "erlang.mk",
-            Term::bin(&format!("dep_{name} = hex {version}")),
-        ),
-    ])
-}
-
-/// A package as `GET /api/packages/NAME` answers it: its releases newest first. The registry
-/// holds no description, licenses or links: `meta` has them empty, as `mix hex.info` expects
-/// the keys.
-pub fn package_body(name: &str, repo: &str, releases: &[Release], base: &str) -> Term {
-    let url = format!("{base}/packages/{name}");
-    let newest = releases
-        .last()
-        .map(|r| r.version.as_str())
-        .unwrap_or("0.0.0");
-    Term::map([
-        ("name", Term::bin(name)),
-        ("repository", Term::bin(repo)),
-        (
-            "meta",
-            Term::map([
-                ("description", Term::atom("nil")),
-                ("licenses", Term::list([])),
-                ("links", Term::list([])),
-            ]),
-        ),
-        ("configs", configs(name, newest, repo)),
-        ("url", Term::bin(&url)),
-        ("html_url", Term::bin(&url)),
-        (
-            "releases",
-            Term::list(releases.iter().rev().map(|r| {
-                Term::map([
-                    ("version", Term::bin(&r.version)),
-                    ("url", Term::bin(&format!("{url}/releases/{}", r.version))),
-                    ("retired", Term::boolean(r.retired.is_some())),
-                ])
-            })),
-        ),
-        (
-            "retirements",
-            Term::map(releases.iter().filter_map(|r| {
-                let retired = r.retired.as_ref()?;
-                Some((
-                    r.version.as_str(),
-                    Term::map([
-                        ("reason", Term::bin(retired.reason.to_str())),
-                        (
-                            "message",
-                            retired
-                                .message
-                                .as_deref()
-                                .map(Term::bin)
-                                .unwrap_or_else(|| Term::atom("nil")),
-                        ),
-                    ]),
-                ))
-            })),
-        ),
     ])
 }
 

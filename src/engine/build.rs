@@ -15,6 +15,7 @@ use super::writer::{Carry, Outcome};
 use super::{ChangeKind, Error, Registry, Stage};
 use crate::format::package_name;
 use crate::format::registry::{self, PackageSummary, Release, Timestamp};
+use crate::format::release_info::{INFO_DIR, ReleaseInfo};
 use crate::format::resource_path::{ResourcePath, TARBALLS_DIR};
 use crate::format::signing::{PublicKey, PublicKeyFormat};
 use crate::format::tarball::{self, one_line};
@@ -37,6 +38,8 @@ struct ReadTarball {
     package: String,
     release: Release,
     mtime: i64,
+    /// What the API tells of it, when the tarball was read (not known from the cache).
+    info: Option<ReleaseInfo>,
 }
 
 impl Registry<'_> {
@@ -81,6 +84,15 @@ impl Registry<'_> {
         package_files: &super::writer::PackageFiles,
         files: &[Entry],
     ) -> Result<(Vec<Outcome>, Vec<PackageSummary>), Error> {
+        // A package without an API record (a registry built before hexreg kept them) has its
+        // tarballs read again, past the cache, to make one.
+        let recorded: std::collections::HashSet<String> = self
+            .storage
+            .list(INFO_DIR)?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
         self.progress.start("reading tarballs", files.len());
         let mut outcomes = Vec::new();
         let mut summaries: Vec<PackageSummary> = Vec::new();
@@ -90,7 +102,7 @@ impl Registry<'_> {
             let results: Vec<Result<(ReadTarball, Option<Version>), Problem>> = batch
                 .par_iter()
                 .map(|file| {
-                    let result = this.read_tarball(file, &this.cache);
+                    let result = this.read_tarball(file, &this.cache, &recorded);
                     this.progress.advance(1);
                     result
                 })
@@ -102,6 +114,12 @@ impl Registry<'_> {
                         match fresh {
                             Some(version) => self.cache.put(&file.name, version, &t.release),
                             None => self.cache.keep(&file.name),
+                        }
+                        if let Some(info) = t.info {
+                            self.fresh_info
+                                .entry(t.package.clone())
+                                .or_default()
+                                .push(info);
                         }
                         let entry = packages.entry(t.package).or_insert((Vec::new(), i64::MIN));
                         let mut release = t.release;
@@ -155,6 +173,7 @@ impl Registry<'_> {
         &self,
         file: &Entry,
         cache: &Cache,
+        recorded: &std::collections::HashSet<String>,
     ) -> Result<(ReadTarball, Option<Version>), Problem> {
         // The path and the text naming it are made on demand: a no-op build passes 150,000
         // files here, nearly all known to the cache. File names and metadata text may hold
@@ -172,11 +191,15 @@ impl Registry<'_> {
         if !file.regular {
             return Err(Problem::NotRegular { shown: shown() });
         }
-        if let Some(release) = cache.get(&file.name, &file.version) {
+        if let Some(release) = cache
+            .get(&file.name, &file.version)
+            .filter(|_| recorded.contains(name))
+        {
             let t = ReadTarball {
                 package: name.to_string(),
                 release,
                 mtime: file.modified,
+                info: None,
             };
             return Ok((t, None));
         }
@@ -203,6 +226,11 @@ impl Registry<'_> {
             package: name.to_string(),
             release,
             mtime: object.modified,
+            info: ReleaseInfo::from_tarball(&object.bytes).map(|info| ReleaseInfo {
+                indexed_at: object.modified,
+                updated_at: object.modified,
+                ..info
+            }),
         };
         Ok((t, Some(object.version)))
     }

@@ -3,6 +3,7 @@
 
 use super::{ChangeKind, Error, Registry, Stage};
 use crate::format::docs::validate_docs;
+use crate::format::release_info::{PackageInfo, info_path};
 use crate::format::resource_path::ResourcePath;
 use crate::storage::Condition;
 
@@ -29,6 +30,7 @@ impl Registry<'_> {
             Condition::after(existing.as_ref().map(|o| &o.version)),
         )?;
         self.changes.file(Stage::Deletions, kind, &path);
+        self.set_has_docs(package, version, true)?;
         Ok(existing.is_some())
     }
 
@@ -41,6 +43,30 @@ impl Registry<'_> {
             self.changes
                 .file(Stage::Deletions, ChangeKind::Removing, &path);
         }
+        self.set_has_docs(package, version, false)?;
         Ok(removed)
+    }
+
+    /// Records in the package's API record whether release `version` has docs (nothing when
+    /// the record does not know the release).
+    fn set_has_docs(&mut self, package: &str, version: &str, has_docs: bool) -> Result<(), Error> {
+        let path = info_path(package);
+        let Some(existing) = self.storage.read(&path)? else {
+            return Ok(());
+        };
+        let mut record = PackageInfo::decode_lenient(&existing.bytes);
+        let mut changed = false;
+        for release in record.releases.iter_mut().filter(|r| r.version == version) {
+            changed |= release.has_docs != has_docs;
+            release.has_docs = has_docs;
+        }
+        if changed {
+            self.storage.write(
+                &path,
+                &record.encode(),
+                Condition::Replace(existing.version),
+            )?;
+        }
+        Ok(())
     }
 }

@@ -14,6 +14,7 @@ use crate::format::package_name;
 use crate::format::registry::{
     self, PackageSummary, Release, ResourceError, Retirement, SecurityAdvisory, Timestamp,
 };
+use crate::format::release_info::ReleaseInfo;
 use crate::format::resource_path::{DOCS_DIR, ResourcePath, TARBALLS_DIR, tarball_file_name};
 use crate::format::tarball;
 use crate::storage::{Condition, Version};
@@ -29,6 +30,9 @@ pub struct NewTarball {
     pub name: String,
     /// The release it makes.
     pub release: Release,
+    /// What the API tells of the release (description, links, ...); set `publisher` to the
+    /// key that uploads it.
+    pub info: Option<ReleaseInfo>,
 }
 
 impl NewTarball {
@@ -36,8 +40,10 @@ impl NewTarball {
     pub fn validate(source: &str, bytes: Vec<u8>, repo: &str) -> Result<NewTarball, Problem> {
         let shown = tarball::one_line(source);
         let (t, release) = super::build::validate_tarball(&shown, &bytes, repo)?;
+        let info = ReleaseInfo::from_tarball(&bytes);
         Ok(NewTarball {
             source: source.to_string(),
+            info,
             bytes,
             name: t.metadata.name,
             release,
@@ -352,7 +358,6 @@ impl Registry<'_> {
         if !problems.is_empty() {
             return Err(Error::AddRefused { problems });
         }
-
         // Tarballs first: a release must never be listed before its tarball is there.
         let mut modified: BTreeMap<String, i64> = BTreeMap::new();
         if !copies.is_empty() {
@@ -391,6 +396,21 @@ impl Registry<'_> {
                 with_advisories: Vec::new(),
             });
             entry.updated_at = entry.updated_at.max(mtime);
+            // The API's record of it: indexed when its tarball was stored.
+            if let Some(info) = unique
+                .iter()
+                .find(|t| &t.name == name && &t.release.version == version)
+                .and_then(|t| t.info.clone())
+            {
+                self.fresh_info
+                    .entry(name.clone())
+                    .or_default()
+                    .push(ReleaseInfo {
+                        indexed_at: mtime,
+                        updated_at: mtime,
+                        ..info
+                    });
+            }
             // A release entering the registry is dated when it is stored; a replaced one
             // keeps the date it first entered with.
             if self.release_dates

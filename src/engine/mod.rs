@@ -233,6 +233,8 @@ pub struct Registry<'a> {
     /// the registry was read.
     take_lock: Option<TakeLock<'a>>,
     locked_late: std::sync::atomic::AtomicBool,
+    /// What this run read from each package's new tarballs for the API's records, by package.
+    fresh_info: std::collections::HashMap<String, Vec<crate::format::release_info::ReleaseInfo>>,
 }
 
 impl<'a> Registry<'a> {
@@ -275,6 +277,7 @@ impl<'a> Registry<'a> {
             lock: std::sync::Mutex::new(lock),
             take_lock,
             locked_late: std::sync::atomic::AtomicBool::new(false),
+            fresh_info: std::collections::HashMap::new(),
         }
     }
 

@@ -5,6 +5,7 @@ use super::advisories::Affecting;
 use super::policies::PolicyFile;
 use super::{Error, PackageRecord, Verification};
 use crate::format::registry::Release;
+use crate::format::release_info::{PackageInfo, info_path};
 use crate::format::signing::PublicKey;
 use crate::storage::Storage;
 
@@ -26,6 +27,16 @@ impl<'a> Reader<'a> {
     /// The releases `packages/NAME` records, oldest first; `None` when there is no such file.
     pub fn package(&self, package: &str) -> Result<Option<Vec<Release>>, Error> {
         super::manage::read_package(self.storage, self.repo, self.key, package)
+    }
+
+    /// The API's record of `package` ([`crate::format::release_info`]); empty when there is
+    /// none. One small read: never a tarball.
+    pub fn package_info(&self, package: &str) -> Result<PackageInfo, Error> {
+        Ok(self
+            .storage
+            .read(&info_path(package))?
+            .map(|o| PackageInfo::decode_lenient(&o.bytes))
+            .unwrap_or_default())
     }
 
     /// What `packages/NAME` records: releases and advisories.

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::{ChangeKind, Error, Registry, Stage};
 use crate::format::registry::{self, Annotations, PackageSummary, Release, SecurityAdvisory};
+use crate::format::release_info::{PackageInfo, info_path};
 use crate::format::resource_path::{PACKAGES_DIR, ResourcePath};
 use crate::storage::{Condition, Entry, Version};
 
@@ -39,6 +40,9 @@ pub(super) struct Outcome {
     changed: Option<(ChangeKind, Condition, Vec<u8>)>,
     /// The version of the unchanged file.
     version: Option<Version>,
+    /// The package's API record (`.hexreg-api/packages/NAME`) when it must be written: path,
+    /// bytes and condition. Staged in the same batch as `packages/NAME`.
+    info: Option<(String, Vec<u8>, Condition)>,
 }
 
 /// What a write of `packages/NAME` keeps of the file in place.
@@ -148,6 +152,7 @@ impl Registry<'_> {
             annotations,
             changed,
             version: if unchanged { version } else { None },
+            info: None,
         }
     }
 
@@ -160,7 +165,9 @@ impl Registry<'_> {
     ) -> Result<(), Error> {
         let mut payloads = Vec::new();
         let mut unchanged = Vec::new();
-        for outcome in outcomes {
+        let mut infos = Vec::new();
+        for mut outcome in outcomes {
+            infos.extend(outcome.info.take());
             match outcome.changed {
                 Some((kind, condition, payload)) => {
                     payloads.push((
@@ -175,9 +182,12 @@ impl Registry<'_> {
                 None => unchanged.push(outcome),
             }
         }
-        if !payloads.is_empty() {
+        if !payloads.is_empty() || !infos.is_empty() {
             self.lock_for_writing()?;
             let batch = self.storage.batch();
+            for (key, bytes, condition) in &infos {
+                batch.put(key, bytes, condition.clone())?;
+            }
             let (key, progress) = (&self.signer.key, self.progress);
             progress.start("signing packages", payloads.len());
             let staged: Result<(), Error> =
@@ -275,7 +285,9 @@ impl Registry<'_> {
                 }
                 let payload = registry::package_payload(&this.repo, name, releases, advisories);
                 let annotations = Annotations::of(releases, advisories);
-                Ok(this.prepare(path, payload, existing, annotations))
+                let mut outcome = this.prepare(path, payload, existing, annotations);
+                outcome.info = this.prepare_info(name, releases, outcome.changed.is_some())?;
+                Ok(outcome)
             })
             .collect()
     }
@@ -322,11 +334,81 @@ impl Registry<'_> {
         for name in stale {
             let path = ResourcePath::package(name).key();
             self.lock_for_writing()?;
+            // Its API record goes first (not a registry file: not reported), so that a run
+            // stopped between the two leaves `packages/NAME`, which the next run finds.
+            self.storage.delete(&info_path(name))?;
             self.storage.delete(&path)?;
             self.changes
                 .file(Stage::Removals, ChangeKind::Removing, &path);
         }
         Ok(())
+    }
+}
+
+impl Registry<'_> {
+    /// The API record of package `name` whose releases are now `releases`, when it must be
+    /// written: each release takes what its tarball told this run (`fresh_info`, dated by the
+    /// tarball's modification time) or what the record in place holds for the same tarball; a
+    /// release it knows nothing of is left out.
+    /// Read only when this run read one of the package's tarballs or changes its file, so a
+    /// no-op build reads no record.
+    fn prepare_info(
+        &self,
+        name: &str,
+        releases: &[Release],
+        package_changed: bool,
+    ) -> Result<Option<(String, Vec<u8>, Condition)>, Error> {
+        let fresh = self.fresh_info.get(name);
+        if fresh.is_none() && !package_changed {
+            return Ok(None);
+        }
+        let path = info_path(name);
+        let existing = self.storage.read(&path)?;
+        let old = existing
+            .as_ref()
+            .map(|o| PackageInfo::decode_lenient(&o.bytes))
+            .unwrap_or_default();
+        let mut record = PackageInfo::default();
+        for release in releases {
+            let checksum = release.outer_checksum.as_slice();
+            let old = old.release(&release.version);
+            let fresh = fresh.and_then(|f| {
+                f.iter()
+                    .find(|i| i.version == release.version && i.outer_checksum == checksum)
+            });
+            let entry = match (fresh, old) {
+                (Some(fresh), Some(old)) if old.outer_checksum == checksum => {
+                    let mut entry = fresh.clone();
+                    entry.indexed_at = old.indexed_at;
+                    entry.updated_at = old.updated_at;
+                    entry.has_docs = old.has_docs;
+                    if entry.publisher.is_none() {
+                        entry.publisher = old.publisher.clone();
+                    }
+                    entry
+                }
+                (Some(fresh), old) => {
+                    // New (dated by its tarball), or a replaced tarball: that keeps the time
+                    // the release first entered.
+                    let mut entry = fresh.clone();
+                    if let Some(old) = old {
+                        entry.indexed_at = old.indexed_at;
+                        entry.has_docs = old.has_docs;
+                    }
+                    entry
+                }
+                (None, Some(old)) if old.outer_checksum == checksum => old.clone(),
+                (None, _) => continue,
+            };
+            record.releases.push(entry);
+        }
+        let bytes = record.encode();
+        Ok(match existing {
+            Some(o) if o.bytes == bytes => None,
+            Some(o) => Some((path, bytes, Condition::Replace(o.version))),
+            None if record.releases.is_empty() => None,
+            None => Some((path, bytes, Condition::Create)),
+        })
     }
 }
 

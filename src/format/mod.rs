@@ -12,6 +12,7 @@
 //! - [`requirement`]: version requirements in Elixir's syntax (`~> 1.2`);
 //! - [`package_name`]: package names and tarball file names;
 //! - [`registry`]: the registry model and its signed, gzipped protobuf resources;
+//! - [`release_info`]: what the Hex API tells of each release beyond the registry files;
 //! - [`advisory`]: security advisories of a package (Hex 2.5's `mix hex.audit`);
 //! - [`policy`]: dependency policies, `policies/NAME` (Hex 2.5's `HEX_POLICY`);
 //! - [`resource_path`]: where each file of a registry lives;
@@ -28,6 +29,7 @@ pub mod package_name;
 pub mod policy;
 pub mod proto;
 pub mod registry;
+pub mod release_info;
 pub mod requirement;
 pub mod resource_path;
 pub mod signing;

@@ -124,6 +124,13 @@ impl KeyStore {
             })
     }
 
+    /// The key labelled `label` as the keys file has it now (reloaded first if it is due a
+    /// look and changed); `None` once it is revoked. Bearer tokens name their key this way.
+    pub fn by_label(&self, label: &str) -> Option<super::KeyEntry> {
+        self.check(false);
+        self.keys().get(label).cloned()
+    }
+
     /// Looks at the file now, whenever it was last looked at, and reloads it if it changed.
     pub fn refresh(&self) {
         self.check(true);

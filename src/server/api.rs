@@ -13,7 +13,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
 use crate::api::answer::{self, Answer};
-use crate::api::{self, Format, Route, RouteError};
+use crate::api::{self, Format, Route, RouteError, Urls};
 use crate::engine::{self, NewTarball, Registry, Signer};
 use crate::format::signing::PublicKey;
 use crate::format::tarball::MAX_TARBALL_SIZE;
@@ -45,6 +45,10 @@ pub struct Api {
     pub body_idle_timeout: Duration,
     /// Date releases as they are published (`--published-at`).
     pub release_dates: bool,
+    /// Signs OAuth tokens (shared through the registry's storage); `None`: no tokens.
+    pub token_secret: Option<Vec<u8>>,
+    /// What the package search knows of each package's record.
+    pub search: super::search::SearchCache,
 }
 
 /// Answers an `/api` request.
@@ -108,14 +112,37 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Answer {
             return answer;
         }
     };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
+    let urls = Urls {
+        api: format!("http://{host}/api"),
+        repo: format!("http://{host}"),
+    };
+    match route {
+        // The exchange authenticates by its body; a short URL needs no key (as hex.pm).
+        Route::OAuthToken => {
+            return match read_body(req, 64 * 1024, api.body_idle_timeout).await {
+                Ok(body) => super::oauth::exchange(api, &body),
+                Err(answer) => answer,
+            };
+        }
+        Route::ShortUrl => {
+            return match read_body(req, 64 * 1024, api.body_idle_timeout).await {
+                Ok(body) => answer::short_url(&body),
+                Err(answer) => answer,
+            };
+        }
+        _ => {}
+    }
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let grant = match (&api.keys, presented) {
-        (Some(keys), Some(key)) => keys.authenticate(key),
-        _ => None,
-    };
+    let grant = presented.and_then(|p| super::oauth::authenticate(api, p));
     let Some(grant) = grant else {
         return Answer::error(
             StatusCode::UNAUTHORIZED,
@@ -139,22 +166,14 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Answer {
             );
         }
     }
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("localhost")
-        .to_string();
-    let urls = Urls {
-        api: format!("http://{host}/api"),
-        repo: format!("http://{host}"),
-    };
     match route {
+        Route::OAuthToken | Route::ShortUrl => Answer::error(StatusCode::NOT_FOUND, "not found"),
+        Route::Search { query } => super::search::answer(api, query.as_deref(), &urls).await,
         Route::Me => Answer::new(StatusCode::OK, api::me_body(&grant.label)),
         Route::Package { name } => read_package(api, &name, None, &urls).await,
         Route::Release { name, version } => read_package(api, &name, Some(version), &urls).await,
         Route::Publish { replace } => {
-            let answer = publish_route(state, api, req, replace, urls).await;
+            let answer = publish_route(state, api, req, replace, urls, &grant.label).await;
             if answer.status.is_success() {
                 super::metrics::PUBLISHES.inc();
             } else {
@@ -227,12 +246,6 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Answer {
     }
 }
 
-/// Where the API and the repository are, as the client reached them.
-struct Urls {
-    api: String,
-    repo: String,
-}
-
 /// `GET /api/packages/NAME[/releases/VERSION]`.
 async fn read_package(api: &Api, name: &str, version: Option<String>, urls: &Urls) -> Answer {
     let Some(public) = &api.public else {
@@ -242,25 +255,38 @@ async fn read_package(api: &Api, name: &str, version: Option<String>, urls: &Url
         );
     };
     // On a bucket the read blocks on the storage's runtime: not on an async worker.
-    let read = || engine::Reader::new(api.storage.storage(), &api.repo, public).package(name);
+    let read = || {
+        let reader = engine::Reader::new(api.storage.storage(), &api.repo, public);
+        Ok::<_, engine::Error>(match reader.package(name)? {
+            Some(releases) => Some((releases, reader.package_info(name)?)),
+            None => None,
+        })
+    };
     let read = match &api.storage {
         Location::Local(_) => read(),
         Location::Object(_) => tokio::task::block_in_place(read),
     };
-    let releases = match read {
-        Ok(Some(releases)) => releases,
+    let (releases, info) = match read {
+        Ok(Some(read)) => read,
         Ok(None) => return Answer::error(StatusCode::NOT_FOUND, &format!("no package `{name}`")),
         Err(e) => return engine_error(api, e),
     };
     match version {
         None => Answer::new(
             StatusCode::OK,
-            api::package_body(name, &api.repo, &releases, &urls.api),
+            api::package_body(name, &api.repo, &releases, &info, urls),
         ),
         Some(version) => match releases.iter().find(|r| r.version == version) {
             Some(release) => Answer::new(
                 StatusCode::OK,
-                api::release_body(name, release, &urls.api, &urls.repo, &api.repo),
+                api::release_body(
+                    name,
+                    release,
+                    info.release(&release.version)
+                        .filter(|i| i.outer_checksum == release.outer_checksum),
+                    urls,
+                    &api.repo,
+                ),
             ),
             None => Answer::error(
                 StatusCode::NOT_FOUND,
@@ -277,6 +303,7 @@ async fn publish_route(
     req: Request<Incoming>,
     replace: bool,
     urls: Urls,
+    publisher: &str,
 ) -> Answer {
     let body = match read_body(req, MAX_TARBALL_SIZE, api.body_idle_timeout).await {
         Ok(body) => body,
@@ -297,6 +324,11 @@ async fn publish_route(
             return Answer::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
         }
     };
+    // The record names the key that published the release.
+    let mut new = new;
+    if let Some(info) = &mut new.info {
+        info.publisher = Some(publisher.to_string());
+    }
     run(state, move |api, registry| {
         publish(api, registry, new, replace, &urls)
     })
@@ -328,9 +360,15 @@ fn publish(
         return Ok(answer::already_published(&name, &version));
     }
     let release = new.release.clone();
+    let info = new.info.clone();
     registry.add(vec![Ok(new)], replace)?;
     Ok(answer::published(
-        existed, &name, &release, &urls.api, &urls.repo, &api.repo,
+        existed,
+        &name,
+        &release,
+        info.as_ref(),
+        urls,
+        &api.repo,
     ))
 }
 

@@ -25,8 +25,10 @@ mod files;
 mod health;
 mod lru;
 pub mod metrics;
+mod oauth;
 mod pages;
 mod respond;
+mod search;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -273,7 +275,20 @@ fn configure_api(config: ApiConfig, location: Location) -> Result<api::Api, Serv
             .flatten()
             .and_then(|object| PublicKey::from_pem(&object.bytes).ok()),
     };
+    // Tokens need a secret every server on the registry shares; without one (a read-only
+    // storage) the API still takes keys.
+    let token_secret = match oauth::load_secret(location.storage()) {
+        Ok(secret) => Some(secret),
+        Err(e) => {
+            respond::log_line(&format!(
+                "error: no OAuth tokens: cannot read or create the token secret: {e}"
+            ));
+            None
+        }
+    };
     Ok(api::Api {
+        token_secret,
+        search: search::SearchCache::default(),
         storage: location,
         repo: config.repo,
         signer: config.signer,

@@ -63,12 +63,12 @@ pub async fn handle(
 pub(super) async fn authorized(state: &Arc<State>, req: &Request<Incoming>) -> bool {
     !state.reads_need_credentials || {
         let presented = req.headers().get(header::AUTHORIZATION);
+        // A key, `Bearer KEY` or `Bearer TOKEN` (an OAuth token).
         let by_key = state
             .api
             .as_ref()
-            .and_then(|api| api.keys.as_ref())
             .zip(presented.and_then(|v| v.to_str().ok()))
-            .is_some_and(|(keys, key)| keys.authenticate(key).is_some());
+            .is_some_and(|(api, key)| super::oauth::authenticate(api, key).is_some());
         by_key
             || match &state.auth {
                 Some(auth) => auth.check(presented).await,

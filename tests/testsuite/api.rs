@@ -418,7 +418,8 @@ fn a_missing_or_wrong_key_is_401_with_a_challenge() {
         '0'
     };
     tampered.push(last);
-    let bearer = format!("Bearer {}", fx.writer);
+    // `Bearer KEY` is the key itself (tests/testsuite/api_read.rs); a tampered one is not.
+    let bearer = format!("Bearer {tampered}");
     let wrong = [
         None,
         Some(tampered.as_str()),

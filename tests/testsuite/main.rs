@@ -22,6 +22,7 @@
 //!   and compose file of docs/;
 //! - [`keys`]: `hexreg key add|list|revoke`;
 //! - [`api`]: the Hex HTTP API of `hexreg serve`, with a raw client and with rebar3's hex_core;
+//! - [`api_read`]: the API's reads as hex.pm's (metadata, dates, search), OAuth tokens;
 //! - [`pages`]: the web pages of `hexreg serve`, over HTTP and in headless Chromium;
 //! - [`mirror`]: `hexreg mirror` from an upstream `hexreg serve`, full and filtered;
 //! - [`request_cost`]: what one request costs the server (peak memory for a docs bomb, bytes
@@ -36,6 +37,7 @@
 mod support;
 
 mod api;
+mod api_read;
 mod bad_tarballs;
 mod build_reference;
 mod cache;

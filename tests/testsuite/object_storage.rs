@@ -339,7 +339,8 @@ fn a_build_on_s3_writes_what_a_build_on_disk_writes() {
     let before = objects(&s3);
     assert_eq!(
         before.len(),
-        tarballs.len() + packages.len() + 3,
+        // Each package also has its API record (`.hexreg-api/packages/NAME`).
+        tarballs.len() + 2 * packages.len() + 3,
         "{before:?}"
     );
     for path in before.keys() {
@@ -652,7 +653,13 @@ fn a_no_op_build_sends_no_write_and_adding_one_tarball_puts_three_files() {
     puts.dedup();
     assert_eq!(
         puts,
-        [LOCK_NAME, "names", "packages/acme_new", "versions"],
+        [
+            ".hexreg-api/packages/acme_new",
+            LOCK_NAME,
+            "names",
+            "packages/acme_new",
+            "versions"
+        ],
         "{add_one:#?}"
     );
     assert!(
@@ -746,8 +753,19 @@ fn serve_reads_from_a_bucket_and_publishes_into_it() {
         head.header("content-length"),
         Some(tarball.bytes.len().to_string().as_str())
     );
+    // The API's records and the token secret are in the bucket, and never served.
+    assert!(
+        storage
+            .read(".hexreg-api/packages/acme_a")
+            .unwrap()
+            .is_some()
+    );
+    assert!(storage.read(".hexreg-api/token-secret").unwrap().is_some());
     for path in [
         "/.hexreg-lock",
+        "/.hexreg-api/packages/acme_a",
+        "/.hexreg-api/token-secret",
+        "/%2ehexreg-api/token-secret",
         "/packages",
         "/packages/nope",
         "/../names",
@@ -755,6 +773,17 @@ fn serve_reads_from_a_bucket_and_publishes_into_it() {
     ] {
         assert_eq!(server.get(path).status, 404, "{path}");
     }
+    let info = server.request(
+        "GET",
+        "/api/packages/acme_a",
+        &[("authorization", api_key.as_str())],
+    );
+    assert_eq!(info.status, 200);
+    assert!(
+        String::from_utf8_lossy(&info.body).contains("\"inserted_at\":\"20"),
+        "{}",
+        String::from_utf8_lossy(&info.body)
+    );
 
     // The web pages read the same bucket: the list, a package, a version's files.
     let index = server.get("/");

@@ -201,7 +201,16 @@ fn fails_safely_at_every_write(
             wanted_index,
             "write {n}"
         );
-        assert_eq!(storage.snapshot(), wanted, "after a failure at write {n}");
+        let got = storage.snapshot();
+        let differ: Vec<&String> = got
+            .keys()
+            .chain(wanted.keys())
+            .filter(|k| got.get(*k) != wanted.get(*k))
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "after a failure at write {n}: {differ:?} differ"
+        );
     }
 }
 

@@ -9,7 +9,8 @@ use std::time::SystemTime;
 pub fn registry_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
     collect(dir, dir, &mut files);
-    files.retain(|rel, _| !rel.starts_with("tarballs/"));
+    // The API's records (`.hexreg-api/`) are hexreg's own, not part of the registry.
+    files.retain(|rel, _| !rel.starts_with("tarballs/") && !rel.starts_with(".hexreg-api/"));
     files
 }
 
