@@ -40,15 +40,25 @@ pub async fn handle(
     };
     if state.log_requests {
         let status = response.status().as_u16();
+        let key = response
+            .extensions()
+            .get::<super::api::KeyLabel>()
+            .map(|k| k.0.clone());
+        let target = match uri.path() {
+            // Authority-form or `*` targets: log the target as sent.
+            "" => uri.to_string(),
+            // The API's query says what a change did (`?replace=true`): kept.
+            path if is_api => uri
+                .path_and_query()
+                .map_or(path.to_string(), |pq| pq.as_str().to_string()),
+            path => path.to_string(),
+        };
         response.body_mut().log = Some(LogEntry {
             method,
-            path: loggable(match uri.path() {
-                // Authority-form or `*` targets: log the target as sent.
-                "" => uri.to_string(),
-                path => path.to_string(),
-            }),
+            path: loggable(target),
             status,
             started,
+            key,
         });
     }
     Ok(response)
@@ -70,6 +80,21 @@ async fn respond(state: &Arc<State>, req: &Request<Incoming>) -> Response<ServeB
             }
     };
     if !authorized {
+        // A key cannot be checked while the keys file is broken: say so, rather than 401.
+        if let Some(why) = state
+            .api
+            .as_ref()
+            .and_then(|api| api.keys.as_ref())
+            .and_then(|keys| keys.broken())
+        {
+            log_line(&format!(
+                "error: refusing a read: the API keys file is broken: {why}"
+            ));
+            return text_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable: the server's API keys file is broken, so no key is accepted until its operator fixes it\n",
+            );
+        }
         return unauthorized();
     }
     let head = match *req.method() {
@@ -328,13 +353,19 @@ pub struct LogEntry {
     path: String,
     status: u16,
     started: Instant,
+    /// The label of the API key the request was made with.
+    key: Option<String>,
 }
 
 impl LogEntry {
     fn write(&self, sent: u64) {
         let ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let key = match &self.key {
+            Some(label) => format!(" key={label}"),
+            None => String::new(),
+        };
         log_line(&format!(
-            "{} {} {} {sent} {ms:.2}ms",
+            "{} {} {} {sent} {ms:.2}ms{key}",
             self.method, self.path, self.status
         ));
     }

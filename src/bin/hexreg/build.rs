@@ -77,8 +77,21 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         // again, reading under the lock now held.
         result = registry.build(&options);
     }
-    print_changes(registry.take_changes(), target.storage(), opts.run.quiet);
+    let changes = registry.take_changes();
+    let changed = !changes.is_empty();
+    print_changes(changes, target.storage(), opts.run.quiet);
     result.map_err(with_problems)?;
+    if changed {
+        hexreg::engine::audit::append_cli(
+            target.storage(),
+            hexreg::engine::audit::Action::Build,
+            "",
+            "",
+            "",
+            "",
+        )
+        .map_err(hexreg::engine::Error::from)?;
+    }
     save_cache(registry.into_cache(), "built");
     Ok(())
 }
