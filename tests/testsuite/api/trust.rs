@@ -612,3 +612,78 @@ fn hex_core_replaces_within_the_window_is_refused_past_it_and_outside_its_scope(
     assert!(lines[1].contains(" replace acme_t 1.0.0 "));
     assert!(audit(&fx, &["--package", "other"]).is_empty());
 }
+
+#[test]
+fn a_replace_dates_a_dated_release_again_and_keeps_its_retirement() {
+    let fx = Fixture::new();
+    // A release from 2020, dated by `hexreg build --published-at`, retired as security.
+    let old = Package::new("acme_d", "1.0.0").tarball();
+    let path = fx.public.join("tarballs/acme_d-1.0.0.tar");
+    fs::write(&path, &old).unwrap();
+    support::fixtures::set_mtime(&path, 1_600_000_000);
+    ok(
+        &fx.dir,
+        &[
+            "build",
+            "public",
+            "--name",
+            REPO,
+            &private_key_arg(),
+            "--published-at",
+        ],
+    );
+    ok(
+        &fx.dir,
+        &[
+            "retire",
+            "public",
+            "acme_d",
+            "1.0.0",
+            "--reason",
+            "security",
+            "--name",
+            REPO,
+            &private_key_arg(),
+        ],
+    );
+    let release = |fx: &Fixture| {
+        let bytes = fs::read(fx.public.join("packages/acme_d")).unwrap();
+        let package = registry::open_package(&bytes, &public_key(), REPO, "acme_d").unwrap();
+        package.releases.into_iter().next().unwrap()
+    };
+    assert_eq!(
+        release(&fx).published_at.map(|t| t.seconds),
+        Some(1_600_000_000)
+    );
+    // Six years old: the default window refuses; an unlimited one allows.
+    let new = Package::new("acme_d", "1.0.0")
+        .file("src/n.erl", "-module(n).\n")
+        .tarball();
+    let server = fx.serve(&[]);
+    let r = req("POST", "/api/publish?replace=true")
+        .key(&fx.writer)
+        .tarball(new.clone())
+        .send(&server);
+    assert_eq!(r.status, 422);
+    drop(server);
+    let server = fx.serve(&["--replace-window", "unlimited"]);
+    let started = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let r = req("POST", "/api/publish?replace=true")
+        .key(&fx.writer)
+        .tarball(new)
+        .send(&server);
+    assert_eq!(r.status, 200);
+    let replaced = release(&fx);
+    assert!(
+        replaced.published_at.is_some_and(|t| t.seconds >= started),
+        "dated again: {:?}",
+        replaced.published_at
+    );
+    assert_eq!(
+        replaced.retired.map(|r| r.reason),
+        Some(hexreg::format::proto::package::RetirementReason::RetiredSecurity as i32)
+    );
+}

@@ -5,11 +5,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-/// Every file below `dir` (relative path → bytes), `tarballs/` left out.
+/// Every file below `dir` (relative path → bytes), `tarballs/` and the audit trail left out.
 pub fn registry_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
     collect(dir, dir, &mut files);
-    files.retain(|rel, _| !rel.starts_with("tarballs/"));
+    // The audit trail (`.hexreg/`) records who changed the registry, not what clients read.
+    files.retain(|rel, _| !rel.starts_with("tarballs/") && !rel.starts_with(".hexreg/"));
     files
 }
 
