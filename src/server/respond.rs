@@ -81,15 +81,13 @@ async fn respond(state: &Arc<State>, req: &Request<Incoming>) -> Response<ServeB
     };
     if !authorized {
         // A key cannot be checked while the keys file is broken: say so, rather than 401.
-        if let Some(why) = state
+        // (The store logs why at each attempt to read the file, not once per request.)
+        if state
             .api
             .as_ref()
             .and_then(|api| api.keys.as_ref())
-            .and_then(|keys| keys.broken())
+            .is_some_and(|keys| keys.broken().is_some())
         {
-            log_line(&format!(
-                "error: refusing a read: the API keys file is broken: {why}"
-            ));
             return text_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "503 Service Unavailable: the server's API keys file is broken, so no key is accepted until its operator fixes it\n",
