@@ -23,6 +23,8 @@ pub struct Answer {
     pub allow: Option<&'static str>,
     /// What only the server's log should see: the full text of an internal error.
     pub log: Option<String>,
+    /// The `retry-after` header, in seconds (a 503 while the registry is busy).
+    pub retry_after: Option<u64>,
 }
 
 impl Answer {
@@ -34,6 +36,7 @@ impl Answer {
             location: None,
             allow: None,
             log: None,
+            retry_after: None,
         }
     }
 
@@ -45,6 +48,7 @@ impl Answer {
             location: None,
             allow: None,
             log: None,
+            retry_after: None,
         }
     }
 
@@ -92,6 +96,64 @@ pub fn already_published(name: &str, version: &str) -> Answer {
             ],
         ),
     )
+}
+
+/// 422 for a publish to `/api/packages/NAME/releases` of a tarball of another package.
+pub fn wrong_package(url_name: &str, tarball_name: &str) -> Answer {
+    let text = format!(
+        "the URL publishes package `{url_name}` but the tarball is a release of `{tarball_name}`: publish it to /api/packages/{tarball_name}/releases"
+    );
+    Answer::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        error_body(422, &text, &[("name", text.clone())]),
+    )
+}
+
+/// 422 for a replace or revert of a release past the replace window: hex.pm's wording (which
+/// mix and rebar3 show), in `inserted_at` as hex.pm puts it, with `refusal` (the window's own
+/// words, [`super::window::ReplaceWindow::refusal`]).
+pub fn past_window(name: &str, version: &str, refusal: &str) -> Answer {
+    Answer::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        error_body(
+            422,
+            &format!("{name} {version}: {refusal}"),
+            &[("inserted_at", refusal.to_string())],
+        ),
+    )
+}
+
+/// 403 for a write key used on a package outside its scope.
+pub fn out_of_scope(package: &str, label: &str, scope: &str) -> Answer {
+    Answer::error(
+        StatusCode::FORBIDDEN,
+        &format!(
+            "key `{label}` may not change package `{package}`: it may write only packages matching {scope}"
+        ),
+    )
+}
+
+/// 503 while the keys file cannot be used: no request that needs a key is let through until
+/// a valid file is back.
+pub fn keys_broken(problem: &str) -> Answer {
+    Answer::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!(
+            "the server's API keys file is broken, so no key is accepted until its operator fixes it: {problem}"
+        ),
+    )
+}
+
+/// 503 with `retry-after` when the registry's lock was not free within `waited_secs`.
+pub fn busy(waited_secs: u64) -> Answer {
+    let mut answer = Answer::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!(
+            "the registry is busy with another change (its lock was not free within {waited_secs} s): nothing was changed; try again"
+        ),
+    );
+    answer.retry_after = Some(waited_secs.clamp(1, 60));
+    answer
 }
 
 /// A publish done: 201 for a new release, 200 for a replaced one, with the release's body and
@@ -255,5 +317,21 @@ mod tests {
         let answer = already_published("a", "1.0.0");
         assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(message(&answer), "Validation error(s)");
+        let answer = wrong_package("acme_a", "acme_b");
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(message(&answer).contains("`acme_a`") && message(&answer).contains("`acme_b`"));
+        let answer = past_window(
+            "a",
+            "1.0.0",
+            "can only modify a release up to one hour after publication",
+        );
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(message(&answer).ends_with("up to one hour after publication"));
+        let answer = busy(10);
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answer.retry_after, Some(10));
+        let answer = out_of_scope("b", "ci", "acme_*");
+        assert_eq!(answer.status, StatusCode::FORBIDDEN);
+        assert!(message(&answer).contains("`b`") && message(&answer).contains("`ci`"));
     }
 }

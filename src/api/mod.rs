@@ -19,6 +19,7 @@ pub mod etf;
 pub mod oauth;
 pub mod package;
 pub mod search;
+pub mod window;
 
 pub use package::{Urls, package_body, release_body};
 
@@ -35,6 +36,9 @@ pub enum Route {
     Publish {
         /// `?replace=true`.
         replace: bool,
+        /// The package the path names (`/api/packages/NAME/releases`); the tarball must be a
+        /// release of it. `None` for `/api/publish`.
+        package: Option<String>,
     },
     /// `GET /api/packages?search=...`: the package search ([`search`]).
     Search {
@@ -107,6 +111,39 @@ impl Route {
                 | Route::ShortUrl
         )
     }
+
+    /// The package the path names, if any.
+    pub fn package(&self) -> Option<&str> {
+        match self {
+            Route::Me | Route::Search { .. } | Route::OAuthToken | Route::ShortUrl => None,
+            Route::Publish { package, .. } => package.as_deref(),
+            Route::Package { name }
+            | Route::Release { name, .. }
+            | Route::Revert { name, .. }
+            | Route::Retire { name, .. }
+            | Route::Unretire { name, .. }
+            | Route::PublishDocs { name, .. }
+            | Route::RemoveDocs { name, .. } => Some(name),
+        }
+    }
+
+    /// The version the path names, if any.
+    pub fn version(&self) -> Option<&str> {
+        match self {
+            Route::Me
+            | Route::Publish { .. }
+            | Route::Package { .. }
+            | Route::Search { .. }
+            | Route::OAuthToken
+            | Route::ShortUrl => None,
+            Route::Release { version, .. }
+            | Route::Revert { version, .. }
+            | Route::Retire { version, .. }
+            | Route::Unretire { version, .. }
+            | Route::PublishDocs { version, .. }
+            | Route::RemoveDocs { version, .. } => Some(version),
+        }
+    }
 }
 
 /// Why a request has no route.
@@ -116,6 +153,9 @@ pub enum RouteError {
     NotFound,
     /// The path exists, not with this method; the methods it takes.
     MethodNotAllowed(&'static str),
+    /// The path names a package or version that cannot exist: what is wrong with it (400,
+    /// before any storage is touched).
+    BadRequest(String),
 }
 
 /// The route of `method` on `path` (which starts with `/api`) and `query`, for repository
@@ -150,9 +190,15 @@ pub fn route(
             Err(RouteError::MethodNotAllowed(allowed))
         }
     };
-    match s.as_slice() {
+    let route = match s.as_slice() {
         ["users", "me"] => allow("GET", Route::Me),
-        ["publish"] => allow("POST", Route::Publish { replace }),
+        ["publish"] => allow(
+            "POST",
+            Route::Publish {
+                replace,
+                package: None,
+            },
+        ),
         ["packages"] => allow(
             "GET",
             Route::Search {
@@ -162,7 +208,13 @@ pub fn route(
         ["oauth", "token"] => allow("POST", Route::OAuthToken),
         ["short_url"] => allow("POST", Route::ShortUrl),
         ["packages", _] => allow("GET", Route::Package { name: name(1) }),
-        ["packages", _, "releases"] => allow("POST", Route::Publish { replace }),
+        ["packages", _, "releases"] => allow(
+            "POST",
+            Route::Publish {
+                replace,
+                package: Some(name(1)),
+            },
+        ),
         ["packages", _, "releases", _] => {
             let (name, version) = (name(1), name(3));
             match method {
@@ -185,7 +237,31 @@ pub fn route(
             }
         }
         _ => Err(RouteError::NotFound),
+    }?;
+    check_names(&route)?;
+    Ok(route)
+}
+
+/// Refuses a route whose package name or version cannot exist, before anything reads the
+/// storage with it (`..`, `a/b` and the like never reach a path).
+fn check_names(route: &Route) -> Result<(), RouteError> {
+    if let Some(name) = route.package()
+        && !crate::format::package_name::is_valid(name)
+    {
+        return Err(RouteError::BadRequest(format!(
+            "{:?} is not a package name: names are a lowercase letter, then lowercase letters, digits and underscores",
+            crate::format::tarball::one_line(name)
+        )));
     }
+    if let Some(version) = route.version()
+        && crate::format::version::parse(version).is_err()
+    {
+        return Err(RouteError::BadRequest(format!(
+            "{:?} is not a version: versions are SemVer 2.0 (e.g. 1.0.0)",
+            crate::format::tarball::one_line(version)
+        )));
+    }
+    Ok(())
 }
 
 /// `?NAME=true` (or `1`) in a query string.
@@ -386,16 +462,33 @@ mod tests {
     fn routes_of_both_publish_paths_and_the_repository_form() {
         assert_eq!(
             r("POST", "/api/publish", Some("replace=false")),
-            Ok(Route::Publish { replace: false })
+            Ok(Route::Publish {
+                replace: false,
+                package: None
+            })
         );
         assert_eq!(
             r("POST", "/api/repos/acme/publish", Some("replace=true")),
-            Ok(Route::Publish { replace: true })
+            Ok(Route::Publish {
+                replace: true,
+                package: None
+            })
         );
         assert_eq!(
             r("POST", "/api/packages/foo/releases", Some("replace=true")),
-            Ok(Route::Publish { replace: true })
+            Ok(Route::Publish {
+                replace: true,
+                package: Some("foo".into())
+            })
         );
+        assert!(matches!(
+            r("GET", "/api/packages/..", None),
+            Err(RouteError::BadRequest(_))
+        ));
+        assert!(matches!(
+            r("DELETE", "/api/packages/foo/releases/1.0", None),
+            Err(RouteError::BadRequest(_))
+        ));
         assert_eq!(
             r("POST", "/api/repos/other/publish", None),
             Err(RouteError::NotFound)
@@ -424,7 +517,13 @@ mod tests {
             Err(RouteError::NotFound)
         );
         assert_eq!(r("GET", "/api/nothing", None), Err(RouteError::NotFound));
-        assert!(Route::Publish { replace: false }.writes());
+        assert!(
+            Route::Publish {
+                replace: false,
+                package: None
+            }
+            .writes()
+        );
         assert!(!Route::Me.writes());
     }
 

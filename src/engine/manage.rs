@@ -292,6 +292,8 @@ impl Registry<'_> {
         let mut copies: Vec<(&NewTarball, Option<Version>)> = Vec::new();
         // (package, version) of each release added or replaced.
         let mut added: Vec<(String, String)> = Vec::new();
+        // (package, version) of each dated release replaced: dated again.
+        let mut redated: Vec<(String, String)> = Vec::new();
         for t in &unique {
             if !packages.contains_key(&t.name) {
                 let releases = self.load_package(&t.name)?.unwrap_or_default();
@@ -333,10 +335,16 @@ impl Registry<'_> {
                         });
                         continue;
                     }
-                    // The release is the same version: its date and advisories stay.
+                    // The release is the same version: what was said about it (its
+                    // retirement, its advisories) stays. Its bytes are new, so a dated
+                    // release is dated again when the new tarball is stored (below): a
+                    // client's cooldown starts again.
                     let mut release = t.release.clone();
-                    release.published_at = releases[i].published_at;
+                    release.retired = releases[i].retired.take();
                     release.advisory_indexes = std::mem::take(&mut releases[i].advisory_indexes);
+                    if releases[i].published_at.is_some() {
+                        redated.push((t.name.clone(), t.release.version.clone()));
+                    }
                     releases[i] = release;
                     copies.push((t, on_disk_version));
                     added.push((t.name.clone(), t.release.version.clone()));
@@ -412,8 +420,8 @@ impl Registry<'_> {
                     });
             }
             // A release entering the registry is dated when it is stored; a replaced one
-            // keeps the date it first entered with.
-            if self.release_dates
+            // that was dated is dated again, its new bytes being new.
+            if (self.release_dates || redated.contains(&(name.clone(), version.clone())))
                 && let Some(release) = packages
                     .get_mut(name)
                     .and_then(|rs| rs.iter_mut().find(|r| &r.version == version))

@@ -18,6 +18,7 @@
 //! tarballs (retirements, release dates, advisories) is kept by every write of it.
 
 pub mod advisories;
+pub mod audit;
 pub mod build;
 pub mod cache;
 pub mod changes;
@@ -164,6 +165,9 @@ pub enum Error {
         /// Its missing file, as shown.
         path: String,
     },
+    /// The audit trail cannot be written or read.
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
     /// No such version.
     #[error("package `{package}` has no version `{version}` (it has: {})", have.join(", "))]
     NoVersion {

@@ -35,9 +35,11 @@ use sha2::{Digest, Sha256};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 mod file;
+mod scope;
 mod store;
 
 pub use file::{Updated, read_file, update_file, write_file};
+pub use scope::Scope;
 pub use store::{Grant, KeyStore, Reload};
 
 /// Every key starts with this, so that a key pasted into a log, a chat or a commit is easy to
@@ -190,6 +192,7 @@ pub struct KeyEntry {
     permission: Permission,
     hash: [u8; 32],
     created: u64,
+    scope: Option<Scope>,
 }
 
 impl KeyEntry {
@@ -211,6 +214,11 @@ impl KeyEntry {
     /// The SHA-256 of the key text, in lowercase hexadecimal.
     pub fn hash_hex(&self) -> String {
         to_hex(&self.hash)
+    }
+
+    /// The packages a write key may change; `None`: every package.
+    pub fn scope(&self) -> Option<&Scope> {
+        self.scope.as_ref()
     }
 }
 
@@ -293,6 +301,9 @@ impl KeysFile {
                         e.hash_hex(),
                         e.created
                     ));
+                    if let Some(scope) = &e.scope {
+                        text.push_str(&format!(" packages={scope}"));
+                    }
                 }
             }
             text.push('\n');
@@ -321,6 +332,18 @@ impl KeysFile {
         permission: Permission,
         now: u64,
     ) -> Result<String, KeysError> {
+        self.add_scoped(label, permission, None, now)
+    }
+
+    /// [`KeysFile::add`], for a key limited to the packages of `scope` (`None`: every
+    /// package).
+    pub fn add_scoped(
+        &mut self,
+        label: &str,
+        permission: Permission,
+        scope: Option<Scope>,
+        now: u64,
+    ) -> Result<String, KeysError> {
         check_label(label)?;
         if self.get(label).is_some() {
             return Err(KeysError::LabelTaken {
@@ -333,6 +356,7 @@ impl KeysFile {
             permission,
             hash: hash_key(&key),
             created: now,
+            scope,
         }));
         Ok(key)
     }
@@ -355,6 +379,13 @@ impl KeysFile {
     /// is hashed and compared with every stored hash in constant time, so how long this takes
     /// says nothing about which hash, or how much of one, matched.
     pub fn authenticate(&self, presented: &str) -> Option<(&str, Permission)> {
+        self.authenticate_entry(presented)
+            .map(|entry| (entry.label(), entry.permission))
+    }
+
+    /// The entry of the key `presented`, if the file has it, compared as
+    /// [`KeysFile::authenticate`] does.
+    pub fn authenticate_entry(&self, presented: &str) -> Option<&KeyEntry> {
         let digest = hash_key(presented);
         let mut found = Choice::from(0);
         let mut index = 0u64;
@@ -366,17 +397,29 @@ impl KeysFile {
         if !bool::from(found) {
             return None;
         }
-        let entry = self.list().nth(usize::try_from(index).ok()?)?;
-        Some((&entry.label, entry.permission))
+        self.list().nth(usize::try_from(index).ok()?)
     }
 }
 
 /// A key line's fields, or what is wrong with them.
 fn parse_entry(line: &str) -> Result<KeyEntry, String> {
-    let fields: Vec<&str> = line.split_whitespace().collect();
+    let mut fields: Vec<&str> = line.split_whitespace().collect();
+    let scope = match fields.get(4) {
+        Some(extra) if fields.len() == 5 => {
+            let patterns = extra.strip_prefix("packages=").ok_or_else(|| {
+                format!(
+                    "the fifth field must be `packages=PATTERN[,PATTERN...]`, not {:?}",
+                    shorten(extra)
+                )
+            })?;
+            fields.pop();
+            Some(Scope::parse(patterns)?)
+        }
+        _ => None,
+    };
     let [label, permission, hash, created] = fields[..] else {
         return Err(format!(
-            "expected `LABEL PERMISSION SHA256 CREATED` (4 fields), found {} field{}",
+            "expected `LABEL PERMISSION SHA256 CREATED [packages=PATTERN,...]` (4 or 5 fields), found {} field{}",
             fields.len(),
             if fields.len() == 1 { "" } else { "s" }
         ));
@@ -399,6 +442,7 @@ fn parse_entry(line: &str) -> Result<KeyEntry, String> {
         permission,
         hash,
         created,
+        scope,
     })
 }
 
@@ -425,6 +469,24 @@ fn shorten(text: &str) -> String {
         Some((end, _)) => format!("{}...", &text[..end]),
         None => text.to_string(),
     }
+}
+
+/// The key in an `authorization` header: the header itself (hex clients send the key as it
+/// is), or the password of `Basic base64(USER:KEY)` credentials (browsers and tools that only
+/// speak HTTP Basic; the user name is ignored).
+pub fn presented_key(header: &str) -> std::borrow::Cow<'_, str> {
+    use base64::Engine;
+    let basic = header
+        .strip_prefix("Basic ")
+        .or_else(|| header.strip_prefix("basic "));
+    if let Some(encoded) = basic
+        && let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim())
+        && let Ok(text) = String::from_utf8(decoded)
+        && let Some((_, password)) = text.split_once(':')
+    {
+        return std::borrow::Cow::Owned(password.to_string());
+    }
+    std::borrow::Cow::Borrowed(header)
 }
 
 /// A new key: [`KEY_PREFIX`] and [`KEY_BYTES`] random bytes from aws-lc's system generator, in
@@ -517,7 +579,14 @@ mod tests {
     fn bad_lines_are_named_with_their_number() {
         let cases = [
             (format!("ci read {HASH_A}"), "found 3 fields"),
-            (format!("ci read {HASH_A} 1 extra"), "found 5 fields"),
+            (
+                format!("ci read {HASH_A} 1 extra"),
+                "the fifth field must be `packages=",
+            ),
+            (
+                format!("ci read {HASH_A} 1 packages=a extra"),
+                "found 6 fields",
+            ),
             (format!("c/i read {HASH_A} 1"), "invalid key label \"c/i\""),
             (
                 format!("{} read {HASH_A} 1", "a".repeat(65)),
@@ -673,6 +742,32 @@ mod tests {
         assert!(message.ends_with("; fix or delete the line"), "{message}");
     }
 
+    #[test]
+    fn a_scoped_key_round_trips_and_a_bad_scope_is_a_syntax_error() {
+        let mut keys = KeysFile::new();
+        let key = keys
+            .add_scoped(
+                "ci",
+                Permission::Write,
+                Some(Scope::parse("acme_*").unwrap()),
+                7,
+            )
+            .unwrap();
+        let text = keys.render();
+        assert!(text.trim_end().ends_with(" 7 packages=acme_*"), "{text}");
+        let back = KeysFile::parse(&text).unwrap();
+        let entry = back.authenticate_entry(&key).unwrap();
+        assert!(
+            entry
+                .scope()
+                .is_some_and(|s| s.allows("acme_a") && !s.allows("b"))
+        );
+        let bad = text.replace("packages=acme_*", "pkgs=acme_*");
+        assert!(KeysFile::parse(&bad).is_err());
+        assert_eq!(&*presented_key("Basic YW55OmhleHJlZ194"), "hexreg_x");
+        assert_eq!(&*presented_key("hexreg_x"), "hexreg_x");
+    }
+
     fn recording_store(path: &Path) -> (KeyStore, Arc<Mutex<Vec<String>>>) {
         let events = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&events);
@@ -680,6 +775,7 @@ mod tests {
             log.lock().unwrap().push(match event {
                 Reload::Loaded { keys } => format!("loaded {keys}"),
                 Reload::Failed(e) => format!("failed {e}"),
+                Reload::Deleted => "deleted".to_string(),
             });
         })
         .unwrap();
@@ -687,7 +783,7 @@ mod tests {
     }
 
     #[test]
-    fn a_store_sees_changes_and_keeps_its_keys_when_the_file_goes_bad() {
+    fn a_store_sees_changes_and_accepts_no_key_while_the_file_is_bad() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("keys");
         let missing = KeyStore::open(&path, |_| {}).unwrap_err().to_string();
@@ -703,7 +799,8 @@ mod tests {
             grant,
             Grant {
                 label: "ci".into(),
-                permission: Permission::Read
+                permission: Permission::Read,
+                scope: None,
             }
         );
         assert!(events.lock().unwrap().is_empty(), "nothing changed yet");
@@ -719,23 +816,29 @@ mod tests {
         assert_eq!(store.authenticate(&first), None);
         assert_eq!(*events.lock().unwrap(), ["loaded 2", "loaded 1"]);
 
-        // Turned invalid: the old keys stay, and the error is reported once.
-        let mut text = fs::read_to_string(&path).unwrap();
-        text.push_str("broken line\n");
-        fs::write(&path, &text).unwrap();
+        // Turned invalid (a typo while revoking): no key is accepted until it is fixed, and
+        // the store says why.
+        let valid = fs::read_to_string(&path).unwrap();
+        fs::write(&path, format!("{valid}broken line\n")).unwrap();
         for _ in 0..3 {
-            assert!(store.authenticate(&second).is_some());
+            assert!(store.authenticate(&second).is_none());
         }
-        // Gone: reported once too, keys kept.
+        assert!(store.broken().is_some_and(|why| why.contains("line 5")));
+        fs::write(&path, &valid).unwrap();
+        assert!(store.authenticate(&second).is_some());
+        assert_eq!(store.broken(), None);
+        // Gone: no keys at all (not broken: deleting the file revokes every key).
         fs::remove_file(&path).unwrap();
         for _ in 0..3 {
-            assert!(store.authenticate(&second).is_some());
+            assert!(store.authenticate(&second).is_none());
         }
+        assert_eq!(store.broken(), None);
         {
             let events = events.lock().unwrap();
-            assert_eq!(events.len(), 4, "{events:?}");
+            assert_eq!(events.len(), 5, "{events:?}");
             assert!(events[2].contains("line 5: expected"), "{}", events[2]);
-            assert!(events[3].contains("does not exist"), "{}", events[3]);
+            assert_eq!(events[3], "loaded 1");
+            assert_eq!(events[4], "deleted");
         }
         // Back, valid: reloaded.
         let third = update_file(&path, true, |k| k.add("new", Permission::Read, 3))

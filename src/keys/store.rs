@@ -17,6 +17,8 @@ pub struct Grant {
     pub label: String,
     /// What it may do.
     pub permission: Permission,
+    /// The packages it may change; `None`: every package.
+    pub scope: Option<super::Scope>,
 }
 
 /// What a [`KeyStore`] reports of its reloads.
@@ -27,9 +29,11 @@ pub enum Reload {
         /// Keys in the new file.
         keys: usize,
     },
-    /// The file changed but cannot be read or is invalid: the store keeps the keys it had.
-    /// Reported once per change of the file (once for as long as it stays unreadable).
+    /// The file changed but cannot be read or is invalid: the store accepts no key until a
+    /// valid file is back ([`KeyStore::broken`]). Reported at each attempt to read it.
     Failed(KeysError),
+    /// The file was deleted: no key is valid any more.
+    Deleted,
 }
 
 /// How a store looks at its file.
@@ -53,6 +57,8 @@ struct Watch {
 pub struct KeyStore {
     path: PathBuf,
     keys: RwLock<Arc<KeysFile>>,
+    /// Why the file cannot be used, while it cannot: then no key is accepted.
+    broken: RwLock<Option<String>>,
     watch: Mutex<Watch>,
     interval: Duration,
     report: Box<dyn Fn(&Reload) + Send + Sync>,
@@ -91,6 +97,7 @@ impl KeyStore {
         Ok(KeyStore {
             path,
             keys: RwLock::new(Arc::new(keys)),
+            broken: RwLock::new(None),
             watch: Mutex::new(Watch {
                 checked: Instant::now(),
                 seen,
@@ -114,14 +121,36 @@ impl KeyStore {
     /// The label and permission of the key `presented` (the `authorization` header), if the
     /// keys file has it; first reloads the file if it is due a look and changed. Compares in
     /// constant time, as [`KeysFile::authenticate`].
+    ///
+    /// The key may be the header itself (hex clients) or the password of HTTP Basic
+    /// credentials (`Basic base64(ANY:KEY)`, browsers). While the file is broken
+    /// ([`KeyStore::broken`]), no key is accepted.
     pub fn authenticate(&self, presented: &str) -> Option<Grant> {
         self.check(false);
+        if self.broken().is_some() {
+            return None;
+        }
         let keys = self.keys();
-        keys.authenticate(presented)
-            .map(|(label, permission)| Grant {
-                label: label.to_string(),
-                permission,
-            })
+        let presented = super::presented_key(presented);
+        keys.authenticate_entry(&presented).map(|entry| Grant {
+            label: entry.label().to_string(),
+            permission: entry.permission(),
+            scope: entry.scope().cloned(),
+        })
+    }
+
+    /// Why the keys file cannot be used (unreadable or invalid since the server read it),
+    /// while it cannot; `None` when the keys in use are the file's.
+    pub fn broken(&self) -> Option<String> {
+        self.check(false);
+        self.broken
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_broken(&self, why: Option<String>) {
+        *self.broken.write().unwrap_or_else(PoisonError::into_inner) = why;
     }
 
     /// The key labelled `label` as the keys file has it now (reloaded first if it is due a
@@ -151,21 +180,34 @@ impl KeyStore {
             return;
         }
         watch.checked = Instant::now();
-        let unchanged = fs::metadata(&self.path)
+        let meta = fs::metadata(&self.path);
+        if let Err(e) = &meta
+            && e.kind() == std::io::ErrorKind::NotFound
+        {
+            // Deleted: no keys (revoking every key by deleting the file works).
+            if !watch.unreadable || self.broken.read().is_ok_and(|b| b.is_some()) {
+                *self.keys.write().unwrap_or_else(PoisonError::into_inner) =
+                    Arc::new(KeysFile::new());
+                self.set_broken(None);
+                watch.unreadable = true;
+                (self.report)(&Reload::Deleted);
+            }
+            return;
+        }
+        let unchanged = meta
             .map(|meta| Stamp::of(&meta) == watch.seen)
             .unwrap_or(false);
-        if unchanged {
-            watch.unreadable = false;
+        if unchanged && !watch.unreadable {
             return;
         }
         let (text, version) = match read_text(&self.path) {
             Ok(read) => read,
             Err(error) => {
-                // Looked at again at each interval; reported once until it can be read.
-                if !watch.unreadable {
-                    watch.unreadable = true;
-                    (self.report)(&Reload::Failed(error));
-                }
+                // Looked at again at each interval, and reported each time, until it can be
+                // read; meanwhile no key is accepted.
+                watch.unreadable = true;
+                self.set_broken(Some(error.to_string()));
+                (self.report)(&Reload::Failed(error));
                 return;
             }
         };
@@ -176,9 +218,13 @@ impl KeyStore {
             Ok(keys) => {
                 let count = keys.list().count();
                 *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
+                self.set_broken(None);
                 (self.report)(&Reload::Loaded { keys: count });
             }
-            Err(error) => (self.report)(&Reload::Failed(error)),
+            Err(error) => {
+                self.set_broken(Some(error.to_string()));
+                (self.report)(&Reload::Failed(error));
+            }
         }
     }
 }

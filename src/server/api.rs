@@ -13,8 +13,13 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
 use crate::api::answer::{self, Answer};
+use crate::api::window::ReplaceWindow;
 use crate::api::{self, Format, Route, RouteError, Urls};
+use crate::engine::audit::{self, Action};
 use crate::engine::{self, NewTarball, Registry, Signer};
+use crate::format::encoding::hex_upper;
+use crate::format::registry::Release;
+use crate::format::resource_path::ResourcePath;
 use crate::format::signing::PublicKey;
 use crate::format::tarball::MAX_TARBALL_SIZE;
 use crate::keys::{KeyStore, Permission};
@@ -49,6 +54,26 @@ pub struct Api {
     pub token_secret: Option<Vec<u8>>,
     /// What the package search knows of each package's record.
     pub search: super::search::SearchCache,
+    /// How long after publication a release may be replaced or reverted.
+    pub replace_window: ReplaceWindow,
+    /// How long a change waits for the registry's lock before 503.
+    pub lock_timeout: Duration,
+}
+
+/// The client's address, put in each request's extensions by the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
+/// The label of the key a request was made with, put in the response's extensions for the
+/// access log.
+#[derive(Debug, Clone)]
+pub struct KeyLabel(pub String);
+
+/// Who makes a change, for the audit trail.
+#[derive(Debug, Clone)]
+struct Who {
+    label: String,
+    peer: String,
 }
 
 /// Answers an `/api` request.
@@ -58,7 +83,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Serve
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok()),
     );
-    let answer = answer(&state, req).await;
+    let (answer, label) = answer(&state, req).await;
     let mut response = match &answer.body {
         Some(term) => {
             let mut r = Response::new(ServeBody::full(Bytes::from(format.encode(term))));
@@ -85,10 +110,29 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Serve
     if let Some(location) = answer.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
         response.headers_mut().insert(header::LOCATION, location);
     }
+    if let Some(secs) = answer.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if let Some(label) = label {
+        response.extensions_mut().insert(KeyLabel(label));
+    }
     response
 }
 
-async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Answer {
+/// The answer, and the label of the key that was accepted (if one was).
+async fn answer(state: &Arc<State>, req: Request<Incoming>) -> (Answer, Option<String>) {
+    let mut label = None;
+    let answer = answer_with(state, req, &mut label).await;
+    (answer, label)
+}
+
+async fn answer_with(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+    label: &mut Option<String>,
+) -> Answer {
     let Some(api) = &state.api else {
         return Answer::error(
             StatusCode::NOT_FOUND,
@@ -103,6 +147,7 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Answer {
     ) {
         Ok(route) => route,
         Err(RouteError::NotFound) => return Answer::error(StatusCode::NOT_FOUND, "not found"),
+        Err(RouteError::BadRequest(why)) => return Answer::error(StatusCode::BAD_REQUEST, &why),
         Err(RouteError::MethodNotAllowed(allowed)) => {
             let mut answer = Answer::error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -142,6 +187,9 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Answer {
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    if let Some(why) = api.keys.as_ref().and_then(KeyStore::broken) {
+        return answer::keys_broken(&why);
+    }
     let grant = presented.and_then(|p| super::oauth::authenticate(api, p));
     let Some(grant) = grant else {
         return Answer::error(
@@ -149,6 +197,7 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Answer {
             "missing or invalid API key: send a key made with `hexreg key add` (HEX_API_KEY for mix, api_key for rebar3)",
         );
     };
+    *label = Some(grant.label.clone());
     if route.writes() {
         if !grant.permission.allows(Permission::Write) {
             return Answer::error(
@@ -165,15 +214,26 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Answer {
                 "this server is read-only: start hexreg serve with --private-key to accept changes",
             );
         }
+        if let Some(refused) = route.package().and_then(|name| out_of_scope(&grant, name)) {
+            return refused;
+        }
     }
+    let who = Who {
+        label: grant.label.clone(),
+        peer: req
+            .extensions()
+            .get::<Peer>()
+            .map(|p| p.0.to_string())
+            .unwrap_or_default(),
+    };
     match route {
         Route::OAuthToken | Route::ShortUrl => Answer::error(StatusCode::NOT_FOUND, "not found"),
         Route::Search { query } => super::search::answer(api, query.as_deref(), &urls).await,
         Route::Me => Answer::new(StatusCode::OK, api::me_body(&grant.label)),
         Route::Package { name } => read_package(api, &name, None, &urls).await,
         Route::Release { name, version } => read_package(api, &name, Some(version), &urls).await,
-        Route::Publish { replace } => {
-            let answer = publish_route(state, api, req, replace, urls, &grant.label).await;
+        Route::Publish { replace, package } => {
+            let answer = publish_route(state, api, req, replace, package, &grant, urls, who).await;
             if answer.status.is_success() {
                 super::metrics::PUBLISHES.inc();
             } else {
@@ -182,8 +242,19 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Answer {
             answer
         }
         Route::Revert { name, version } => {
-            run(state, move |_, registry| {
+            run(state, move |api, registry| {
+                let before = match registry_release(api, registry, &name, &version)? {
+                    Some(release) => {
+                        if let Some(refused) = outside_window(api, registry, &name, &release)? {
+                            return Ok(refused);
+                        }
+                        hex_upper(&release.outer_checksum)
+                    }
+                    None => String::new(),
+                };
                 registry.remove(&name, Some(&version))?;
+                audit::forget_first_indexed(registry.storage(), &name, &version)?;
+                record(registry, &who, Action::Revert, &name, &version, &before, "")?;
                 Ok(Answer::empty(StatusCode::NO_CONTENT))
             })
             .await
@@ -199,6 +270,7 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Answer {
             };
             run(state, move |_, registry| {
                 registry.retire(&name, &version, retirement)?;
+                record(registry, &who, Action::Retire, &name, &version, "", "")?;
                 Ok(Answer::empty(StatusCode::NO_CONTENT))
             })
             .await
@@ -206,6 +278,7 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Answer {
         Route::Unretire { name, version } => {
             run(state, move |_, registry| {
                 registry.unretire(&name, &version)?;
+                record(registry, &who, Action::Unretire, &name, &version, "", "")?;
                 Ok(Answer::empty(StatusCode::NO_CONTENT))
             })
             .await
@@ -224,6 +297,7 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Answer {
             let location = format!("{}/docs/{name}-{version}.tar.gz", urls.repo);
             run(state, move |_, registry| {
                 registry.put_docs(&name, &version, &body)?;
+                record(registry, &who, Action::DocsPublish, &name, &version, "", "")?;
                 let mut answer = Answer::empty(StatusCode::CREATED);
                 answer.location = Some(location);
                 Ok(answer)
@@ -233,6 +307,7 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Answer {
         Route::RemoveDocs { name, version } => {
             run(state, move |_, registry| {
                 if registry.remove_docs(&name, &version)? {
+                    record(registry, &who, Action::DocsRemove, &name, &version, "", "")?;
                     Ok(Answer::empty(StatusCode::NO_CONTENT))
                 } else {
                     Ok(Answer::error(
@@ -296,14 +371,19 @@ async fn read_package(api: &Api, name: &str, version: Option<String>, urls: &Url
     }
 }
 
-/// `POST /api/publish`: reads, validates and publishes the uploaded tarball.
+/// `POST /api/publish` and `POST /api/packages/NAME/releases`: reads, validates and publishes
+/// the uploaded tarball, which must be a release of the package the URL names (if any) and
+/// within the key's scope.
+#[allow(clippy::too_many_arguments)]
 async fn publish_route(
     state: &Arc<State>,
     api: &Api,
     req: Request<Incoming>,
     replace: bool,
+    package: Option<String>,
+    grant: &crate::keys::Grant,
     urls: Urls,
-    publisher: &str,
+    who: Who,
 ) -> Answer {
     let body = match read_body(req, MAX_TARBALL_SIZE, api.body_idle_timeout).await {
         Ok(body) => body,
@@ -316,7 +396,7 @@ async fn publish_route(
         NewTarball::validate("the uploaded tarball", body, &repo)
     })
     .await;
-    let new = match validated {
+    let mut new = match validated {
         Ok(Ok(new)) => new,
         Ok(Err(problem)) => return answer::invalid_upload(&problem),
         Err(e) => {
@@ -324,44 +404,96 @@ async fn publish_route(
             return Answer::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
         }
     };
+    if let Some(url_name) = package
+        && url_name != new.name
+    {
+        return answer::wrong_package(&url_name, &new.name);
+    }
+    if let Some(refused) = out_of_scope(grant, &new.name) {
+        return refused;
+    }
     // The record names the key that published the release.
-    let mut new = new;
     if let Some(info) = &mut new.info {
-        info.publisher = Some(publisher.to_string());
+        info.publisher = Some(grant.label.clone());
     }
     run(state, move |api, registry| {
-        publish(api, registry, new, replace, &urls)
+        publish(api, registry, new, replace, &urls, &who)
     })
     .await
 }
 
-/// Publishes a validated tarball: an `add` through the engine, 201 for a new release, 200 for a replaced
-/// one, 422 for one that exists without `replace`. A release exists once the index lists it:
-/// one that only `packages/NAME` records is a publish cut short (the server was killed before
-/// it wrote `names` and `versions`), which the client's retry completes (201).
+/// Publishes a validated tarball: an `add` through the engine, 201 for a new release, 200 for a
+/// replaced one or for the same bytes again (a client's retry after a timeout), 422 for other
+/// bytes of a release that exists without `replace`, or past the replace window. A release
+/// exists once the index lists it: one that only `packages/NAME` records is a publish cut short
+/// (the server was killed before it wrote `names` and `versions`), which the client's retry
+/// completes (201).
 fn publish(
     api: &Api,
     registry: &mut Registry,
     new: NewTarball,
     replace: bool,
     urls: &Urls,
+    who: &Who,
 ) -> Result<Answer, engine::Error> {
     let (name, version) = (new.name.clone(), new.release.version.clone());
+    let recorded = registry_release(api, registry, &name, &version)?;
     let public = registry.public_key().clone();
     let reader = engine::Reader::new(registry.storage(), &api.repo, &public);
-    let recorded = reader
-        .package(&name)?
-        .is_some_and(|releases| releases.iter().any(|r| r.version == version));
-    let existed = recorded
+    let existed = recorded.is_some()
         && reader
             .indexed_versions(&name)?
             .is_some_and(|versions| versions.contains(&version));
+    let same = recorded
+        .as_ref()
+        .is_some_and(|r| r.outer_checksum == new.release.outer_checksum);
+    let before = recorded
+        .as_ref()
+        .map(|r| hex_upper(&r.outer_checksum))
+        .unwrap_or_default();
+    let after = hex_upper(&new.release.outer_checksum);
+    let release = new.release.clone();
+    let info = new.info.clone();
+    if same {
+        // The same bytes again: nothing to replace; a publish cut short is completed.
+        registry.add(vec![Ok(new)], false)?;
+        if !existed {
+            audit::note_first_indexed(registry.storage(), &name, &version, now_secs())?;
+            record(registry, who, Action::Publish, &name, &version, "", &after)?;
+        }
+        return Ok(answer::published(
+            existed,
+            &name,
+            &release,
+            info.as_ref(),
+            urls,
+            &api.repo,
+        ));
+    }
     if existed && !replace {
         return Ok(answer::already_published(&name, &version));
     }
-    let release = new.release.clone();
-    let info = new.info.clone();
+    let mut started = now_secs();
+    if let Some(old) = &recorded {
+        started = release_started(registry, &name, old)?;
+        if !api.replace_window.allows(started, now_secs()) {
+            return Ok(answer::past_window(
+                &name,
+                &version,
+                &api.replace_window.refusal(),
+            ));
+        }
+    }
     registry.add(vec![Ok(new)], replace)?;
+    // A replaced release keeps the time it was first published: a chain of replaces cannot
+    // keep a release open past the window (as hex.pm measures from `inserted_at`).
+    audit::note_first_indexed(registry.storage(), &name, &version, started)?;
+    let action = if recorded.is_some() {
+        Action::Replace
+    } else {
+        Action::Publish
+    };
+    record(registry, who, action, &name, &version, &before, &after)?;
     Ok(answer::published(
         existed,
         &name,
@@ -370,6 +502,98 @@ fn publish(
         urls,
         &api.repo,
     ))
+}
+
+/// Release `version` of `name` as `packages/NAME` records it, if it does.
+fn registry_release(
+    api: &Api,
+    registry: &Registry,
+    name: &str,
+    version: &str,
+) -> Result<Option<Release>, engine::Error> {
+    let public = registry.public_key().clone();
+    let reader = engine::Reader::new(registry.storage(), &api.repo, &public);
+    Ok(reader
+        .package(name)?
+        .and_then(|releases| releases.into_iter().find(|r| r.version == version)))
+}
+
+/// When `release` of `name` was published, for the replace window: the earliest of the time
+/// hexreg first indexed it, its recorded release date and its tarball's storage time (a
+/// registry without dates or records: when the tarball was stored). Earliest, so that no
+/// later write (a replace dates a release again) opens a window that had closed.
+fn release_started(
+    registry: &Registry,
+    name: &str,
+    release: &Release,
+) -> Result<i64, engine::Error> {
+    let storage = registry.storage();
+    let mut times = Vec::new();
+    if let Some(first) = audit::first_indexed(storage, name, &release.version)? {
+        times.push(first);
+    }
+    if let Some(date) = &release.published_at {
+        times.push(date.seconds);
+    }
+    if let Some(tarball) = storage.read(&ResourcePath::tarball(name, &release.version).key())? {
+        times.push(tarball.modified);
+    }
+    Ok(times.into_iter().min().unwrap_or_else(now_secs))
+}
+
+/// 422 when `release` of `name` is past the replace window; `None` when it may be changed.
+fn outside_window(
+    api: &Api,
+    registry: &Registry,
+    name: &str,
+    release: &Release,
+) -> Result<Option<Answer>, engine::Error> {
+    let started = release_started(registry, name, release)?;
+    if api.replace_window.allows(started, now_secs()) {
+        return Ok(None);
+    }
+    Ok(Some(answer::past_window(
+        name,
+        &release.version,
+        &api.replace_window.refusal(),
+    )))
+}
+
+/// 403 when `grant`'s scope does not cover package `name`.
+fn out_of_scope(grant: &crate::keys::Grant, name: &str) -> Option<Answer> {
+    let scope = grant.scope.as_ref()?;
+    (!scope.allows(name)).then(|| answer::out_of_scope(name, &grant.label, &scope.to_string()))
+}
+
+/// Appends a record of a change made through the API to the registry's audit trail, before
+/// the answer is sent.
+fn record(
+    registry: &Registry,
+    who: &Who,
+    action: Action,
+    package: &str,
+    version: &str,
+    before: &str,
+    after: &str,
+) -> Result<(), engine::Error> {
+    audit::append(
+        registry.storage(),
+        &audit::Record {
+            time_nanos: audit::now_nanos(),
+            actor: who.label.clone(),
+            peer: who.peer.clone(),
+            action,
+            package: package.to_string(),
+            version: version.to_string(),
+            before: before.to_string(),
+            after: after.to_string(),
+        },
+    )?;
+    Ok(())
+}
+
+fn now_secs() -> i64 {
+    (audit::now_nanos() / 1_000_000_000) as i64
 }
 
 /// Runs `change` on the registry, locked, on the blocking pool.
@@ -385,17 +609,9 @@ async fn run(
         let Some(signer) = &api.signer else {
             return Answer::error(StatusCode::FORBIDDEN, "this server is read-only");
         };
-        // A held lock is waited for; the metrics count the waits.
-        let lock = match api.storage.storage().try_lock() {
-            Ok(Some(lock)) => Ok(lock),
-            Ok(None) => {
-                super::metrics::LOCK_WAITS.inc();
-                api.storage.storage().lock()
-            }
-            Err(e) => Err(e),
-        };
-        let lock = match lock {
-            Ok(lock) => lock,
+        let lock = match lock_within(api) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => return answer::busy(api.lock_timeout.as_secs()),
             Err(e) => return engine_error(api, e.into()),
         };
         let mut registry = Registry::open(api.storage.storage(), &api.repo, signer, lock)
@@ -420,6 +636,31 @@ async fn run(
         log_line(&format!("error: an API request failed: {e}"));
         Answer::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
     })
+}
+
+/// Takes the registry's lock, waiting at most `api.lock_timeout`; `None` when it stayed
+/// taken. Polls, at growing intervals (at most a quarter second): on a bucket each try is a
+/// conditional PUT.
+fn lock_within(api: &Api) -> Result<Option<crate::storage::Lock>, crate::storage::StorageError> {
+    let deadline = std::time::Instant::now() + api.lock_timeout;
+    let mut pause = Duration::from_millis(10);
+    let mut waited = false;
+    loop {
+        if let Some(lock) = api.storage.storage().try_lock()? {
+            return Ok(Some(lock));
+        }
+        // A held lock is waited for; the metrics count the waits.
+        if !waited {
+            super::metrics::LOCK_WAITS.inc();
+            waited = true;
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
 }
 
 /// The answer to an engine error; an internal one is logged in full.

@@ -94,6 +94,10 @@ pub struct ApiConfig {
     pub release_dates: bool,
     /// The longest pause allowed while a client sends a request body.
     pub body_idle_timeout: Duration,
+    /// How long after publication a release may be replaced or reverted.
+    pub replace_window: crate::api::window::ReplaceWindow,
+    /// How long a change waits for the registry's lock before 503.
+    pub lock_timeout: Duration,
 }
 
 /// Why a server could not start or stopped with an error.
@@ -260,10 +264,14 @@ impl Server {
 
 /// The API's registry, signing key and keys file.
 fn configure_api(config: ApiConfig, location: Location) -> Result<api::Api, ServerError> {
-    let keys = KeyStore::open(&config.keys_file, |reload| match reload {
+    let keys_shown = config.keys_file.display().to_string();
+    let keys = KeyStore::open(&config.keys_file, move |reload| match reload {
         Reload::Loaded { keys } => respond::log_line(&format!("API keys reloaded: {keys} keys")),
         Reload::Failed(e) => respond::log_line(&format!(
-            "error: API keys not reloaded, keeping the old ones: {e}"
+            "error: the API keys file is broken: every request that needs a key gets 503 until it is fixed: {e}"
+        )),
+        Reload::Deleted => respond::log_line(&format!(
+            "API keys file {keys_shown} deleted: no key is valid until it is back"
         )),
     })?;
     let public = match &config.signer {
@@ -297,6 +305,8 @@ fn configure_api(config: ApiConfig, location: Location) -> Result<api::Api, Serv
         public_reads: config.public_reads,
         body_idle_timeout: config.body_idle_timeout,
         release_dates: config.release_dates,
+        replace_window: config.replace_window,
+        lock_timeout: config.lock_timeout,
     })
 }
 
@@ -365,11 +375,15 @@ async fn serve(
     let signal_name = loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
                     // Small responses go out at once instead of waiting for Nagle's timer.
                     let _ = stream.set_nodelay(true);
                     let state = Arc::clone(&state);
-                    let service = service_fn(move |req| respond::handle(Arc::clone(&state), req));
+                    let service = service_fn(move |mut req: hyper::Request<_>| {
+                        // The audit trail names the client of each change.
+                        req.extensions_mut().insert(api::Peer(peer));
+                        respond::handle(Arc::clone(&state), req)
+                    });
                     let conn = http1::Builder::new()
                         .timer(TokioTimer::new())
                         .header_read_timeout(HEADER_READ_TIMEOUT)

@@ -78,6 +78,7 @@ pub fn authenticate(api: &Api, presented: &str) -> Option<Grant> {
     Some(Grant {
         label: claims.label,
         permission: claims.permission.min(entry.permission()),
+        scope: entry.scope().cloned(),
     })
 }
 

@@ -43,17 +43,27 @@ pub async fn handle(
     };
     // Counted in the metrics always; logged unless --quiet.
     let status = response.status().as_u16();
+    let key = response
+        .extensions()
+        .get::<super::api::KeyLabel>()
+        .map(|k| k.0.clone());
+    let target = match uri.path() {
+        // Authority-form or `*` targets: log the target as sent.
+        "" => uri.to_string(),
+        // The API's query says what a change did (`?replace=true`): kept.
+        path if is_api => uri
+            .path_and_query()
+            .map_or(path.to_string(), |pq| pq.as_str().to_string()),
+        path => path.to_string(),
+    };
     response.body_mut().log = Some(LogEntry {
         method,
         class: RouteClass::of(uri.path()),
-        path: loggable(match uri.path() {
-            // Authority-form or `*` targets: log the target as sent.
-            "" => uri.to_string(),
-            path => path.to_string(),
-        }),
+        path: loggable(target),
         status,
         started,
         format: state.log_format,
+        key,
     });
     Ok(response)
 }
@@ -79,6 +89,19 @@ pub(super) async fn authorized(state: &Arc<State>, req: &Request<Incoming>) -> b
 
 async fn respond(state: &Arc<State>, req: &Request<Incoming>) -> Response<ServeBody> {
     if !authorized(state, req).await {
+        // A key cannot be checked while the keys file is broken: say so, rather than 401.
+        // (The store logs why at each attempt to read the file, not once per request.)
+        if state
+            .api
+            .as_ref()
+            .and_then(|api| api.keys.as_ref())
+            .is_some_and(|keys| keys.broken().is_some())
+        {
+            return text_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable: the server's API keys file is broken, so no key is accepted until its operator fixes it\n",
+            );
+        }
         return unauthorized();
     }
     let head = match *req.method() {
@@ -351,6 +374,8 @@ pub struct LogEntry {
     status: u16,
     started: Instant,
     format: LogFormat,
+    /// The label of the API key the request was made with.
+    key: Option<String>,
 }
 
 impl LogEntry {
@@ -360,28 +385,46 @@ impl LogEntry {
         let ms = took.as_secs_f64() * 1000.0;
         match self.format {
             LogFormat::Off => {}
-            LogFormat::Text => log_line(&format!(
-                "{} {} {} {sent} {ms:.2}ms",
-                self.method, self.path, self.status
-            )),
+            LogFormat::Text => {
+                let key = match &self.key {
+                    Some(label) => format!(" key={label}"),
+                    None => String::new(),
+                };
+                log_line(&format!(
+                    "{} {} {} {sent} {ms:.2}ms{key}",
+                    self.method, self.path, self.status
+                ))
+            }
             LogFormat::Json => log_line(&json_line(
                 self.method.as_str(),
                 &self.path,
                 self.status,
                 sent,
                 ms,
+                self.key.as_deref(),
             )),
         }
     }
 }
 
 /// An access-log line as one JSON object.
-fn json_line(method: &str, path: &str, status: u16, sent: u64, ms: f64) -> String {
+fn json_line(
+    method: &str,
+    path: &str,
+    status: u16,
+    sent: u64,
+    ms: f64,
+    key: Option<&str>,
+) -> String {
     let time = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
+    let key = match key {
+        Some(label) => format!(",\"key\":{}", json_string(label)),
+        None => String::new(),
+    };
     format!(
-        "{{\"time\":{time:.3},\"method\":{},\"path\":{},\"status\":{status},\"bytes\":{sent},\"ms\":{ms:.2}}}",
+        "{{\"time\":{time:.3},\"method\":{},\"path\":{},\"status\":{status},\"bytes\":{sent},\"ms\":{ms:.2}{key}}}",
         json_string(method),
         json_string(path)
     )
@@ -586,7 +629,7 @@ mod tests {
     #[test]
     fn json_log_lines_escape_what_json_needs() {
         assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
-        let line = json_line("GET", "/x\"", 200, 5, 1.5);
+        let line = json_line("GET", "/x\"", 200, 5, 1.5, None);
         assert!(line.starts_with("{\"time\":"), "{line}");
         assert!(
             line.ends_with(

@@ -55,11 +55,13 @@ fn add_list_revoke() {
     assert_eq!(rows.len(), 2, "{listed}");
     assert_eq!(rows[0][..2], ["ci", "read"]);
     assert_eq!(rows[1][..2], ["release.bot", "write"]);
-    // YYYY-MM-DD HH:MM:SS
+    // YYYY-MM-DD HH:MM:SS, then what the key may write.
     assert!(
         rows.iter()
-            .all(|r| r.len() == 4 && r[2].len() == 10 && r[3].len() == 8)
+            .all(|r| r.len() == 5 && r[2].len() == 10 && r[3].len() == 8)
     );
+    assert_eq!(rows[0][4], "-");
+    assert_eq!(rows[1][4], "packages=*");
 
     // The library accepts the printed keys.
     let store = KeyStore::open(&keys, |_| {}).unwrap();

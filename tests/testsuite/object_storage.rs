@@ -651,6 +651,40 @@ fn a_no_op_build_sends_no_write_and_adding_one_tarball_puts_three_files() {
     let mut puts = keys_of(&add_one, "PUT", "/counted/repo/");
     puts.sort();
     puts.dedup();
+    // And one record of the audit trail, an object of its own.
+    let records: Vec<String> = puts
+        .iter()
+        .filter(|k| k.starts_with(".hexreg/audit/"))
+        .cloned()
+        .collect();
+    assert_eq!(records.len(), 1, "{puts:?}");
+    puts.retain(|k| !k.starts_with(".hexreg/audit/"));
+    // `hexreg audit` reads the trail back from the bucket: the two builds that changed it
+    // (the no-op wrote nothing), by the command line.
+    let trail = succeeded(&hexreg_on(&moto, cwd, &["audit", url]), "audit");
+    let builds: Vec<&str> = trail.lines().filter(|l| l.contains(" build ")).collect();
+    assert_eq!(builds.len(), 2, "{trail}");
+    assert!(
+        builds
+            .iter()
+            .all(|l| l.split(' ').nth(1).is_some_and(|a| a.starts_with("cli:")))
+    );
+    // Served never: the bucket's dot-prefixed objects are refused like a directory's.
+    let endpoint = moto.endpoint();
+    let server = Server::start(
+        std::path::Path::new(url),
+        &[],
+        &[
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    );
+    let record = format!("/{}", records[0]);
+    assert_eq!(server.get(&record).status, 404, "{record}");
+    assert_eq!(server.get("/names").status, 200);
     assert_eq!(
         puts,
         [

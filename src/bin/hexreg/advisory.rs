@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
+use hexreg::engine::audit::{self, Action};
 
 use hexreg::engine::Reader;
 use hexreg::format::advisory::{NewAdvisory, severity_name};
@@ -126,7 +127,16 @@ pub fn run(args: &AdvisoryArgs) -> Result<()> {
     match &args.command {
         AdvisoryCommand::Add(args) => add(args),
         AdvisoryCommand::Remove(args) => change(&args.registry, |registry| {
-            registry.remove_advisory(&args.package, &args.id)
+            registry.remove_advisory(&args.package, &args.id)?;
+            audit::append_cli(
+                registry.storage(),
+                Action::AdvisoryRemove,
+                &args.package,
+                "",
+                "",
+                "",
+            )?;
+            Ok(())
         }),
         AdvisoryCommand::List(args) => list(args),
     }
@@ -150,6 +160,14 @@ fn add(args: &AddArgs) -> Result<()> {
     let mut affected = Vec::new();
     change(&args.registry, |registry| {
         affected = registry.add_advisory(&args.package, &new)?;
+        audit::append_cli(
+            registry.storage(),
+            Action::AdvisoryAdd,
+            &args.package,
+            "",
+            "",
+            "",
+        )?;
         Ok(())
     })?;
     if affected.is_empty() {

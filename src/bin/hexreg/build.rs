@@ -99,10 +99,23 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         // again, reading under the lock now held.
         result = registry.build(&options);
     }
-    print_changes(registry.take_changes(), target.storage(), opts.run.quiet);
+    let changes = registry.take_changes();
+    let changed = !changes.is_empty();
+    print_changes(changes, target.storage(), opts.run.quiet);
     result.map_err(with_problems)?;
     // Only what a flag chose is recorded: a registry built without flags keeps no file.
     Settings::remember(target.storage(), chosen)?;
+    if changed {
+        hexreg::engine::audit::append_cli(
+            target.storage(),
+            hexreg::engine::audit::Action::Build,
+            "",
+            "",
+            "",
+            "",
+        )
+        .map_err(hexreg::engine::Error::from)?;
+    }
     save_cache(registry.into_cache(), "built");
     Ok(())
 }

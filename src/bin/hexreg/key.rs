@@ -15,6 +15,7 @@ pub const KEYS_ENV: &str = "HEXREG_KEYS";
 pub const AFTER_HELP: &str = "Examples:
   KEY=$(hexreg key add --keys /etc/hexreg/keys ci)
   hexreg key add --keys /etc/hexreg/keys release --write
+  hexreg key add --keys /etc/hexreg/keys acme-ci --write --packages 'acme_*,acme'
   HEXREG_KEYS=/etc/hexreg/keys hexreg key list
   hexreg key revoke --keys /etc/hexreg/keys ci
 
@@ -53,6 +54,10 @@ pub struct AddArgs {
     /// Let the key publish, retire, revert and upload docs too [default: read only].
     #[arg(long)]
     pub write: bool,
+    /// With --write: limit the key's changes to the packages matching PATTERN (`*` matches
+    /// any run of characters), several separated by commas [default: every package].
+    #[arg(long, value_name = "PATTERN[,PATTERN...]", requires = "write")]
+    pub packages: Option<String>,
 }
 
 /// `hexreg key revoke` arguments.
@@ -94,6 +99,12 @@ fn add(path: &Path, args: &AddArgs) -> Result<()> {
     let shown = path.display();
     // Before anything is created.
     keys::check_label(&args.label)?;
+    let scope = match &args.packages {
+        Some(text) => {
+            Some(keys::Scope::parse(text).map_err(|e| anyhow::anyhow!("--packages {text}: {e}"))?)
+        }
+        None => None,
+    };
     let permission = if args.write {
         Permission::Write
     } else {
@@ -102,8 +113,10 @@ fn add(path: &Path, args: &AddArgs) -> Result<()> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let updated = keys::update_file(path, true, |keys| keys.add(&args.label, permission, now))
-        .with_context(|| format!("cannot add key {} to {shown}", args.label))?;
+    let updated = keys::update_file(path, true, |keys| {
+        keys.add_scoped(&args.label, permission, scope.clone(), now)
+    })
+    .with_context(|| format!("cannot add key {} to {shown}", args.label))?;
     if updated.created {
         eprintln!("* created {shown} (mode 0600)");
     }
@@ -127,8 +140,12 @@ fn add(path: &Path, args: &AddArgs) -> Result<()> {
             }
         ));
     }
+    let limited = match &scope {
+        Some(scope) => format!(" for packages {scope}"),
+        None => String::new(),
+    };
     eprintln!(
-        "* added {permission} key {} to {shown}: store it now, only its hash is kept",
+        "* added {permission} key {}{limited} to {shown}: store it now, only its hash is kept",
         args.label
     );
     Ok(())
@@ -147,13 +164,20 @@ fn list(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `LABEL  PERMISSION  YYYY-MM-DD HH:MM:SS` lines, the labels padded to one width.
+/// `LABEL  PERMISSION  YYYY-MM-DD HH:MM:SS  SCOPE` lines, the labels padded to one width;
+/// SCOPE is what a write key may change (`packages=PATTERN,...`; `packages=*` for every
+/// package; `-` for a read key).
 fn listing(keys: &KeysFile) -> String {
     let width = keys.list().map(|k| k.label().len()).max().unwrap_or(0);
     keys.list()
         .map(|k| {
+            let scope = match (k.permission(), k.scope()) {
+                (Permission::Read, _) => "-".to_string(),
+                (Permission::Write, Some(scope)) => format!("packages={scope}"),
+                (Permission::Write, None) => "packages=*".to_string(),
+            };
             format!(
-                "{:<width$}  {:<5}  {}\n",
+                "{:<width$}  {:<5}  {}  {scope}\n",
                 k.label(),
                 k.permission(),
                 utc(k.created())
@@ -226,10 +250,18 @@ mod tests {
         keys.add("ci", Permission::Read, 0).unwrap();
         keys.add("release-bot", Permission::Write, 1_700_000_000)
             .unwrap();
+        keys.add_scoped(
+            "acme",
+            Permission::Write,
+            Some(keys::Scope::parse("acme_*").unwrap()),
+            0,
+        )
+        .unwrap();
         assert_eq!(
             listing(&keys),
-            "ci           read   1970-01-01 00:00:00\n\
-             release-bot  write  2023-11-14 22:13:20\n"
+            "ci           read   1970-01-01 00:00:00  -\n\
+             release-bot  write  2023-11-14 22:13:20  packages=*\n\
+             acme         write  1970-01-01 00:00:00  packages=acme_*\n"
         );
     }
 }

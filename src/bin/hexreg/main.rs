@@ -3,6 +3,7 @@
 //! `verify`: 1 problems found, 2 could not check).
 
 mod advisory;
+mod audit;
 mod build;
 mod key;
 mod keygen;
@@ -60,6 +61,9 @@ enum Command {
     /// Set, remove and list the dependency policies of a registry (HEX_POLICY).
     #[command(after_help = policy::AFTER_HELP)]
     Policy(policy::PolicyArgs),
+    /// Print the audit trail: every change to the registry, who made it, oldest first.
+    #[command(after_help = audit::AFTER_HELP)]
+    Audit(audit::AuditArgs),
     /// Check every resource, signature and tarball of a registry.
     #[command(after_help = verify::AFTER_HELP)]
     Verify(verify::VerifyArgs),
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
         Command::Unretire(args) => manage::unretire(&args),
         Command::Advisory(args) => advisory::run(&args),
         Command::Policy(args) => policy::run(&args),
+        Command::Audit(args) => audit::run(&args),
         Command::Keygen(args) => keygen::run(&args),
         Command::Key(args) => key::run(&args),
         Command::Verify(args) => match verify::run(&args) {

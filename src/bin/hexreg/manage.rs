@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use hexreg::engine::audit::{self, Action};
 use hexreg::engine::{NewTarball, Problem, Registry};
+use hexreg::format::encoding::hex_upper;
 use hexreg::format::registry::{Retirement, RetirementReason};
 use hexreg::format::tarball;
 
@@ -183,18 +185,84 @@ pub fn add(args: &AddArgs) -> Result<()> {
     target.create_root()?;
     let repo = &args.registry.name;
     change_dated(&args.registry, args.published_at, |registry| {
-        let new = args
+        let new: Vec<Result<NewTarball, Problem>> = args
             .tarballs
             .iter()
             .map(|path| read_new_tarball(path, repo))
             .collect();
-        registry.add(new, args.replace)
+        // What each release was before, for the audit trail.
+        let mut before = Vec::new();
+        for t in new.iter().flatten() {
+            let old = release_of(registry, repo, &t.name, &t.release.version)?;
+            before.push((
+                t.name.clone(),
+                t.release.version.clone(),
+                old.map(|r| hex_upper(&r.outer_checksum)),
+                hex_upper(&t.release.outer_checksum),
+            ));
+        }
+        registry.add(new, args.replace)?;
+        let storage = registry.storage();
+        for (name, version, old, new) in before {
+            let action = match &old {
+                None => Action::Publish,
+                Some(old) if *old == new => continue,
+                Some(_) => Action::Replace,
+            };
+            if old.is_none() {
+                audit::note_first_indexed(storage, &name, &version, audit::now_secs())?;
+            }
+            audit::append_cli(
+                storage,
+                action,
+                &name,
+                &version,
+                old.as_deref().unwrap_or(""),
+                &new,
+            )?;
+        }
+        Ok(())
     })
 }
 
+/// Release `version` of `name` as the registry records it, if it does.
+fn release_of(
+    registry: &Registry,
+    repo: &str,
+    name: &str,
+    version: &str,
+) -> Result<Option<hexreg::format::registry::Release>, hexreg::engine::Error> {
+    let public = registry.public_key().clone();
+    Ok(
+        hexreg::engine::Reader::new(registry.storage(), repo, &public)
+            .package(name)?
+            .and_then(|releases| releases.into_iter().find(|r| r.version == version)),
+    )
+}
+
 pub fn remove(args: &RemoveArgs) -> Result<()> {
+    let repo = &args.registry.name;
     change(&args.registry, |registry| {
-        registry.remove(&args.package, args.version.as_deref())
+        let public = registry.public_key().clone();
+        let gone: Vec<_> = hexreg::engine::Reader::new(registry.storage(), repo, &public)
+            .package(&args.package)?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| args.version.as_deref().is_none_or(|v| v == r.version))
+            .collect();
+        registry.remove(&args.package, args.version.as_deref())?;
+        for release in gone {
+            audit::forget_first_indexed(registry.storage(), &args.package, &release.version)?;
+            audit::append_cli(
+                registry.storage(),
+                Action::Revert,
+                &args.package,
+                &release.version,
+                &hex_upper(&release.outer_checksum),
+                "",
+            )?;
+        }
+        Ok(())
     })
 }
 
@@ -204,12 +272,30 @@ pub fn retire(args: &RetireArgs) -> Result<()> {
         message: args.message.clone(),
     };
     change(&args.registry, |registry| {
-        registry.retire(&args.package, &args.version, retirement)
+        registry.retire(&args.package, &args.version, retirement)?;
+        audit::append_cli(
+            registry.storage(),
+            Action::Retire,
+            &args.package,
+            &args.version,
+            "",
+            "",
+        )?;
+        Ok(())
     })
 }
 
 pub fn unretire(args: &UnretireArgs) -> Result<()> {
     change(&args.registry, |registry| {
-        registry.unretire(&args.package, &args.version)
+        registry.unretire(&args.package, &args.version)?;
+        audit::append_cli(
+            registry.storage(),
+            Action::Unretire,
+            &args.package,
+            &args.version,
+            "",
+            "",
+        )?;
+        Ok(())
     })
 }

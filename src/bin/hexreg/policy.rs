@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
+use hexreg::engine::audit::{self, Action};
 
 use hexreg::engine::Reader;
 use hexreg::format::policy::{self, PolicySpec};
@@ -105,7 +106,16 @@ pub fn run(args: &PolicyArgs) -> Result<()> {
                 bail!(policy::PolicyError::Name(args.policy.clone()));
             }
             change(&args.registry, |registry| {
-                registry.remove_policy(&args.policy)
+                registry.remove_policy(&args.policy)?;
+                audit::append_cli(
+                    registry.storage(),
+                    Action::PolicyRemove,
+                    &args.policy,
+                    "",
+                    "",
+                    "",
+                )?;
+                Ok(())
             })
         }
         PolicyCommand::List(args) => list(args),
@@ -157,7 +167,18 @@ fn set(args: &SetArgs) -> Result<()> {
     };
     // Checked before the registry is opened: a refused policy writes nothing.
     spec.check()?;
-    change(&args.registry, |registry| registry.set_policy(&spec))
+    change(&args.registry, |registry| {
+        registry.set_policy(&spec)?;
+        audit::append_cli(
+            registry.storage(),
+            Action::PolicySet,
+            &spec.name,
+            "",
+            "",
+            "",
+        )?;
+        Ok(())
+    })
 }
 
 fn list(args: &ListArgs) -> Result<()> {

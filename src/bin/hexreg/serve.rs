@@ -52,8 +52,11 @@ when the registry leaves this machine or a trusted network.
 Hex API: with --name and --keys (keys made by `hexreg key add`), /api answers mix and rebar3:
 publish (`HEX_API_URL=http://HOST:8000/api HEX_API_KEY=KEY mix hex.publish package`), revert,
 retire, unretire, docs, package info. A read key also fetches the repository's files (unless
---public-reads), a write key changes it; without --private-key the API is read-only. Every
-change goes through the same engine and lock as the other commands.";
+--public-reads), as the `authorization` header or as the password of HTTP Basic credentials
+(http://any:KEY@host/); a write key changes it (a key made with --packages only the packages
+it names); without --private-key the API is read-only. A release can be replaced or reverted
+only within --replace-window of its publication. Every change goes through the same engine and
+lock as the other commands, and is recorded in the audit trail (`hexreg audit`).";
 
 /// Environment variable holding `USER:PASS` when `--auth` is not given.
 pub const AUTH_ENV: &str = "HEXREG_AUTH";
@@ -141,6 +144,25 @@ pub struct ServeArgs {
         env = "HEXREG_BODY_TIMEOUT"
     )]
     pub body_timeout: std::num::NonZeroU64,
+    /// With --keys: how long after its publication a release may be replaced or reverted
+    /// through the API (`30m`, `1h`, `2d`; `0`: never; `unlimited`: always, as hex.pm's
+    /// organizations). `hexreg add --replace` and `hexreg remove` are not limited.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "1h",
+        env = "HEXREG_REPLACE_WINDOW"
+    )]
+    pub replace_window: hexreg::api::window::ReplaceWindow,
+    /// With --keys: how many seconds a change through the API waits for the registry's lock
+    /// (another change in progress) before it gets 503 with Retry-After.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "10",
+        env = "HEXREG_LOCK_TIMEOUT"
+    )]
+    pub lock_timeout: u64,
     #[command(flatten)]
     pub bucket: crate::options::BucketArgs,
 }
@@ -184,6 +206,11 @@ pub fn run(args: ServeArgs, jobs: Option<usize>) -> Result<()> {
             )),
             other => anyhow::Error::new(other),
         })?;
+    if basic_auth.is_some() && args.public_reads {
+        bail!(
+            "--public-reads lets anyone fetch the repository, which --auth, --auth-file or {AUTH_ENV} would protect: give one or the other"
+        );
+    }
     let bind = parse_bind(&args.bind)?;
     let api = configure_api(&args, &location)?;
     let config = Config {
@@ -288,6 +315,8 @@ fn configure_api(args: &ServeArgs, location: &Location) -> Result<Option<ApiConf
             None => hexreg::engine::Settings::read(location.storage())?.published_at == Some(true),
         },
         body_idle_timeout: Duration::from_secs(args.body_timeout.get()),
+        replace_window: args.replace_window,
+        lock_timeout: Duration::from_secs(args.lock_timeout),
     }))
 }
 

@@ -5,12 +5,15 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-/// Every file below `dir` (relative path → bytes), `tarballs/` left out.
+/// Every file below `dir` (relative path → bytes), `tarballs/` and the audit trail left out.
 pub fn registry_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
     collect(dir, dir, &mut files);
-    // The API's records (`.hexreg-api/`) are hexreg's own, not part of the registry.
-    files.retain(|rel, _| !rel.starts_with("tarballs/") && !rel.starts_with(".hexreg-api/"));
+    // hexreg's own records (the API's `.hexreg-api/`, the audit trail and release times in
+    // `.hexreg/`) are not part of the registry clients read.
+    files.retain(|rel, _| {
+        !rel.starts_with("tarballs/") && !rel.starts_with(".hexreg-api/") && !rel.starts_with(".hexreg/")
+    });
     files
 }
 
