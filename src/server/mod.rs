@@ -22,6 +22,7 @@ mod docs_cache;
 mod files;
 mod lru;
 mod pages;
+pub mod proxy;
 mod respond;
 
 use std::net::SocketAddr;
@@ -43,6 +44,7 @@ use crate::storage::Location;
 use crate::storage::object::ObjectStorage;
 
 pub use auth::{AuthError, BasicAuth};
+pub use proxy::ProxyConfig;
 
 /// How long requests in flight may run after SIGINT/SIGTERM before the server exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -65,6 +67,8 @@ pub struct Config {
     pub log_requests: bool,
     /// Worker threads (default: one per core).
     pub workers: Option<usize>,
+    /// Serve an upstream repository as a caching proxy, `location` being its cache.
+    pub proxy: Option<ProxyConfig>,
 }
 
 /// The Hex API's settings.
@@ -149,6 +153,8 @@ pub(crate) struct State {
     pub pages: Option<pages::Pages>,
     /// Log one line per request on stderr.
     pub log_requests: bool,
+    /// The caching proxy of an upstream repository; `None`: serve the storage as it is.
+    pub proxy: Option<Arc<proxy::Proxy>>,
 }
 
 /// A server bound to its address, not yet accepting.
@@ -180,11 +186,19 @@ impl Server {
             Some(api) => Some(configure_api(api, config.location)?),
             None => None,
         };
+        let proxy = config.proxy.map(|proxy| {
+            let key = proxy.key.clone();
+            (
+                Arc::new(proxy::Proxy::new(proxy, pages_location.clone())),
+                key,
+            )
+        });
         let pages = pages::Pages::new(
             pages_location,
             api.as_ref()
                 .and_then(|api| api.signer.as_ref())
-                .map(|signer| signer.public.clone()),
+                .map(|signer| signer.public.clone())
+                .or_else(|| proxy.as_ref().map(|(_, key)| key.clone())),
         );
         let public_reads = api.as_ref().is_some_and(|a| a.public_reads);
         let reads_need_credentials = config.basic_auth.is_some()
@@ -208,6 +222,7 @@ impl Server {
             api,
             pages: Some(pages),
             log_requests: config.log_requests,
+            proxy: proxy.map(|(proxy, _)| proxy),
         });
         Ok(Server {
             runtime,
@@ -312,10 +327,17 @@ async fn serve(state: Arc<State>, listener: TcpListener, shown: &str) -> Result<
     })?;
 
     respond::log_line(&format!("serving {shown} on http://{local}"));
+    if let Some(proxy) = &state.proxy {
+        respond::log_line(&format!(
+            "caching proxy of {}: {shown} is its cache",
+            proxy.upstream()
+        ));
+    }
     if let Some(auth) = &state.auth {
         respond::log_line(&format!("HTTP Basic auth required: {}", auth.describe()));
     }
     if let Source::Dir(root) = &state.source
+        && state.proxy.is_none()
         && !root.path().join("names").is_file()
     {
         respond::log_line(&format!(

@@ -12,6 +12,7 @@ mod options;
 mod output;
 mod policy;
 mod progress;
+mod proxy;
 mod serve;
 mod verify;
 

@@ -96,6 +96,40 @@ pub struct ServeArgs {
     /// gets 408.
     #[arg(long, value_name = "SECS", default_value = "30")]
     pub body_timeout: std::num::NonZeroU64,
+    /// Serve this upstream Hex repository (e.g. https://repo.hex.pm) as a caching proxy, with
+    /// PUBLIC_DIR (created if missing) or the bucket as its cache: files are fetched the first
+    /// time a client asks, verified, kept and served from then on.
+    #[arg(long, value_name = "URL", env = "HEXREG_UPSTREAM")]
+    pub upstream: Option<String>,
+    /// With --upstream: the upstream's repository name, which its signed files must hold.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "hexpm",
+        env = "HEXREG_UPSTREAM_NAME"
+    )]
+    pub upstream_name: String,
+    /// With --upstream: the upstream's public key (PEM, PKCS#1 or SPKI) [default: hex.pm's].
+    #[arg(long, value_name = "FILE", env = "HEXREG_UPSTREAM_KEY")]
+    pub upstream_key: Option<PathBuf>,
+    /// With --upstream: how long a registry file checked upstream is served before it is
+    /// checked again: `30s`, `5m`, `1h`, `1d`, or seconds.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "5m",
+        env = "HEXREG_UPSTREAM_TTL"
+    )]
+    pub upstream_ttl: String,
+    /// With --upstream: seconds before connecting to the upstream, or a read, times out
+    /// (the client then gets 504).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 30,
+        env = "HEXREG_UPSTREAM_TIMEOUT"
+    )]
+    pub upstream_timeout: u64,
     #[command(flatten)]
     pub bucket: crate::options::BucketArgs,
 }
@@ -103,6 +137,16 @@ pub struct ServeArgs {
 /// Runs the server until SIGINT or SIGTERM; `jobs` worker threads (default: one per core).
 pub fn run(args: ServeArgs, jobs: Option<usize>) -> Result<()> {
     let location = match open_location(&args.public_dir, &args.bucket)? {
+        Location::Local(local) if args.upstream.is_some() => {
+            local.create_root().with_context(|| {
+                format!(
+                    "cannot create the proxy's cache directory {}",
+                    args.public_dir
+                )
+            })?;
+            let root = check_public_dir(Path::new(&args.public_dir))?;
+            Location::Local(LocalDir::new(&root.display().to_string()))
+        }
         Location::Local(_) => {
             let root = check_public_dir(Path::new(&args.public_dir))?;
             Location::Local(LocalDir::new(&root.display().to_string()))
@@ -132,6 +176,7 @@ pub fn run(args: ServeArgs, jobs: Option<usize>) -> Result<()> {
         })?;
     let bind = parse_bind(&args.bind)?;
     let api = configure_api(&args, &location)?;
+    let proxy = crate::proxy::configure(&args)?;
     let config = Config {
         location,
         bind,
@@ -139,6 +184,7 @@ pub fn run(args: ServeArgs, jobs: Option<usize>) -> Result<()> {
         api,
         log_requests: !args.quiet,
         workers: jobs,
+        proxy,
     };
     let server = Server::bind(config).map_err(|e| bind_error(&args.bind, e))?;
     server.run_until_signal()?;
