@@ -596,3 +596,133 @@ fn a_proxy_caches_in_a_bucket() {
     assert_eq!(second.get("/packages/acme_erl").status, 200);
     assert_eq!(second.get("/tarballs/acme_erl-0.1.0.tar").status, 502);
 }
+
+/// A rebar.lock as rebar3 writes it for acme_erl 0.2.0 (checksums of the fixtures), with the
+/// outer checksum of acme_erl_base replaced by `base_outer`.
+fn rebar_lock(base_outer: &str) -> String {
+    format!(
+        "{{\"1.2.0\",\n[{{<<\"acme_erl\">>,{{pkg,<<\"acme_erl\">>,<<\"0.2.0\">>}},0}},\n \
+         {{<<\"acme_erl_base\">>,{{pkg,<<\"acme_erl_base\">>,<<\"0.1.0\">>}},1}}]}}.\n[\n\
+         {{pkg_hash,[\n {{<<\"acme_erl\">>, <<\"FB45559110CF085E0E074FBAE28206FAC97DA70F42750C1D253C2EAA5E93A741\">>}},\n \
+         {{<<\"acme_erl_base\">>, <<\"B2B9EAFF48A3CA2434C42E583DF1296E75E12482A1F03AEBC2B6A644382E55E9\">>}}]}},\n\
+         {{pkg_hash_ext,[\n {{<<\"acme_erl\">>, <<\"06D18CBA7F8A11262A823533F289084C1D68366827C81A877A0935C381C2BF99\">>}},\n \
+         {{<<\"acme_erl_base\">>, <<\"{base_outer}\">>}}]}}\n].\n"
+    )
+}
+
+const BASE_OUTER: &str = "F1C252663B9EBB4305154AA05343F25CBDB51E303EC9E0038A04C0332B95CB20";
+
+fn mirror_lock(
+    upstream: &Upstream,
+    cwd: &Path,
+    dest: &str,
+    locks: &[&str],
+) -> std::process::Output {
+    let mut cmd = support::run::command(cwd);
+    cmd.env_remove("HEXREG_MIRROR_AUTH")
+        .args([
+            "mirror",
+            dest,
+            "--from",
+            &upstream.url(),
+            "--upstream-name=acme",
+        ])
+        .arg(format!("--upstream-key={}", upstream.key_file().display()));
+    for lock in locks {
+        cmd.arg(format!("--only-lock={lock}"));
+    }
+    cmd.output().unwrap()
+}
+
+/// `hexreg mirror --only-lock rebar.lock` copies exactly the pinned releases with the
+/// upstream's signed files unchanged; the result is a proxy cache that serves them with the
+/// upstream gone (air-gapped use).
+#[test]
+fn only_lock_mirrors_exactly_what_a_lock_pins_and_warms_a_proxy_cache() {
+    let mut upstream = Upstream::start("acme");
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("rebar.lock"), rebar_lock(BASE_OUTER)).unwrap();
+    let out = mirror_lock(&upstream, tmp.path(), "warm", &["rebar.lock"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let warm = tmp.path().join("warm");
+    let mut tarballs: Vec<String> = fs::read_dir(warm.join("tarballs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    tarballs.sort();
+    assert_eq!(
+        tarballs,
+        ["acme_erl-0.2.0.tar", "acme_erl_base-0.1.0.tar"],
+        "exactly the pinned releases"
+    );
+    for file in [
+        "packages/acme_erl",
+        "packages/acme_erl_base",
+        "names",
+        "versions",
+        "tarballs/acme_erl-0.2.0.tar",
+    ] {
+        assert_eq!(
+            fs::read(warm.join(file)).unwrap(),
+            fs::read(upstream.dir().join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    // A second run has nothing to write.
+    let again = mirror_lock(&upstream, tmp.path(), "warm", &["rebar.lock"]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains(": 0 files written"));
+
+    upstream.stop();
+    let proxy = proxy(
+        warm.to_str().unwrap(),
+        "http://127.0.0.1:9",
+        "acme",
+        &upstream.key_file(),
+        &[],
+    );
+    let response = proxy.get("/tarballs/acme_erl_base-0.1.0.tar");
+    assert_eq!(response.status, 200);
+    assert_eq!(proxy.get("/packages/acme_erl").status, 200);
+}
+
+/// Lock entries the upstream lacks are all named, a checksum the upstream's signed registry
+/// does not record is refused, and in either case nothing is written.
+#[test]
+fn only_lock_names_what_the_upstream_lacks_and_refuses_other_checksums() {
+    let upstream = Upstream::start("acme");
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(
+        tmp.path().join("mix.lock"),
+        "%{\n  \"acme_erl\": {:hex, :acme_erl, \"9.9.9\", \"00\", [:rebar3], [], \"acme\", \"00\"},\n  \
+         \"nothere\": {:hex, :nothere, \"1.0.0\", \"00\", [:mix], [], \"acme\", \"00\"},\n  \
+         \"other\": {:hex, :other, \"1.0.0\", \"00\", [:mix], [], \"hexpm:org\", \"00\"},\n  \
+         \"git\": {:git, \"https://example.invalid/g.git\", \"abc\", []},\n}\n",
+    )
+    .unwrap();
+    let out = mirror_lock(&upstream, tmp.path(), "m", &["mix.lock"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("acme_erl 9.9.9 (no such release)"), "{err}");
+    assert!(err.contains("nothere 1.0.0 (no package nothere)"), "{err}");
+    assert!(!tmp.path().join("m/packages").exists());
+
+    let wrong = "AA".repeat(32);
+    fs::write(tmp.path().join("rebar.lock"), rebar_lock(&wrong)).unwrap();
+    let out = mirror_lock(&upstream, tmp.path(), "m", &["rebar.lock"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("acme_erl_base 0.1.0: the lock file records the outer checksum"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("m/tarballs").exists());
+
+    fs::write(tmp.path().join("broken.lock"), "%{\"a\": ").unwrap();
+    let out = mirror_lock(&upstream, tmp.path(), "m", &["broken.lock"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--only-lock broken.lock"), "{err}");
+}
