@@ -43,7 +43,12 @@ Hex API: with --name and --keys (keys made by `hexreg key add`), /api answers mi
 publish (`HEX_API_URL=http://HOST:8000/api HEX_API_KEY=KEY mix hex.publish package`), revert,
 retire, unretire, docs, package info. A read key also fetches the repository's files (unless
 --public-reads), a write key changes it; without --private-key the API is read-only. Every
-change goes through the same engine and lock as the other commands.";
+change goes through the same engine and lock as the other commands.
+
+Caching proxy: with --upstream URL (hex.pm: https://repo.hex.pm), PUBLIC_DIR or the bucket is
+the cache of that repository: each file is fetched the first time a client asks, verified
+(signatures with --upstream-key, tarballs against the signed checksums), kept and served from
+then on; clients use HEX_MIRROR=URL (mix) or HEX_CDN=URL (rebar3). See docs/mirror.md.";
 
 /// Environment variable holding `USER:PASS` when `--auth` is not given.
 pub const AUTH_ENV: &str = "HEXREG_AUTH";
