@@ -27,7 +27,8 @@ mkdir -p "$tmp/up/tarballs"
 cp fixtures/tarballs/acme_erl-0.2.0.tar fixtures/tarballs/acme_erl_base-0.1.0.tar "$tmp/up/tarballs/"
 (cd "$tmp" && "$bin" build up --name=acme --private-key="$OLDPWD/fixtures/private_key.pem" --quiet)
 
-# Starts `hexreg serve ARGS... --bind 127.0.0.1:0`; prints its URL.
+# Starts `hexreg serve ARGS... --bind 127.0.0.1:0`; sets `url` to its URL (no command
+# substitution: a subshell would run the EXIT trap and lose the pid).
 start() {
     local log=$1
     shift
@@ -35,7 +36,6 @@ start() {
     pids+=($!)
     for _ in $(seq 100); do
         if url=$(grep -o 'http://127.0.0.1:[0-9]*' "$log" | head -1) && [[ -n $url ]]; then
-            echo "$url"
             return
         fi
         sleep 0.05
@@ -44,9 +44,11 @@ start() {
     exit 1
 }
 
-up=$(start "$tmp/up.log" "$tmp/up")
-proxy=$(start "$tmp/proxy.log" "$tmp/cache" --upstream "$up" --upstream-name acme \
-    --upstream-key "$tmp/up/public_key")
+start "$tmp/up.log" "$tmp/up"
+up=$url
+start "$tmp/proxy.log" "$tmp/cache" --upstream "$up" --upstream-name acme \
+    --upstream-key "$tmp/up/public_key"
+proxy=$url
 file=tarballs/acme_erl-0.2.0.tar
 cmp <(curl -sf "$proxy/$file") "$tmp/up/$file"
 
