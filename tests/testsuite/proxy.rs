@@ -358,14 +358,15 @@ fn tampered_upstream_files_are_refused_and_not_cached() {
         "{text}"
     );
     assert!(!cache.join("tarballs/acme_erl_base-0.1.0.tar").exists());
+    // The log is read from the server's stderr by another thread: wait for the line (a safety
+    // net, not a timing assertion).
+    let wanted = format!("{}/tarballs/acme_erl_base-0.1.0.tar", upstream.url());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !proxy.lines().iter().any(|l| l.contains(&wanted)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let log = proxy.lines().join("\n");
-    assert!(
-        log.contains(&format!(
-            "{}/tarballs/acme_erl_base-0.1.0.tar",
-            upstream.url()
-        )),
-        "{log}"
-    );
+    assert!(log.contains(&wanted), "{log}");
 
     // A good package first (cached), then re-signed with another key upstream.
     let good = fs::read(up.join("packages/acme_erl")).unwrap();
