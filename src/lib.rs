@@ -1,8 +1,8 @@
 //! hexreg: builds, checks, mirrors and serves signed Hex package registries.
 //!
 //! The library is layered, from the bottom up; a module uses only those below it, but for the
-//! mirror's run ([`engine::mirror`]), which shares the upstream interface with
-//! [`mirror::upstream`]:
+//! mirror's runs ([`engine::mirror`], and [`engine::lock_mirror`] which reads the pins of
+//! [`mirror::lock`]), which share the upstream interface with [`mirror::upstream`]:
 //!
 //! - [`format`](mod@format): every Hex file format and rule, free of I/O: package tarballs
 //!   and their `metadata.config`, versions and requirements, package names, the signed
@@ -20,7 +20,8 @@
 //! - [`web`]: the HTML pages of `hexreg serve` as functions of their data, and reading the
 //!   files inside a tarball.
 //! - [`server`]: `hexreg serve` as a library: a [`server::Config`] in, a bound
-//!   [`server::Server`] out (files, auth, the Hex API, pages).
+//!   [`server::Server`] out (files, auth, the Hex API, pages, the caching proxy
+//!   [`server::proxy`]).
 //!
 //! The `hexreg` binary on top holds the command line: arguments, output, progress bars and
 //! exit codes.

@@ -23,6 +23,7 @@ pub mod build;
 pub mod cache;
 pub mod changes;
 pub mod docs;
+pub mod lock_mirror;
 pub mod manage;
 pub mod mirror;
 pub mod policies;

@@ -21,6 +21,7 @@
 //! included), so that
 //! the mirror holds at least every release a client could pick.
 
+pub mod lock;
 pub mod upstream;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -27,6 +27,7 @@ mod lru;
 pub mod metrics;
 mod oauth;
 mod pages;
+pub mod proxy;
 mod respond;
 mod search;
 
@@ -49,6 +50,7 @@ use crate::storage::Location;
 use crate::storage::object::ObjectStorage;
 
 pub use auth::{AuthError, BasicAuth};
+pub use proxy::ProxyConfig;
 pub use respond::LogFormat;
 
 /// How long requests in flight may run after SIGINT/SIGTERM before the server exits anyway,
@@ -78,6 +80,8 @@ pub struct Config {
     /// How long requests in flight may run after SIGINT/SIGTERM (default
     /// [`SHUTDOWN_TIMEOUT`]).
     pub shutdown_timeout: Duration,
+    /// Serve an upstream repository as a caching proxy, `location` being its cache.
+    pub proxy: Option<ProxyConfig>,
 }
 
 /// The Hex API's settings.
@@ -168,6 +172,8 @@ pub(crate) struct State {
     pub log_format: LogFormat,
     /// The health, readiness and metrics routes.
     pub service: health::Service,
+    /// The caching proxy of an upstream repository; `None`: serve the storage as it is.
+    pub proxy: Option<Arc<proxy::Proxy>>,
 }
 
 /// A server bound to its address, not yet accepting.
@@ -200,11 +206,19 @@ impl Server {
             Some(api) => Some(configure_api(api, config.location)?),
             None => None,
         };
+        let proxy = config.proxy.map(|proxy| {
+            let key = proxy.key.clone();
+            (
+                Arc::new(proxy::Proxy::new(proxy, pages_location.clone())),
+                key,
+            )
+        });
         let pages = pages::Pages::new(
             pages_location,
             api.as_ref()
                 .and_then(|api| api.signer.as_ref())
-                .map(|signer| signer.public.clone()),
+                .map(|signer| signer.public.clone())
+                .or_else(|| proxy.as_ref().map(|(_, key)| key.clone())),
         );
         let public_reads = api.as_ref().is_some_and(|a| a.public_reads);
         let reads_need_credentials = config.basic_auth.is_some()
@@ -229,6 +243,7 @@ impl Server {
             pages: Some(pages),
             log_format: config.log_format,
             service: health::Service::new(config.public_metrics),
+            proxy: proxy.map(|(proxy, _)| proxy),
         });
         Ok(Server {
             runtime,
@@ -359,10 +374,17 @@ async fn serve(
     })?;
 
     respond::log_line(&format!("serving {shown} on http://{local}"));
+    if let Some(proxy) = &state.proxy {
+        respond::log_line(&format!(
+            "caching proxy of {}: {shown} is its cache",
+            proxy.upstream()
+        ));
+    }
     if let Some(auth) = &state.auth {
         respond::log_line(&format!("HTTP Basic auth required: {}", auth.describe()));
     }
     if let Source::Dir(root) = &state.source
+        && state.proxy.is_none()
         && !root.path().join("names").is_file()
     {
         respond::log_line(&format!(

@@ -116,6 +116,11 @@ async fn respond(state: &Arc<State>, req: &Request<Incoming>) -> Response<ServeB
     let Some(rel) = files::request_path(req.uri().path()) else {
         return not_found();
     };
+    if let Some(proxy) = &state.proxy
+        && let Err(failure) = proxy.prepare(&state.source, &rel).await
+    {
+        return failure.response();
+    }
     let root = match &state.source {
         Source::Dir(root) => root,
         Source::Bucket(bucket) => return from_bucket(bucket, &rel, head, req.headers()).await,

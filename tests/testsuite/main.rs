@@ -27,6 +27,7 @@
 //! - [`mirror`]: `hexreg mirror` from an upstream `hexreg serve`, full and filtered;
 //! - [`request_cost`]: what one request costs the server (peak memory for a docs bomb, bytes
 //!   read for the pages of 5,000 packages), measured on its process and bounded;
+//! - [`proxy`]: `hexreg serve --upstream`, the caching proxy, with rebar3 and moto;
 //! - [`rebar3_client`]: rebar3 resolves, downloads and compiles from registries hexreg
 //!   writes and serves;
 //! - [`fuzz_regressions`]: every crash the fuzzers found, replayed through their harness.
@@ -49,6 +50,7 @@ mod manage;
 mod mirror;
 mod object_storage;
 mod pages;
+mod proxy;
 mod rebar3_client;
 mod request_cost;
 mod serve;

@@ -13,6 +13,7 @@ mod options;
 mod output;
 mod policy;
 mod progress;
+mod proxy;
 mod serve;
 mod verify;
 

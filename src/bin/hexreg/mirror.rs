@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 
 use hexreg::engine::Signer;
+use hexreg::engine::lock_mirror::{LockMirrorOptions, mirror_locked};
 use hexreg::engine::mirror::{MirrorOptions, Mode, mirror};
 use hexreg::format::signing::{PrivateKey, PublicKey, PublicKeyFormat};
 use hexreg::mirror::Only;
 use hexreg::mirror::upstream::{HttpOptions, HttpUpstream};
+use hexreg::storage::Location;
 
 use crate::options::open_location;
 use crate::output::print_changes;
@@ -88,6 +90,11 @@ pub struct MirrorArgs {
     /// Read selections from FILE, one `PKG[:REQUIREMENT]` a line (`#` comments).
     #[arg(long, value_name = "FILE")]
     pub only_file: Option<PathBuf>,
+    /// Mirror exactly the Hex releases this lock file pins (`mix.lock` or `rebar.lock`),
+    /// each checked against the lock's checksums, with the upstream's signed registry files
+    /// unchanged (what `hexreg serve --upstream` caches). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub only_lock: Vec<PathBuf>,
     /// A filtered mirror's repository name, as its clients configure it (e.g. `hexpm`).
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
@@ -163,6 +170,9 @@ fn upstream_key(args: &MirrorArgs) -> Result<(PublicKey, String)> {
 }
 
 pub fn run(args: &MirrorArgs, jobs: Option<usize>) -> Result<()> {
+    if !args.only_lock.is_empty() {
+        return run_locked(args);
+    }
     let only = selections(args)?;
     let (key, key_pem) = upstream_key(args)?;
     let target = open_location(&args.public_dir, &args.bucket)?;
@@ -208,22 +218,7 @@ pub fn run(args: &MirrorArgs, jobs: Option<usize>) -> Result<()> {
     };
     target.create_root()?;
     let storage = target.storage();
-    let lock = match storage.try_lock()? {
-        Some(lock) => lock,
-        None if args.no_wait => {
-            return Err(hexreg::storage::StorageError::Locked {
-                root: target.shown(),
-            }
-            .into());
-        }
-        None => {
-            eprintln!(
-                "waiting for another hexreg run on {} to finish...",
-                target.shown()
-            );
-            storage.lock()?
-        }
-    };
+    let lock = take_lock(args, &target)?;
     let bar = Bar::new(args.quiet);
     let options = MirrorOptions {
         repository: args.upstream_name.clone(),
@@ -264,6 +259,92 @@ pub fn run(args: &MirrorArgs, jobs: Option<usize>) -> Result<()> {
     );
     print_changes(report.changes, storage, false);
     println!("{summary}");
+    Ok(())
+}
+
+/// The storage's lock: at once, or after waiting for another run unless --no-wait.
+fn take_lock(args: &MirrorArgs, target: &Location) -> Result<hexreg::storage::Lock> {
+    let storage = target.storage();
+    Ok(match storage.try_lock()? {
+        Some(lock) => lock,
+        None if args.no_wait => {
+            return Err(hexreg::storage::StorageError::Locked {
+                root: target.shown(),
+            }
+            .into());
+        }
+        None => {
+            eprintln!(
+                "waiting for another hexreg run on {} to finish...",
+                target.shown()
+            );
+            storage.lock()?
+        }
+    })
+}
+
+/// `--only-lock`: exactly the releases the lock files pin, upstream's files unchanged.
+fn run_locked(args: &MirrorArgs) -> Result<()> {
+    if !args.only.is_empty() || args.only_file.is_some() {
+        bail!(
+            "--only-lock mirrors exactly what the lock files pin: leave out --only and --only-file (or run them separately)"
+        );
+    }
+    if args.name.is_some() || args.private_key.is_some() {
+        bail!(
+            "--only-lock keeps the upstream's signed registry files unchanged, so clients keep the upstream's key: leave out --name and --private-key"
+        );
+    }
+    let mut pins = Vec::new();
+    for path in &args.only_lock {
+        let shown = path.display();
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --only-lock {shown}: check the path"))?;
+        let parsed = hexreg::mirror::lock::parse(&text)
+            .map_err(|e| anyhow::anyhow!("--only-lock {shown} {e}"))?;
+        if parsed.is_empty() {
+            bail!(
+                "--only-lock {shown} pins no Hex package: give a mix.lock or rebar.lock with hex dependencies"
+            );
+        }
+        pins.extend(parsed);
+    }
+    let (key, key_pem) = upstream_key(args)?;
+    let target = open_location(&args.public_dir, &args.bucket)?;
+    let upstream = HttpUpstream::new(
+        &args.from,
+        HttpOptions {
+            authorization: std::env::var(AUTH_ENV).ok().filter(|v| !v.is_empty()),
+            retries: args.retries,
+            timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+        },
+    )?;
+    target.create_root()?;
+    let lock = take_lock(args, &target)?;
+    let options = LockMirrorOptions {
+        repository: args.upstream_name.clone(),
+        key,
+        key_pem,
+    };
+    let report = mirror_locked(target.storage(), lock, &upstream, &options, &pins)?;
+    for other in &report.other_repositories {
+        eprintln!(
+            "note: {other}: another repository than {}, not mirrored",
+            args.upstream_name
+        );
+    }
+    if !args.quiet {
+        for path in &report.written {
+            println!("* writing {}", target.storage().display(path));
+        }
+        println!(
+            "mirrored the {} releases the lock files pin from {} into {}: {} files written",
+            report.pinned,
+            upstream.base(),
+            target.shown(),
+            report.written.len()
+        );
+    }
     Ok(())
 }
 

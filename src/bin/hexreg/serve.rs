@@ -56,7 +56,12 @@ retire, unretire, docs, package info. A read key also fetches the repository's f
 (http://any:KEY@host/); a write key changes it (a key made with --packages only the packages
 it names); without --private-key the API is read-only. A release can be replaced or reverted
 only within --replace-window of its publication. Every change goes through the same engine and
-lock as the other commands, and is recorded in the audit trail (`hexreg audit`).";
+lock as the other commands, and is recorded in the audit trail (`hexreg audit`).
+
+Caching proxy: with --upstream URL (hex.pm: https://repo.hex.pm), PUBLIC_DIR or the bucket is
+the cache of that repository: each file is fetched the first time a client asks, verified
+(signatures with --upstream-key, tarballs against the signed checksums), kept and served from
+then on; clients use HEX_MIRROR=URL (mix) or HEX_CDN=URL (rebar3). See docs/mirror.md.";
 
 /// Environment variable holding `USER:PASS` when `--auth` is not given.
 pub const AUTH_ENV: &str = "HEXREG_AUTH";
@@ -163,6 +168,40 @@ pub struct ServeArgs {
         env = "HEXREG_LOCK_TIMEOUT"
     )]
     pub lock_timeout: u64,
+    /// Serve this upstream Hex repository (e.g. https://repo.hex.pm) as a caching proxy, with
+    /// PUBLIC_DIR (created if missing) or the bucket as its cache: files are fetched the first
+    /// time a client asks, verified, kept and served from then on.
+    #[arg(long, value_name = "URL", env = "HEXREG_UPSTREAM")]
+    pub upstream: Option<String>,
+    /// With --upstream: the upstream's repository name, which its signed files must hold.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "hexpm",
+        env = "HEXREG_UPSTREAM_NAME"
+    )]
+    pub upstream_name: String,
+    /// With --upstream: the upstream's public key (PEM, PKCS#1 or SPKI) [default: hex.pm's].
+    #[arg(long, value_name = "FILE", env = "HEXREG_UPSTREAM_KEY")]
+    pub upstream_key: Option<PathBuf>,
+    /// With --upstream: how long a registry file checked upstream is served before it is
+    /// checked again: `30s`, `5m`, `1h`, `1d`, or seconds.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "5m",
+        env = "HEXREG_UPSTREAM_TTL"
+    )]
+    pub upstream_ttl: String,
+    /// With --upstream: seconds before connecting to the upstream, or a read, times out
+    /// (the client then gets 504).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 30,
+        env = "HEXREG_UPSTREAM_TIMEOUT"
+    )]
+    pub upstream_timeout: u64,
     #[command(flatten)]
     pub bucket: crate::options::BucketArgs,
 }
@@ -179,6 +218,16 @@ pub enum LogFormatArg {
 /// Runs the server until SIGINT or SIGTERM; `jobs` worker threads (default: one per core).
 pub fn run(args: ServeArgs, jobs: Option<usize>) -> Result<()> {
     let location = match open_location(&args.public_dir, &args.bucket)? {
+        Location::Local(local) if args.upstream.is_some() => {
+            local.create_root().with_context(|| {
+                format!(
+                    "cannot create the proxy's cache directory {}",
+                    args.public_dir
+                )
+            })?;
+            let root = check_public_dir(Path::new(&args.public_dir))?;
+            Location::Local(LocalDir::new(&root.display().to_string()))
+        }
         Location::Local(_) => {
             let root = check_public_dir(Path::new(&args.public_dir))?;
             Location::Local(LocalDir::new(&root.display().to_string()))
@@ -213,6 +262,7 @@ pub fn run(args: ServeArgs, jobs: Option<usize>) -> Result<()> {
     }
     let bind = parse_bind(&args.bind)?;
     let api = configure_api(&args, &location)?;
+    let proxy = crate::proxy::configure(&args)?;
     let config = Config {
         location,
         bind,
@@ -226,6 +276,7 @@ pub fn run(args: ServeArgs, jobs: Option<usize>) -> Result<()> {
         workers: jobs,
         public_metrics: args.public_metrics,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        proxy,
     };
     let server = Server::bind(config).map_err(|e| bind_error(&args.bind, e))?;
     server.run_until_signal()?;

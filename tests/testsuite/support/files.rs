@@ -12,7 +12,9 @@ pub fn registry_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     // hexreg's own records (the API's `.hexreg-api/`, the audit trail and release times in
     // `.hexreg/`) are not part of the registry clients read.
     files.retain(|rel, _| {
-        !rel.starts_with("tarballs/") && !rel.starts_with(".hexreg-api/") && !rel.starts_with(".hexreg/")
+        !rel.starts_with("tarballs/")
+            && !rel.starts_with(".hexreg-api/")
+            && !rel.starts_with(".hexreg/")
     });
     files
 }
