@@ -618,6 +618,8 @@ async fn run(
             .with_release_dates(api.release_dates);
         let answer = change(api, &mut registry).unwrap_or_else(|e| engine_error(api, e));
         let changes = registry.take_changes();
+        // This replica serves what it just wrote at the next request, not an interval later.
+        state.bucket_cache.invalidate();
         for change in changes.as_made() {
             let verb = match change.kind {
                 engine::ChangeKind::Creating => "creating",

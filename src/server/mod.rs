@@ -20,6 +20,7 @@
 
 mod api;
 pub mod auth;
+mod bucket_cache;
 mod docs_cache;
 mod files;
 mod health;
@@ -82,6 +83,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Serve an upstream repository as a caching proxy, `location` being its cache.
     pub proxy: Option<ProxyConfig>,
+    /// On a bucket: how long registry files are served from memory before being revalidated.
+    pub bucket_revalidate: std::time::Duration,
 }
 
 /// The Hex API's settings.
@@ -174,6 +177,8 @@ pub(crate) struct State {
     pub service: health::Service,
     /// The caching proxy of an upstream repository; `None`: serve the storage as it is.
     pub proxy: Option<Arc<proxy::Proxy>>,
+    /// On a bucket: the registry files held in memory (unused for a directory).
+    pub bucket_cache: bucket_cache::BucketCache,
 }
 
 /// A server bound to its address, not yet accepting.
@@ -244,6 +249,7 @@ impl Server {
             log_format: config.log_format,
             service: health::Service::new(config.public_metrics),
             proxy: proxy.map(|(proxy, _)| proxy),
+            bucket_cache: bucket_cache::BucketCache::new(config.bucket_revalidate),
         });
         Ok(Server {
             runtime,

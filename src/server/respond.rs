@@ -17,10 +17,11 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::task::JoinHandle;
 
 use super::auth::REALM;
+use super::bucket_cache::{self, Lookup};
 use super::files;
 use super::metrics::RouteClass;
 use super::{Source, State};
-use crate::storage::object::{ObjectFetch, ObjectStorage};
+use crate::storage::object::{ObjectBody, ObjectFetch, ObjectStorage};
 
 /// Bytes read per step when streaming a file larger than [`files::READ_WHOLE_LIMIT`].
 const CHUNK: u64 = 128 * 1024;
@@ -123,7 +124,9 @@ async fn respond(state: &Arc<State>, req: &Request<Incoming>) -> Response<ServeB
     }
     let root = match &state.source {
         Source::Dir(root) => root,
-        Source::Bucket(bucket) => return from_bucket(bucket, &rel, head, req.headers()).await,
+        Source::Bucket(bucket) => {
+            return from_bucket(state, bucket, &rel, head, req.headers()).await;
+        }
     };
     // Opening, fstat and reading a small file run right here on the async worker, as nginx's
     // workers do: from a local disk and the page cache they take microseconds, and a hop to
@@ -158,10 +161,13 @@ async fn respond(state: &Arc<State>, req: &Request<Incoming>) -> Response<ServeB
     content_response(headers, opened.len, body)
 }
 
-/// A file from a bucket, fetched whole (registry files are small, and tarballs at most the
-/// clients' 16 MiB): its ETag and Last-Modified are the object's. The client's If-None-Match
-/// goes to the store, which answers 304 without the body; If-Modified-Since is checked here.
+/// A file from a bucket, with the object's ETag and Last-Modified. Registry files come from
+/// the replica's copy in memory ([`super::bucket_cache`]), revalidated at most once per
+/// interval; tarballs and docs stream from the bucket chunk by chunk, the client's
+/// If-None-Match passed on to the store (which answers 304 without the body);
+/// If-Modified-Since is checked here.
 async fn from_bucket(
+    state: &State,
     bucket: &ObjectStorage,
     rel: &std::path::Path,
     head: bool,
@@ -170,6 +176,35 @@ async fn from_bucket(
     let Some(rel) = rel.to_str() else {
         return not_found();
     };
+    let bad_gateway = |e: crate::storage::StorageError| {
+        log_line(&format!("error: {e}"));
+        text_response(
+            StatusCode::BAD_GATEWAY,
+            "502 Bad Gateway: the registry's bucket did not answer as expected; the server's log says why\n",
+        )
+    };
+    if bucket_cache::cacheable(rel) {
+        match state.bucket_cache.get(bucket, rel).await {
+            Ok(Lookup::Hit(copy)) => {
+                let modified = u64::try_from(copy.modified).ok();
+                let headers = validators(&copy.e_tag, modified);
+                if not_modified(request, &copy.e_tag, modified) {
+                    return not_modified_response(headers);
+                }
+                let len = copy.bytes.len() as u64;
+                let body = if head {
+                    ServeBody::empty()
+                } else {
+                    ServeBody::full(copy.bytes)
+                };
+                return content_response(headers, len, body);
+            }
+            Ok(Lookup::Missing) => return not_found(),
+            // Streamed from the bucket, as a tarball is.
+            Ok(Lookup::TooLarge) => {}
+            Err(e) => return bad_gateway(e),
+        }
+    }
     let if_none_match = request
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -188,7 +223,7 @@ async fn from_bucket(
             size,
             e_tag,
             modified,
-            bytes,
+            body,
         }) => {
             let etag = e_tag.unwrap_or_default();
             let modified = u64::try_from(modified).ok();
@@ -196,19 +231,13 @@ async fn from_bucket(
             if not_modified(request, &etag, modified) {
                 return not_modified_response(headers);
             }
-            let body = match bytes {
-                Some(bytes) if !head => ServeBody::full(bytes),
+            let body = match body {
+                Some(body) if !head => ServeBody::object(body, size),
                 _ => ServeBody::empty(),
             };
             content_response(headers, size, body)
         }
-        Err(e) => {
-            log_line(&format!("error: {e}"));
-            text_response(
-                StatusCode::BAD_GATEWAY,
-                "502 Bad Gateway: the registry's bucket did not answer as expected; the server's log says why\n",
-            )
-        }
+        Err(e) => bad_gateway(e),
     }
 }
 
@@ -453,7 +482,8 @@ fn json_string(text: &str) -> String {
     out
 }
 
-/// A response body: nothing, bytes in memory, or a file read in chunks on the blocking pool.
+/// A response body: nothing, bytes in memory, a file read in chunks on the blocking pool, or
+/// an object streamed from a bucket.
 pub struct ServeBody {
     content: Content,
     sent: u64,
@@ -468,6 +498,10 @@ enum Content {
         offset: u64,
         remaining: u64,
         reading: Option<JoinHandle<io::Result<Bytes>>>,
+    },
+    Object {
+        body: ObjectBody,
+        remaining: u64,
     },
 }
 
@@ -495,6 +529,14 @@ impl ServeBody {
             offset: 0,
             remaining: len,
             reading: None,
+        })
+    }
+
+    /// An object of `len` bytes, passed on chunk by chunk as the bucket sends it.
+    pub fn object(body: ObjectBody, len: u64) -> Self {
+        Self::new(Content::Object {
+            body,
+            remaining: len,
         })
     }
 
@@ -586,6 +628,33 @@ impl Body for ServeBody {
                 this.sent += n;
                 Poll::Ready(Some(Ok(Frame::data(bytes))))
             }
+            Content::Object { body, remaining } => {
+                if *remaining == 0 {
+                    return Poll::Ready(None);
+                }
+                match body.poll_chunk(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Some(Ok(bytes))) => {
+                        let n = bytes.len() as u64;
+                        if n > *remaining {
+                            // Longer than its Content-Length: cut the connection.
+                            *remaining = 0;
+                            return Poll::Ready(Some(Err(io::Error::other(
+                                "the bucket sent more than the object's size",
+                            ))));
+                        }
+                        *remaining -= n;
+                        this.sent += n;
+                        Poll::Ready(Some(Ok(Frame::data(bytes))))
+                    }
+                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+                    // Shorter than its Content-Length: the client sees a truncated download.
+                    Poll::Ready(None) => Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the bucket's answer ended before the object's size",
+                    )))),
+                }
+            }
         }
     }
 
@@ -593,7 +662,7 @@ impl Body for ServeBody {
         match &self.content {
             Content::Empty => true,
             Content::Full(bytes) => bytes.is_none(),
-            Content::File { remaining, .. } => *remaining == 0,
+            Content::File { remaining, .. } | Content::Object { remaining, .. } => *remaining == 0,
         }
     }
 
@@ -603,7 +672,9 @@ impl Body for ServeBody {
             Content::Full(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
-            Content::File { remaining, .. } => SizeHint::with_exact(*remaining),
+            Content::File { remaining, .. } | Content::Object { remaining, .. } => {
+                SizeHint::with_exact(*remaining)
+            }
         }
     }
 }

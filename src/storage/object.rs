@@ -119,13 +119,40 @@ pub enum ObjectFetch {
         e_tag: Option<String>,
         /// Its `Last-Modified` time, Unix seconds.
         modified: i64,
-        /// Its content; `None` for a HEAD.
-        bytes: Option<Bytes>,
+        /// Its content, arriving in chunks as the store sends it; `None` for a HEAD.
+        body: Option<ObjectBody>,
     },
     /// The client's `If-None-Match` matched: not sent again.
     NotModified,
     /// No such object.
     Missing,
+}
+
+/// Chunks buffered between the store's connection and the reader of an [`ObjectBody`]: what a
+/// slow client holds in memory per download, besides the sockets' buffers.
+const BODY_CHUNKS: usize = 4;
+
+/// An object's content as the store sends it: chunks pulled from the connection by a task on
+/// the storage's runtime, [`BODY_CHUNKS`] at most waiting to be read, so a download holds a
+/// few chunks in memory, never the whole object. Dropping it ends the download.
+#[derive(Debug)]
+pub struct ObjectBody {
+    chunks: tokio::sync::mpsc::Receiver<Result<Bytes, io::Error>>,
+}
+
+impl ObjectBody {
+    /// The next chunk; `None` at the end of the object.
+    pub fn poll_chunk(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Bytes, io::Error>>> {
+        self.chunks.poll_recv(cx)
+    }
+
+    /// The next chunk; `None` at the end of the object.
+    pub async fn chunk(&mut self) -> Option<Result<Bytes, io::Error>> {
+        self.chunks.recv().await
+    }
 }
 
 /// Why a bucket cannot be used, or a request to it failed.
@@ -644,6 +671,7 @@ impl ObjectStorage {
         let shared = Arc::clone(&self.shared);
         let location = shared.location(rel)?;
         let store = Arc::clone(&shared.store);
+        let handle = shared.handle.clone();
         let request = async move {
             let options = object_store::GetOptions {
                 if_none_match,
@@ -652,8 +680,25 @@ impl ObjectStorage {
             };
             let got = store.get_opts(&location, options).await?;
             let meta = got.meta.clone();
-            let bytes = if head { None } else { Some(got.bytes().await?) };
-            Ok::<_, object_store::Error>((meta, bytes))
+            let body = if head {
+                None
+            } else {
+                // Pulled on this runtime (the connection's), handed over a few chunks at a time.
+                let (sender, chunks) = tokio::sync::mpsc::channel(BODY_CHUNKS);
+                let mut stream = got.into_stream();
+                handle.spawn(async move {
+                    while let Some(chunk) =
+                        std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await
+                    {
+                        let failed = chunk.is_err();
+                        if sender.send(chunk.map_err(io::Error::other)).await.is_err() || failed {
+                            break;
+                        }
+                    }
+                });
+                Some(ObjectBody { chunks })
+            };
+            Ok::<_, object_store::Error>((meta, body))
         };
         let joined = shared.handle.spawn(request).await;
         let got = joined.map_err(|e| StorageError::Io {
@@ -662,11 +707,11 @@ impl ObjectStorage {
             source: io::Error::other(e),
         })?;
         match got {
-            Ok((meta, bytes)) => Ok(ObjectFetch::Found {
+            Ok((meta, body)) => Ok(ObjectFetch::Found {
                 size: meta.size,
                 e_tag: meta.e_tag,
                 modified: meta.last_modified.timestamp(),
-                bytes,
+                body,
             }),
             Err(object_store::Error::NotModified { .. }) => Ok(ObjectFetch::NotModified),
             Err(e @ object_store::Error::NotFound { .. }) if !no_bucket(&e) => {

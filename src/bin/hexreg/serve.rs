@@ -202,6 +202,17 @@ pub struct ServeArgs {
         env = "HEXREG_UPSTREAM_TIMEOUT"
     )]
     pub upstream_timeout: u64,
+    /// On s3://: how long, in seconds, registry files (names, versions, packages/*,
+    /// public_key) are served from memory before the bucket is asked again whether they changed
+    /// (a conditional GET); 0 asks at every request. A publish through another replica is seen
+    /// here within this time.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "2",
+        env = "HEXREG_BUCKET_REVALIDATE"
+    )]
+    pub bucket_revalidate: u64,
     #[command(flatten)]
     pub bucket: crate::options::BucketArgs,
 }
@@ -277,6 +288,7 @@ pub fn run(args: ServeArgs, jobs: Option<usize>) -> Result<()> {
         public_metrics: args.public_metrics,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         proxy,
+        bucket_revalidate: std::time::Duration::from_secs(args.bucket_revalidate),
     };
     let server = Server::bind(config).map_err(|e| bind_error(&args.bind, e))?;
     server.run_until_signal()?;
