@@ -713,6 +713,16 @@ fn a_no_op_build_sends_no_write_and_adding_one_tarball_puts_three_files() {
 /// `hexreg serve s3://...` with the AWS environment of `moto`, a keys file in `cwd` and a
 /// write key, which it returns.
 fn serve_bucket(moto: &Moto, cwd: &std::path::Path, url: &str) -> (Server, String) {
+    serve_bucket_with(moto, cwd, url, &[])
+}
+
+/// [`serve_bucket`], with `env` added to the server's environment.
+fn serve_bucket_with(
+    moto: &Moto,
+    cwd: &std::path::Path,
+    url: &str,
+    env: &[(&str, &str)],
+) -> (Server, String) {
     let key = succeeded(
         &hexreg_on(
             moto,
@@ -742,7 +752,10 @@ fn serve_bucket(moto: &Moto, cwd: &std::path::Path, url: &str) -> (Server, Strin
             ("AWS_ACCESS_KEY_ID", "test"),
             ("AWS_SECRET_ACCESS_KEY", "test"),
             ("AWS_REGION", "us-east-1"),
-        ],
+        ]
+        .into_iter()
+        .chain(env.iter().copied())
+        .collect::<Vec<_>>(),
     );
     (server, key)
 }
@@ -1273,4 +1286,196 @@ fn dates_advisories_and_policies_on_s3() {
     open().remove_policy("strict").unwrap();
     assert_eq!(s3.read("policies/strict").unwrap(), None);
     assert_sound(&s3, &signer);
+}
+
+/// The bucket requests for `key` (`/BUCKET/PREFIX/KEY`) among `requests`: (all, answered 304).
+fn bucket_gets(requests: &[Logged], target: &str) -> (usize, usize) {
+    let gets: Vec<&Logged> = requests
+        .iter()
+        .filter(|r| r.method == "GET" && r.target == target)
+        .collect();
+    (gets.len(), gets.iter().filter(|r| r.status == 304).count())
+}
+
+/// A field of /proc/PID/status, in kB.
+fn status_kb(pid: u32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    text.lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// GETs `path` on a connection of its own, reading the body in pieces without keeping it:
+/// the status and the body's length.
+fn get_counting(port: u16, path: &str) -> (u16, u64) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut stream = support::hexreg_serve::connect(port);
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("status line");
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    loop {
+        line.clear();
+        reader.read_line(&mut line).expect("a header");
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+    }
+    let mut buf = vec![0; 64 * 1024];
+    let mut len = 0u64;
+    loop {
+        match reader.read(&mut buf).expect("the body") {
+            0 => break,
+            n => len += n as u64,
+        }
+    }
+    (status, len)
+}
+
+#[test]
+fn registry_files_cost_one_bucket_request_per_interval_and_tarballs_stream() {
+    let moto = Moto::start();
+    let Bucket {
+        url,
+        storage,
+        fixtures: _count,
+        tmp,
+        key,
+    } = Bucket::with_fixtures(&moto, "cost");
+    let cwd = tmp.path();
+    let url = url.as_str();
+    succeeded(
+        &hexreg_on(&moto, cwd, &["build", url, "--name=acme", &key]),
+        "build",
+    );
+    // A tarball-like object of 12 MiB: served to 8 clients at once, it would take 96 MiB held
+    // whole per request.
+    const BIG: usize = 12 * 1024 * 1024;
+    let big: Vec<u8> = (0..BIG).map(|i| (i * 7 + i / 4096) as u8).collect();
+    let batch = storage.batch();
+    batch
+        .put("tarballs/big-1.0.0.tar", &big, Condition::Create)
+        .unwrap();
+    batch.commit().unwrap();
+    drop(big);
+
+    // An interval longer than the test: 1,000 GETs of `names` cost one bucket request.
+    let (server, api_key) =
+        serve_bucket_with(&moto, cwd, url, &[("HEXREG_BUCKET_REVALIDATE", "3600")]);
+    let names = storage.read("names").unwrap().unwrap();
+    let before = moto.requests().len();
+    for _ in 0..1000 {
+        let got = server.get("/names");
+        assert_eq!(got.status, 200);
+        assert_eq!(got.body, names.bytes);
+    }
+    let (gets, _) = bucket_gets(&moto.requests()[before..], "/cost/repo/names");
+    assert_eq!(gets, 1, "1,000 GETs of names within one interval");
+    // Conditional requests and HEAD are answered from the copy.
+    let etag = server.get("/names").header("etag").unwrap().to_string();
+    assert_eq!(
+        server
+            .request("GET", "/names", &[("If-None-Match", &etag)])
+            .status,
+        304
+    );
+    let head = server.request("HEAD", "/names", &[]);
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(
+        head.header("content-length"),
+        Some(names.bytes.len().to_string().as_str())
+    );
+
+    // A publish through this replica is served at once, whatever the interval.
+    let new = Package::new("acme_fresh", "1.0.0").tarball();
+    let published = server.post(
+        "/api/publish?replace=false",
+        &[
+            ("authorization", &api_key),
+            ("content-type", "application/octet-stream"),
+        ],
+        &new,
+    );
+    assert_eq!(published.status, 201);
+    let names = storage.read("names").unwrap().unwrap();
+    assert_eq!(
+        server.get("/names").body,
+        names.bytes,
+        "names after a publish"
+    );
+    assert_eq!(server.get("/packages/acme_fresh").status, 200);
+
+    // A tarball streams: 8 clients at once take less than one copy of it (8 copies, 96 MiB,
+    // when each request held it whole; about 7 MiB measured, sockets' buffers and threads).
+    let pid = server.pid();
+    let port: u16 = server.url().rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(get_counting(port, "/tarballs/acme_a-0.1.0.tar").0, 200);
+    let baseline = status_kb(pid, "VmHWM:") * 1024;
+    let before = moto.requests().len();
+    let clients: Vec<_> = (0..8)
+        .map(|_| std::thread::spawn(move || get_counting(port, "/tarballs/big-1.0.0.tar")))
+        .collect();
+    for client in clients {
+        assert_eq!(client.join().unwrap(), (200, BIG as u64));
+    }
+    let peak = status_kb(pid, "VmHWM:") * 1024;
+    assert!(
+        peak < baseline + BIG as u64,
+        "peak memory {peak} bytes, {baseline} before 8 downloads of {BIG} bytes"
+    );
+    let (gets, _) = bucket_gets(
+        &moto.requests()[before..],
+        "/cost/repo/tarballs/big-1.0.0.tar",
+    );
+    assert_eq!(gets, 8, "one bucket request per tarball download");
+    eprintln!(
+        "peak memory {} MiB before, {} MiB after 8 concurrent 12 MiB downloads",
+        baseline >> 20,
+        peak >> 20
+    );
+    drop(server);
+
+    // Revalidating at every request: each is a conditional GET the bucket answers 304.
+    let other = tempfile::tempdir().unwrap();
+    let (server, _) = serve_bucket_with(
+        &moto,
+        other.path(),
+        url,
+        &[("HEXREG_BUCKET_REVALIDATE", "0")],
+    );
+    let before = moto.requests().len();
+    for _ in 0..20 {
+        assert_eq!(server.get("/names").body, names.bytes);
+    }
+    let (gets, not_modified) = bucket_gets(&moto.requests()[before..], "/cost/repo/names");
+    assert_eq!((gets, not_modified), (20, 19));
+    drop(server);
+
+    // The default interval (2 s): 1,000 GETs cost at most one bucket request per 2 s begun.
+    let third = tempfile::tempdir().unwrap();
+    let (server, _) = serve_bucket(&moto, third.path(), url);
+    let before = moto.requests().len();
+    let started = std::time::Instant::now();
+    for _ in 0..1000 {
+        assert_eq!(server.get("/names").status, 200);
+    }
+    let elapsed = started.elapsed();
+    let (gets, _) = bucket_gets(&moto.requests()[before..], "/cost/repo/names");
+    assert!(
+        gets as u64 <= elapsed.as_secs() / 2 + 2,
+        "{gets} bucket GETs of names for 1,000 client GETs in {elapsed:?}"
+    );
+    eprintln!("1,000 GETs of names in {elapsed:?}: {gets} bucket GETs");
 }
