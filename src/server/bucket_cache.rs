@@ -122,8 +122,7 @@ impl Slots {
         while self.bytes > BUDGET || self.files.len() > MAX_FILES {
             let oldest = self
                 .by_use
-                .iter()
-                .map(|(_, rel)| rel)
+                .values()
                 .find(|rel| rel.as_str() != keep)
                 .cloned();
             match oldest {

@@ -133,7 +133,7 @@ pub enum ObjectFetch {
 const BODY_CHUNKS: usize = 4;
 
 /// An object's content as the store sends it: chunks pulled from the connection by a task on
-/// the storage's runtime, [`BODY_CHUNKS`] at most waiting to be read, so a download holds a
+/// the storage's runtime, four at most waiting to be read, so a download holds a
 /// few chunks in memory, never the whole object. Dropping it ends the download.
 #[derive(Debug)]
 pub struct ObjectBody {
