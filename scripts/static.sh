@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds target/static/hexreg: one statically linked, stripped x86_64 Linux executable
-# (static-pie: no program interpreter, no shared library; `ldd` says "statically linked"), for
+# (not position-independent: no program interpreter, no shared library, no dynamic section;
+# `ldd` says "not a dynamic executable"), for
 # an empty chroot or a FROM scratch image. glibc linked statically (`-C target-feature=+crt-static`): this machine's
 # toolchain has the x86_64-unknown-linux-gnu target only, and glibc's libc.a (libc6-dev) and
 # zlib's libz.a (zlib1g-dev) are what the static link needs. The binary resolves names with
@@ -16,7 +17,7 @@ target=x86_64-unknown-linux-gnu
 # A target directory of its own: RUSTFLAGS differ from the normal build's, and sharing
 # target/release would rebuild everything each time one or the other runs.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR_STATIC:-target/static-build}"
-RUSTFLAGS="-C target-feature=+crt-static" \
+RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
     cargo build --release --locked --bin hexreg --target "$target"
 
 mkdir -p target/static
@@ -24,9 +25,10 @@ cp "$CARGO_TARGET_DIR/$target/release/hexreg" target/static/hexreg.tmp
 strip target/static/hexreg.tmp
 mv target/static/hexreg.tmp target/static/hexreg
 
-# A static-pie executable: no program interpreter and no shared library (no NEEDED entry);
-# `ldd` says "statically linked".
-if readelf -l target/static/hexreg | grep -q INTERP || readelf -d target/static/hexreg | grep -q NEEDED; then
+# A static executable: no program interpreter, no dynamic section at all (glibc's default
+# with crt-static is static-pie, which keeps one; relocation-model=static leaves it out);
+# `ldd` says "not a dynamic executable".
+if readelf -l target/static/hexreg | grep -q -e INTERP -e DYNAMIC; then
     echo "error: target/static/hexreg needs a dynamic loader or shared libraries:" >&2
     readelf -d target/static/hexreg >&2
     exit 1
