@@ -21,6 +21,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 
 use crate::format::encoding::hex_lower;
+use crate::format::encoding::json_string;
+use crate::format::time::{date_and_time, days_from_civil};
 use crate::storage::{Condition, Storage, StorageError};
 
 /// Where audit records are, from the registry's root.
@@ -211,7 +213,7 @@ impl Record {
     pub fn time_text(&self) -> String {
         let secs = self.time_nanos.div_euclid(1_000_000_000) as i64;
         let nanos = self.time_nanos.rem_euclid(1_000_000_000);
-        let (date, time) = rfc3339(secs);
+        let (date, time) = date_and_time(secs);
         format!("{date}T{time}.{nanos:09}Z")
     }
 
@@ -229,61 +231,6 @@ impl Record {
             json_string(&self.after),
         )
     }
-}
-
-fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// `(YYYY-MM-DD, HH:MM:SS)` of Unix seconds.
-pub fn rfc3339(secs: i64) -> (String, String) {
-    let days = secs.div_euclid(86_400);
-    let rest = secs.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    (
-        format!("{year:04}-{month:02}-{day:02}"),
-        format!(
-            "{:02}:{:02}:{:02}",
-            rest / 3600,
-            rest % 3600 / 60,
-            rest % 60
-        ),
-    )
-}
-
-/// Howard Hinnant's `civil_from_days`.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
-
-/// Howard Hinnant's `days_from_civil`.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year.rem_euclid(400);
-    let mp = if month > 2 { month - 3 } else { month + 9 };
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Unix seconds of `YYYY-MM-DD` (midnight UTC) or `YYYY-MM-DDTHH:MM:SSZ`; `None` otherwise.
@@ -496,6 +443,6 @@ mod tests {
         ] {
             assert_eq!(parse_date(bad), None, "{bad}");
         }
-        assert_eq!(rfc3339(1_765_000_000).0, "2025-12-06");
+        assert_eq!(date_and_time(1_765_000_000).0, "2025-12-06");
     }
 }

@@ -19,6 +19,7 @@
 //! - [`signing`]: RSA keys, PKCS#1 v1.5 / SHA-512 signatures, the `public_key` file;
 //! - [`docs`]: documentation tarballs, their limits and checks;
 //! - [`encoding`]: hexadecimal and URL percent-encoding;
+//! - [`time`]: calendar dates of Unix seconds, UTC;
 //! - [`proto`]: the protobuf messages generated from `proto/*.proto`.
 
 pub mod advisory;
@@ -34,4 +35,5 @@ pub mod requirement;
 pub mod resource_path;
 pub mod signing;
 pub mod tarball;
+pub mod time;
 pub mod version;

@@ -364,6 +364,7 @@ impl Proxy {
         }
         let arrived = Instant::now();
         if self.satisfied(source, rel, &kind).await? {
+            super::metrics::CACHE_HITS.inc();
             return Ok(());
         }
         let flight = {
@@ -438,6 +439,7 @@ impl Proxy {
 
     /// Fetches `rel` upstream, verifies and stores it (blocking).
     fn fetch(&self, rel: &str, kind: &Kind) -> Result<(), Failure> {
+        super::metrics::UPSTREAM_FETCHES.inc();
         match kind {
             Kind::Tarball { name, version } => self.fetch_tarball(rel, name, version),
             _ => self.revalidate(rel, kind).map(|_| ()),

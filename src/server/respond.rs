@@ -21,6 +21,7 @@ use super::bucket_cache::{self, Lookup};
 use super::files;
 use super::metrics::RouteClass;
 use super::{Source, State};
+use crate::format::encoding::json_string;
 use crate::storage::object::{ObjectBody, ObjectFetch, ObjectStorage};
 
 /// Bytes read per step when streaming a file larger than [`files::READ_WHOLE_LIMIT`].
@@ -462,24 +463,6 @@ fn json_line(
         json_string(method),
         json_string(path)
     )
-}
-
-/// `text` as a JSON string literal.
-fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// A response body: nothing, bytes in memory, a file read in chunks on the blocking pool, or

@@ -489,6 +489,33 @@ fn concurrent_misses_cost_one_upstream_request() {
     assert_eq!(upstream.count("/tarballs/acme_erl-0.2.0.tar"), 1);
     assert_eq!(upstream.count("/packages/acme_erl"), 1);
 
+    // The metrics say so: one upstream fetch for the 50 clients, then a cache hit.
+    let get = |path: &str| {
+        use std::io::{Read, Write};
+        let mut stream = support::hexreg_serve::connect(port);
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .unwrap();
+        let mut bytes = Vec::new();
+        stream.read_to_end(&mut bytes).unwrap();
+        support::hexreg_serve::HttpResponse::parse_whole(&bytes)
+    };
+    assert_eq!(get("/tarballs/acme_erl-0.2.0.tar").status, 200);
+    let metrics = get("/-/metrics");
+    assert_eq!(metrics.status, 200);
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    let sample = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+    };
+    assert_eq!(sample("hexreg_upstream_fetches_total"), Some(1.0), "{text}");
+    assert!(
+        sample("hexreg_cache_hits_total").is_some_and(|hits| hits >= 1.0),
+        "{text}"
+    );
+
     // Two proxies on one cache, each with 10 clients, for the same missing files.
     let proxy2 = proxy(
         cache_arg,
