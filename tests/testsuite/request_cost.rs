@@ -277,3 +277,52 @@ fn pages_of_5000_packages_read_no_tarball() {
     let other = server.request("GET", "/?page=2", &[("If-None-Match", &etag)]);
     assert_eq!(other.status, 200);
 }
+
+/// The figures of `docs/performance.md` at 100 and 20,000 packages (issue #22's point 5): what
+/// the server reads for the list and a package page does not grow with the registry (the
+/// first list reads the signed `versions` once). Prints them with `--nocapture`.
+#[test]
+fn page_costs_at_100_and_20000_packages() {
+    let mut figures = Vec::new();
+    for packages in [100usize, 20_000] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let public = tmp.path().join("public");
+        for i in 0..packages {
+            Package::new(&format!("acme_{i:05}"), "1.0.0")
+                .metadata_term("description", &format!("<<\"package number {i}\">>"))
+                .publish(&public);
+        }
+        build_with(tmp.path(), &[]);
+        let server = Server::start(&public, &[], &[]);
+        let mut read = |path: &str| {
+            let before = bytes_read(&server);
+            assert_eq!(server.get(path).status, 200, "{path}");
+            bytes_read(&server) - before
+        };
+        let first_list = read("/");
+        let list = read("/");
+        let search = read("/?q=acme_00042");
+        let package = read("/-/packages/acme_00042");
+        let version = read("/-/packages/acme_00042/1.0.0");
+        // The list after its first read, and a package page, cost the same at any size.
+        assert!(
+            first_list < 1024 * 1024,
+            "{packages}: first list {first_list}"
+        );
+        assert!(
+            list < 16 * 1024 && search < 16 * 1024,
+            "{packages}: {list} {search}"
+        );
+        figures.push((packages, first_list, list, search, package, version));
+    }
+    let (small, large) = (&figures[0], &figures[1]);
+    assert!(
+        large.4 <= 2 * small.4 && large.5 <= 2 * small.5.max(1024),
+        "a package page costs the same at 100 and 20,000 packages: {figures:?}"
+    );
+    for (n, first, list, search, package, version) in &figures {
+        eprintln!(
+            "{n} packages: first GET / {first} bytes, GET / after {list}, search {search}, first package page {package}, version page {version}"
+        );
+    }
+}
