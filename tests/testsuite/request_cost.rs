@@ -294,7 +294,7 @@ fn page_costs_at_100_and_20000_packages() {
         }
         build_with(tmp.path(), &[]);
         let server = Server::start(&public, &[], &[]);
-        let mut read = |path: &str| {
+        let read = |path: &str| {
             let before = bytes_read(&server);
             assert_eq!(server.get(path).status, 200, "{path}");
             bytes_read(&server) - before
