@@ -222,15 +222,18 @@ impl Registry<'_> {
             (name, version),
             (&t.metadata.name, &t.metadata.version),
         )?;
+        let info = ReleaseInfo::from_tarball(&object.bytes, release.outer_checksum).map(|info| {
+            ReleaseInfo {
+                indexed_at: object.modified,
+                updated_at: object.modified,
+                ..info
+            }
+        });
         let t = ReadTarball {
             package: name.to_string(),
             release,
             mtime: object.modified,
-            info: ReleaseInfo::from_tarball(&object.bytes).map(|info| ReleaseInfo {
-                indexed_at: object.modified,
-                updated_at: object.modified,
-                ..info
-            }),
+            info,
         };
         Ok((t, Some(object.version)))
     }

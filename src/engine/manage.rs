@@ -40,7 +40,7 @@ impl NewTarball {
     pub fn validate(source: &str, bytes: Vec<u8>, repo: &str) -> Result<NewTarball, Problem> {
         let shown = tarball::one_line(source);
         let (t, release) = super::build::validate_tarball(&shown, &bytes, repo)?;
-        let info = ReleaseInfo::from_tarball(&bytes);
+        let info = ReleaseInfo::from_tarball(&bytes, release.outer_checksum);
         Ok(NewTarball {
             source: source.to_string(),
             info,

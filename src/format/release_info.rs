@@ -113,13 +113,15 @@ impl PackageInfo {
 }
 
 impl ReleaseInfo {
-    /// What a valid tarball's `metadata.config` tells (times and publisher unset); `None` when
-    /// the tarball's parts cannot be read (a caller validates tarballs before).
-    pub fn from_tarball(bytes: &[u8]) -> Option<ReleaseInfo> {
+    /// What a valid tarball's `metadata.config` tells (times and publisher unset), with its
+    /// `outer_checksum` as validation already computed it (hashing the whole tarball again
+    /// would double a build's SHA-256 work); `None` when the tarball's parts cannot be read (a
+    /// caller validates tarballs before).
+    pub fn from_tarball(bytes: &[u8], outer_checksum: [u8; 32]) -> Option<ReleaseInfo> {
         let [_, _, metadata_config, _] = tarball::outer_parts(bytes).ok()?;
         let terms = metadata::parse_terms(metadata_config).ok()?;
         let mut info = ReleaseInfo {
-            outer_checksum: tarball::outer_checksum(bytes).to_vec(),
+            outer_checksum: outer_checksum.to_vec(),
             ..ReleaseInfo::default()
         };
         for term in &terms {
@@ -220,7 +222,7 @@ mod tests {
              {{<<\"build_tools\">>,[<<\"mix\">>]}}.\n{{<<\"elixir\">>,<<\"~> 1.14\">>}}.\n"
         );
         let bytes = tarball_with(&meta);
-        let info = ReleaseInfo::from_tarball(&bytes).unwrap();
+        let info = ReleaseInfo::from_tarball(&bytes, tarball::outer_checksum(&bytes)).unwrap();
         assert_eq!(info.version, "1.0.0");
         assert_eq!(info.app, "foo");
         assert_eq!(info.description.as_deref().map(str::len), Some(MAX_TEXT));
@@ -246,6 +248,6 @@ mod tests {
             PackageInfo::decode_lenient(b"\xff\xff\xff"),
             PackageInfo::default()
         );
-        assert!(ReleaseInfo::from_tarball(b"not a tarball").is_none());
+        assert!(ReleaseInfo::from_tarball(b"not a tarball", [0; 32]).is_none());
     }
 }

@@ -141,9 +141,10 @@ fn selections(args: &MirrorArgs) -> Result<Vec<Only>> {
     Ok(only)
 }
 
-/// Upstream's public key and its PEM text.
-fn upstream_key(args: &MirrorArgs) -> Result<(PublicKey, String)> {
-    let (text, shown) = match &args.upstream_key {
+/// Upstream's public key (`--upstream-key`, else hex.pm's) and its PEM text, in the format the
+/// file has. Shared by `mirror` and `serve --upstream`.
+pub fn upstream_key(path: Option<&std::path::Path>) -> Result<(PublicKey, String)> {
+    let (text, shown) = match path {
         Some(path) => (
             std::fs::read(path).with_context(|| {
                 format!(
@@ -174,7 +175,7 @@ pub fn run(args: &MirrorArgs, jobs: Option<usize>) -> Result<()> {
         return run_locked(args);
     }
     let only = selections(args)?;
-    let (key, key_pem) = upstream_key(args)?;
+    let (key, key_pem) = upstream_key(args.upstream_key.as_deref())?;
     let target = open_location(&args.public_dir, &args.bucket)?;
     let signer = match (&args.name, &args.private_key, only.is_empty()) {
         (None, None, true) => None,
@@ -309,7 +310,7 @@ fn run_locked(args: &MirrorArgs) -> Result<()> {
         }
         pins.extend(parsed);
     }
-    let (key, key_pem) = upstream_key(args)?;
+    let (key, key_pem) = upstream_key(args.upstream_key.as_deref())?;
     let target = open_location(&args.public_dir, &args.bucket)?;
     let upstream = HttpUpstream::new(
         &args.from,

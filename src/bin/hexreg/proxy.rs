@@ -4,12 +4,11 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use hexreg::format::signing::{PublicKey, PublicKeyFormat};
 use hexreg::mirror::upstream::{HttpOptions, HttpUpstream, UpstreamError};
 use hexreg::server::ProxyConfig;
 use hexreg::server::proxy::parse_duration;
 
-use crate::mirror::{AUTH_ENV, HEXPM_PUBLIC_KEY};
+use crate::mirror::AUTH_ENV;
 use crate::serve::ServeArgs;
 
 /// The proxy's settings, when --upstream is given.
@@ -32,29 +31,8 @@ pub fn configure(args: &ServeArgs) -> Result<Option<ProxyConfig>> {
             args.upstream_ttl
         )
     })?;
-    let (text, shown) = match &args.upstream_key {
-        Some(path) => (
-            std::fs::read(path).with_context(|| {
-                format!(
-                    "cannot read --upstream-key {}: check the path",
-                    path.display()
-                )
-            })?,
-            path.display().to_string(),
-        ),
-        None => (
-            HEXPM_PUBLIC_KEY.as_bytes().to_vec(),
-            "hex.pm's built-in key".to_string(),
-        ),
-    };
-    let key = PublicKey::from_pem(&text)
-        .map_err(|e| anyhow::anyhow!("upstream key {shown} (--upstream-key) {e}"))?;
-    let format = if String::from_utf8_lossy(&text).contains("BEGIN RSA PUBLIC KEY") {
-        PublicKeyFormat::Pkcs1
-    } else {
-        PublicKeyFormat::Spki
-    };
-    let key_pem = key.to_pem(format).into_bytes();
+    let (key, key_pem) = crate::mirror::upstream_key(args.upstream_key.as_deref())?;
+    let key_pem = key_pem.into_bytes();
     let upstream = HttpUpstream::new(
         url,
         HttpOptions {
