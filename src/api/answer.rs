@@ -190,6 +190,9 @@ pub fn engine_error(e: &engine::Error, root: &str) -> Answer {
             StatusCode::UNPROCESSABLE_ENTITY
         }
         Error::Storage(crate::storage::StorageError::Conflict { .. }) => StatusCode::CONFLICT,
+        Error::Storage(crate::storage::StorageError::LockLost { .. }) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let message = match e {
@@ -211,7 +214,12 @@ pub fn engine_error(e: &engine::Error, root: &str) -> Answer {
     } else {
         message.replace(root, "")
     };
-    Answer::error(status, &message)
+    let mut answer = Answer::error(status, &message);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        // The lock this server lost expires within its TTL; a retry then goes through.
+        answer.retry_after = Some(30);
+    }
+    answer
 }
 
 /// `POST /api/short_url` (`mix hex.outdated` asks for a short link to diff.hex.pm): 201 with
@@ -280,6 +288,20 @@ mod tests {
                 .as_deref()
                 .is_some_and(|l| l.contains("/srv/hex"))
         );
+    }
+
+    #[test]
+    fn a_lost_lock_is_a_503_to_retry() {
+        let e = engine::Error::Storage(crate::storage::StorageError::LockLost {
+            lock: "s3://b/acme/.hexreg-lock".into(),
+            path: "s3://b/acme/packages/foo".into(),
+            reason: "could not be renewed (403 Forbidden) and may expire".into(),
+        });
+        let answer = engine_error(&e, "s3://b/acme/");
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answer.retry_after, Some(30));
+        assert!(!message(&answer).contains("s3://b"), "{}", message(&answer));
+        assert!(message(&answer).contains("could not be renewed"));
     }
 
     #[test]

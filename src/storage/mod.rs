@@ -117,6 +117,19 @@ pub enum StorageError {
         /// The registry, as the user knows it.
         root: String,
     },
+    /// This run's lock can no longer be trusted to be its own (it could not be renewed before
+    /// it could expire, or another run took it over): nothing more is written.
+    #[error(
+        "stopped before writing {path}: this run's lock {lock} {reason}, so another run may be changing the registry; nothing more was written. What was written stays readable (every file is replaced whole); check the connection to the store, then run the command again"
+    )]
+    LockLost {
+        /// The lock, as the user knows it.
+        lock: String,
+        /// The file that was not written (or deleted).
+        path: String,
+        /// Why the lock is no longer ours.
+        reason: String,
+    },
 }
 
 /// An exclusive lock on a registry, released when dropped.

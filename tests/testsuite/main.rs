@@ -15,6 +15,8 @@
 //! - [`engine`]: the engine on an in-memory storage, with a failure injected at every write,
 //!   for builds, changes and mirror updates;
 //! - [`object_storage`]: a registry in an S3 bucket (a local `moto_server`);
+//! - [`s3_lock`]: the bucket's lock when renewals fail, when it is taken over, and judged by
+//!   the store's clock (moto behind a relay that injects the faults);
 //! - [`serve`]: `hexreg serve` as a file server: headers, caching, traversal, auth, signals;
 //! - [`service`]: `hexreg serve` as a service: health, readiness, metrics (promtool), clean
 //!   shutdown during a publish, `HEXREG_...` variables, JSON access log, remembered choices;
@@ -53,6 +55,7 @@ mod pages;
 mod proxy;
 mod rebar3_client;
 mod request_cost;
+mod s3_lock;
 mod serve;
 mod service;
 mod ship;

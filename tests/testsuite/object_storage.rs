@@ -250,16 +250,15 @@ fn the_lock_is_exclusive_renewed_taken_over_when_expired_and_released() {
     assert_eq!(a.read(LOCK_NAME).unwrap(), None, "released on drop");
     drop(b.try_lock().unwrap().expect("released"));
 
-    // The lock of a run that was killed, past its expiry: taken over with If-Match on its
-    // ETag, so a second taker that read the same lock is refused.
-    let dead = format!(
-        "hexreg lock\nid: dead\nhost: gone\npid: 1\nacquired: 0\nexpires: {}\n",
-        now() - 1
-    );
+    // The lock of a run that was killed, past its expiry (its 1 s TTL after the store stamped
+    // it): taken over with If-Match on its ETag, so a second taker that read the same lock is
+    // refused.
+    let dead = "hexreg lock\nid: dead\nhost: gone\npid: 1\nacquired: 0\nttl: 1\n";
     let dead_version = a
         .write(LOCK_NAME, dead.as_bytes(), Condition::Create)
         .unwrap()
         .version;
+    std::thread::sleep(Duration::from_millis(2500));
     let taken = b
         .try_lock()
         .unwrap()
@@ -273,10 +272,7 @@ fn the_lock_is_exclusive_renewed_taken_over_when_expired_and_released() {
     assert_eq!(a.read(LOCK_NAME).unwrap(), None);
 
     // A live lock of another run is left alone; deleting it breaks it.
-    let live = format!(
-        "hexreg lock\nid: other\nhost: elsewhere\npid: 1\nacquired: 0\nexpires: {}\n",
-        now() + 600
-    );
+    let live = "hexreg lock\nid: other\nhost: elsewhere\npid: 1\nacquired: 0\nttl: 600\n";
     a.write(LOCK_NAME, live.as_bytes(), Condition::Create)
         .unwrap();
     assert!(b.try_lock().unwrap().is_none());
@@ -1096,23 +1092,18 @@ fn a_stale_lock_is_broken_and_a_live_one_is_waited_for_or_refused() {
     let url = url.as_str();
     let args = ["build", url, "--name=acme", &key, "--no-wait"];
 
-    // Another machine's lock, past its expiry: taken over.
-    let expired = format!(
-        "hexreg lock\nid: dead\nhost: elsewhere\npid: 1\nacquired: 0\nexpires: {}\n",
-        now() - 1
-    );
+    // Another machine's lock, past its expiry (1 s after the store stamped it): taken over.
+    let expired = "hexreg lock\nid: dead\nhost: elsewhere\npid: 1\nacquired: 0\nttl: 1\n";
     storage
         .write(LOCK_NAME, expired.as_bytes(), Condition::Create)
         .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
     let out = succeeded(&hexreg_on(&moto, cwd, &args), "build over an expired lock");
     assert!(out.contains("* creating s3://stale/repo/names"), "{out}");
     assert_eq!(storage.read(LOCK_NAME).unwrap(), None);
 
     // Another machine's live lock: --no-wait refuses, naming the way out; nothing written.
-    let live = format!(
-        "hexreg lock\nid: other\nhost: elsewhere\npid: 1\nacquired: 0\nexpires: {}\n",
-        now() + 600
-    );
+    let live = "hexreg lock\nid: other\nhost: elsewhere\npid: 1\nacquired: 0\nttl: 600\n";
     storage
         .write(LOCK_NAME, live.as_bytes(), Condition::Create)
         .unwrap();

@@ -10,9 +10,11 @@
 //! - [`json`]: a strict JSON reader into `hexreg::api::etf::Term`, to check API bodies;
 //! - [`static_server`]: a tiny static file server, to serve a registry to a real client;
 //! - [`moto`]: a local S3 (`moto_server`) for registries in a bucket;
+//! - [`faults`]: a relay in front of moto that fails, holds back or re-dates chosen requests;
 //! - [`rebar3`]: rebar3 found on PATH or the test skipped, run in a sandbox.
 
 pub mod bytes;
+pub mod faults;
 pub mod files;
 pub mod fixtures;
 pub mod hexreg_serve;

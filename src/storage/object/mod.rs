@@ -44,23 +44,16 @@
 //! `None` when no object at all lies under it. The registry root always exists (an empty prefix
 //! is an empty registry); a missing bucket is an error. [`Storage::create_dir`] does nothing.
 //!
-//! **The lock** is the object `PREFIX/.hexreg-lock`, created with `If-None-Match: *`. It holds
-//! its owner (host, process id, a random id) and an expiry: acquired + [`ObjectOptions::lock_ttl`]
-//! (10 minutes by default), by the holder's clock (clocks must agree to well within the TTL).
-//! While held, a background thread renews it (replaces it with `If-Match`, moving the expiry) every
-//! TTL/3, so long runs stay protected. A lock past its expiry (its holder was killed) is taken
-//! over with `If-Match` on its ETag, so of two runs that find it expired only one wins; so is,
-//! before its expiry, a lock whose holder was a process of this machine (same boot id and
-//! process namespace) that no longer exists: a run killed here. Dropping
-//! the guard stops the renewals and deletes the object if it still holds our id. A stuck lock
-//! (from a run killed with a long TTL) is broken by deleting the object:
-//! `aws s3 rm s3://BUCKET/PREFIX/.hexreg-lock` (only when no run is going on).
+//! **The lock** is the object `PREFIX/.hexreg-lock` (the private submodule `lock` says how it
+//! works): created with `If-None-Match: *`, renewed while held, judged expired by the store's
+//! clock (`clock`: the `Date` of its answers) against its `Last-Modified`, and checked before
+//! every write batch, upload and delete, so a run that cannot renew it stops writing before it
+//! can expire ([`StorageError::LockLost`]).
 
 use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -72,6 +65,11 @@ use object_store::{
 };
 
 use super::{Batch, Condition, Entry, Lock, Object, Storage, StorageError, Version};
+
+mod clock;
+mod lock;
+
+use clock::{ClockConnector, StoreClock};
 
 /// The lock object's name, under the prefix. A dotfile: the engine skips dotfiles in listings.
 pub const LOCK_NAME: &str = ".hexreg-lock";
@@ -349,6 +347,10 @@ struct Shared {
     /// The URL and the endpoint: what identifies the registry for the cache.
     id: String,
     options: ObjectOptions,
+    /// The store's time, from its answers: what the lock's expiry is judged by.
+    clock: Arc<StoreClock>,
+    /// How the lock this storage holds stands, while it holds one: every write checks it.
+    standing: Mutex<Option<Arc<lock::Standing>>>,
 }
 
 impl Drop for Shared {
@@ -585,6 +587,10 @@ impl ObjectStorage {
             builder = builder.with_config(parsed, value);
         }
         builder = builder.with_conditional_put(S3ConditionalPut::ETagMatch);
+        let clock = Arc::new(StoreClock::default());
+        builder = builder.with_http_connector(ClockConnector {
+            clock: Arc::clone(&clock),
+        });
         let endpoint = builder
             .get_config_value(&AmazonS3ConfigKey::Endpoint)
             .unwrap_or_default();
@@ -630,6 +636,8 @@ impl ObjectStorage {
                 prefix: prefix.to_string(),
                 id,
                 options,
+                clock,
+                standing: Mutex::new(None),
             }),
         })
     }
@@ -718,285 +726,6 @@ impl ObjectStorage {
                 Ok(ObjectFetch::Missing)
             }
             Err(e) => Err(self.shared.failed("read", rel, e)),
-        }
-    }
-
-    /// The lock object, if any: its bytes and version.
-    fn read_lock(&self) -> Result<Option<Object>, StorageError> {
-        self.read(LOCK_NAME)
-    }
-
-    /// Takes the lock if it is free or expired.
-    fn acquire(&self) -> Result<Option<Lock>, StorageError> {
-        let shared = &self.shared;
-        let location = shared.location(LOCK_NAME)?;
-        let owner = Owner::new(&shared.display(LOCK_NAME))?;
-        // The lock released or expired between two requests: try again, a few times.
-        for _ in 0..3 {
-            let body = owner.body(shared.options.lock_ttl);
-            let created = shared.block_on(put_if(
-                shared.store.as_ref(),
-                &location,
-                Bytes::from(body),
-                Precondition::Create,
-                shared.attributes(LOCK_NAME),
-            ));
-            match created {
-                Ok(version) => return Ok(Some(self.held(owner, location, version))),
-                Err(PutError::Conflict) => {}
-                Err(e) => return Err(shared.put_failed("lock", LOCK_NAME, e)),
-            }
-            let Some(current) = self.read_lock()? else {
-                continue;
-            };
-            if !lock_expired(&current, shared.options.lock_ttl) && !owner.holder_is_gone(&current) {
-                return Ok(None);
-            }
-            let Some(e_tag) = e_tag_of(&current.version) else {
-                return Ok(None);
-            };
-            let body = owner.body(shared.options.lock_ttl);
-            let taken = shared.block_on(put_if(
-                shared.store.as_ref(),
-                &location,
-                Bytes::from(body),
-                Precondition::Match(e_tag),
-                shared.attributes(LOCK_NAME),
-            ));
-            return match taken {
-                Ok(version) => Ok(Some(self.held(owner, location, version))),
-                // Another run took it over, or its holder renewed it, first.
-                Err(PutError::Conflict) => Ok(None),
-                Err(e) => Err(shared.put_failed("lock", LOCK_NAME, e)),
-            };
-        }
-        Ok(None)
-    }
-
-    /// The guard of a lock just taken, renewing it in the background.
-    fn held(&self, owner: Owner, location: Path, version: Version) -> Lock {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let shared = Arc::clone(&self.shared);
-        let renewer_owner = owner.clone();
-        let renewer_location = location.clone();
-        let lost = Arc::new(AtomicBool::new(false));
-        let renewer_lost = Arc::clone(&lost);
-        let renewer = std::thread::Builder::new()
-            .name("hexreg-s3-lock".to_string())
-            .spawn(move || {
-                renew(
-                    &shared,
-                    &renewer_owner,
-                    &renewer_location,
-                    version,
-                    &stopped,
-                    &renewer_lost,
-                )
-            })
-            .ok();
-        Lock::new(Held {
-            shared: Arc::clone(&self.shared),
-            owner,
-            location,
-            stop: Some(stop),
-            renewer,
-            lost,
-        })
-    }
-}
-
-/// Whether a lock object is past its expiry (one that cannot be read expires TTL after it was
-/// written).
-fn lock_expired(lock: &Object, ttl: Duration) -> bool {
-    let expires = std::str::from_utf8(&lock.bytes)
-        .ok()
-        .and_then(|text| field(text, "expires"))
-        .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or_else(|| {
-            lock.modified
-                .saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX))
-        });
-    now() >= expires
-}
-
-/// The boot id of the running kernel and the process namespace of this process, which
-/// together say where a process id means the same process; "" when /proc does not tell.
-fn process_namespace() -> String {
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    let namespace = std::fs::read_link("/proc/self/ns/pid").unwrap_or_default();
-    let (boot, namespace) = (boot.trim(), namespace.to_string_lossy());
-    if boot.is_empty() || namespace.is_empty() {
-        return String::new();
-    }
-    format!("{boot} {namespace}")
-}
-
-/// The value of `name: value` in a lock's text.
-fn field<'t>(text: &'t str, name: &str) -> Option<&'t str> {
-    text.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        (key.trim() == name).then(|| value.trim())
-    })
-}
-
-/// Who holds a lock.
-#[derive(Clone)]
-struct Owner {
-    id: String,
-    host: String,
-    pid: u32,
-    /// This kernel's boot id and process namespace: where `pid` means this process ("" when
-    /// unknown).
-    processes: String,
-    acquired: i64,
-}
-
-impl Owner {
-    /// A new owner of the lock object `shown`.
-    fn new(shown: &str) -> Result<Owner, StorageError> {
-        let mut random = [0u8; 16];
-        aws_lc_rs::rand::fill(&mut random).map_err(|_| StorageError::Io {
-            action: "take the lock",
-            path: shown.to_string(),
-            source: io::Error::other(ObjectError::NoRandom),
-        })?;
-        let id = random.iter().map(|b| format!("{b:02x}")).collect();
-        let host = rustix::system::uname()
-            .nodename()
-            .to_string_lossy()
-            .into_owned();
-        Ok(Owner {
-            id,
-            host,
-            pid: std::process::id(),
-            processes: process_namespace(),
-            acquired: now(),
-        })
-    }
-
-    /// Whether the lock object `lock` was left by a process of this machine that is gone (it
-    /// was killed before it could delete it): same boot and process namespace, and no process
-    /// with its id.
-    fn holder_is_gone(&self, lock: &Object) -> bool {
-        let Ok(text) = std::str::from_utf8(&lock.bytes) else {
-            return false;
-        };
-        let (Some(processes), Some(pid)) = (field(text, "processes"), field(text, "pid")) else {
-            return false;
-        };
-        if self.processes.is_empty() || processes != self.processes {
-            return false;
-        }
-        let Some(pid) = pid
-            .parse::<i32>()
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-        else {
-            return false;
-        };
-        rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
-    }
-
-    /// The lock object's content, expiring `ttl` from now.
-    fn body(&self, ttl: Duration) -> Vec<u8> {
-        let expires = now().saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
-        format!(
-            "hexreg lock: delete this object to break the lock, when no hexreg run is going on\nid: {}\nhost: {}\npid: {}\nprocesses: {}\nacquired: {}\nexpires: {expires}\n",
-            self.id, self.host, self.pid, self.processes, self.acquired
-        )
-        .into_bytes()
-    }
-
-    /// Whether a lock object's content is ours.
-    fn owns(&self, bytes: &[u8]) -> bool {
-        std::str::from_utf8(bytes)
-            .ok()
-            .and_then(|text| field(text, "id"))
-            == Some(self.id.as_str())
-    }
-}
-
-/// Renews the lock every TTL/3 until told to stop (or the lock is lost).
-fn renew(
-    shared: &Shared,
-    owner: &Owner,
-    location: &Path,
-    mut version: Version,
-    stop: &mpsc::Receiver<()>,
-    lost: &AtomicBool,
-) {
-    let every = (shared.options.lock_ttl / 3).max(Duration::from_millis(100));
-    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
-        let Some(e_tag) = e_tag_of(&version) else {
-            return;
-        };
-        let renewed = shared.block_on(put_if(
-            shared.store.as_ref(),
-            location,
-            Bytes::from(owner.body(shared.options.lock_ttl)),
-            Precondition::Match(e_tag),
-            shared.attributes(LOCK_NAME),
-        ));
-        match renewed {
-            Ok(new) => version = new,
-            Err(PutError::Conflict) => {
-                lost.store(true, Ordering::SeqCst);
-                eprintln!(
-                    "warning: the lock {} was taken by another run (this run was stalled past its expiry, or the lock was deleted): conditional writes still refuse to overwrite its changes",
-                    shared.display(LOCK_NAME)
-                );
-                return;
-            }
-            // A network failure: try again at the next renewal, before the lock expires.
-            Err(PutError::Store(_) | PutError::NoETag) => {}
-        }
-    }
-}
-
-/// A held lock: renewed while alive, deleted when dropped.
-struct Held {
-    shared: Arc<Shared>,
-    owner: Owner,
-    location: Path,
-    stop: Option<mpsc::Sender<()>>,
-    renewer: Option<JoinHandle<()>>,
-    lost: Arc<AtomicBool>,
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        // Dropping the sender stops the renewals.
-        drop(self.stop.take());
-        if let Some(renewer) = self.renewer.take() {
-            let _ = renewer.join();
-        }
-        if self.lost.load(Ordering::SeqCst) {
-            return;
-        }
-        let store = Arc::clone(&self.shared.store);
-        let location = self.location.clone();
-        let owner = self.owner.clone();
-        let released = self.shared.run_detached(
-            async move {
-                let current = match store.get(&location).await {
-                    Ok(got) => got.bytes().await?,
-                    Err(object_store::Error::NotFound { .. }) => return Ok(()),
-                    Err(e) => return Err(e),
-                };
-                // Deleted only while it is ours: one that expired may have been taken over.
-                if owner.owns(&current) {
-                    store.delete(&location).await?;
-                }
-                Ok(())
-            },
-            Duration::from_secs(60),
-        );
-        if !matches!(released, Some(Ok(()))) {
-            eprintln!(
-                "warning: could not release the lock {}: the next run waits until it expires ({} s), or delete it",
-                self.shared.display(LOCK_NAME),
-                self.shared.options.lock_ttl.as_secs()
-            );
         }
     }
 }
@@ -1118,6 +847,7 @@ impl Storage for ObjectStorage {
     fn delete(&self, path: &str) -> Result<bool, StorageError> {
         let shared = &self.shared;
         let location = shared.location(path)?;
+        shared.check_lock(path)?;
         // S3 deletes a missing object without saying so: look first.
         match shared.block_on(shared.store.head(&location)) {
             Ok(_) => {}
@@ -1192,6 +922,9 @@ impl Batch for ObjectBatch<'_> {
             return Ok(Vec::new());
         }
         let shared = Arc::clone(&self.storage.shared);
+        if let Some(first) = staged.first() {
+            shared.check_lock(&first.rel)?;
+        }
         let limit = Arc::new(tokio::sync::Semaphore::new(shared.options.parallel.max(1)));
         let failed = Arc::new(AtomicBool::new(false));
         self.storage.shared.block_on(async move {
@@ -1239,6 +972,7 @@ impl Batch for ObjectBatch<'_> {
 
 /// Uploads one staged file, then reads back its modification time.
 async fn upload(shared: &Shared, file: Staged) -> Result<Entry, StorageError> {
+    shared.check_lock(&file.rel)?;
     let size = file.bytes.len() as u64;
     let version = match put_if(
         shared.store.as_ref(),
@@ -1346,36 +1080,5 @@ mod tests {
         assert_eq!(version_of("W/\"abc\"").0, b"abc");
         assert_eq!(e_tag_of(&version_of("\"abc\"")).unwrap(), "\"abc\"");
         assert_eq!(e_tag_of(&Version(Vec::new())), None);
-    }
-
-    #[test]
-    fn a_lock_expires_at_its_expiry_or_ttl_after_it_was_written() {
-        let owner = Owner::new("lock").unwrap();
-        let live = Object {
-            bytes: owner.body(Duration::from_secs(60)),
-            modified: now(),
-            version: Version(b"x".to_vec()),
-        };
-        assert!(!lock_expired(&live, Duration::from_secs(60)));
-        assert!(owner.owns(&live.bytes));
-        assert!(!Owner::new("lock").unwrap().owns(&live.bytes));
-        let dead = Object {
-            bytes: owner.body(Duration::ZERO),
-            ..live.clone()
-        };
-        assert!(lock_expired(&dead, Duration::from_secs(60)));
-        let unreadable = Object {
-            bytes: b"?".to_vec(),
-            modified: now() - 120,
-            ..live
-        };
-        assert!(lock_expired(&unreadable, Duration::from_secs(60)));
-        assert!(!lock_expired(
-            &Object {
-                modified: now(),
-                ..unreadable
-            },
-            Duration::from_secs(60)
-        ));
     }
 }
