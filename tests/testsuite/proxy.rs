@@ -1188,6 +1188,14 @@ fn filters_need_name_key_and_upstream() {
         &key_arg,
     ]));
     assert!(err.contains("--only-file missing.txt"), "{err}");
+    // The Hex API would read the unfiltered cache.
+    let err = refused(with(&[
+        "--only=acme_erl",
+        "--name=vetted",
+        &key_arg,
+        "--keys=keys",
+    ]));
+    assert!(err.contains("--keys with a filtered proxy"), "{err}");
 
     // Without --upstream, a filter has nothing to filter.
     let (_keep, public) = support::fixtures::temp_public(&["acme_a-0.1.0.tar"]);
