@@ -225,6 +225,7 @@ impl Server {
                 .map(|signer| signer.public.clone())
                 .or_else(|| proxy.as_ref().map(|(_, key)| key.clone())),
         );
+        let filtered = proxy.as_ref().is_some_and(|(proxy, _)| proxy.filtered());
         let public_reads = api.as_ref().is_some_and(|a| a.public_reads);
         let reads_need_credentials = config.basic_auth.is_some()
             || (api.as_ref().is_some_and(|a| a.keys.is_some()) && !public_reads);
@@ -245,7 +246,8 @@ impl Server {
             auth: config.basic_auth,
             reads_need_credentials,
             api,
-            pages: Some(pages),
+            // A filtered proxy's cache holds the upstream's files unfiltered: no pages of it.
+            pages: (!filtered).then_some(pages),
             log_format: config.log_format,
             service: health::Service::new(config.public_metrics),
             proxy: proxy.map(|(proxy, _)| proxy),
@@ -382,8 +384,13 @@ async fn serve(
     respond::log_line(&format!("serving {shown} on http://{local}"));
     if let Some(proxy) = &state.proxy {
         respond::log_line(&format!(
-            "caching proxy of {}: {shown} is its cache",
-            proxy.upstream()
+            "caching proxy of {}: {shown} is its cache{}",
+            proxy.upstream(),
+            if proxy.filtered() {
+                "; filtered, its registry files re-signed with its own key (no web pages)"
+            } else {
+                ""
+            }
         ));
     }
     if let Some(auth) = &state.auth {

@@ -13,6 +13,33 @@
 //!   kept like registry files (no signature of the repository covers them).
 //! - `public_key`: the upstream's key, written into the cache at startup.
 //!
+//! # Filters, with re-signing
+//!
+//! With a [`Filter`] (`--only`, `--only-file`, `--cooldown`) the proxy serves less than the
+//! upstream has, so it cannot pass the upstream's signed files through: `names`, `versions` and
+//! `packages/NAME` are derived from the upstream's verified files (which stay in the cache as
+//! above, bytes unchanged) and signed with the proxy's own key under its own repository name;
+//! `public_key` is the proxy's key. Clients then use that key and name.
+//!
+//! - `--only`: the packages and releases are those [`crate::mirror::closure`] keeps, exactly as
+//!   `hexreg mirror --only` keeps them, computed from the upstream's verified `names` and the
+//!   `packages/NAME` of the closure, read through the cache above (each revalidated when past
+//!   the TTL). The closure is computed again at the first request after the TTL
+//!   since it was last computed. Dependencies on another repository are not followed. Without
+//!   `--only`, every package the upstream lists is allowed.
+//! - `--cooldown`: a release is shown once it is at least that old by its `published_at`; a
+//!   release without one is shown (hex.pm's files carry none today, and Hex 2.5 itself treats
+//!   an undated release as eligible). A package none of whose releases is shown is absent.
+//! - A package outside the closure, a release not kept or too young: `packages/NAME`,
+//!   `tarballs/NAME-VERSION.tar` and `docs/NAME-VERSION.tar.gz` answer 404, and a package
+//!   outside the closure costs no upstream request.
+//! - With `--cooldown` and no `--only`, `versions` answers 404: listing every package's shown
+//!   releases would take every `packages/NAME` upstream (mix and rebar3 never fetch it).
+//!
+//! The derived files are kept in memory ([`DERIVED_CACHE`] entries, least recently used out),
+//! keyed by their path and the SHA-256 of their payload, so a file is signed again only when
+//! what it says changes.
+//!
 //! A file that fails verification is neither stored nor served (502, one line saying why; the
 //! log names the upstream URL). With the upstream down, what is cached is still served
 //! (registry files past their TTL with a warning in the log); what is not gets 502, or 504
@@ -22,25 +49,32 @@
 //! two proxies sharing one bucket never overwrite each other's verified files with older ones
 //! they did not read.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
+use prost::Message as _;
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::Source;
+use super::lru::Lru;
 use super::respond::{ServeBody, log_line};
+use crate::engine::Signer;
 use crate::engine::mirror::{FetchError, MAX_RESOURCE_BODY, Upstream, UpstreamResponse};
 use crate::format::docs::MAX_DOCS_SIZE;
 use crate::format::package_name;
-use crate::format::proto::package::Package;
-use crate::format::registry::{self, ResourceError};
+use crate::format::proto::package::{Dependency, Package};
+use crate::format::registry::{
+    self, PackageSummary, Release, ResourceError, SecurityAdvisory, Timestamp,
+};
 use crate::format::signing::PublicKey;
 use crate::format::tarball::MAX_TARBALL_SIZE;
+use crate::mirror::Only;
 use crate::mirror::upstream::HttpUpstream;
 use crate::storage::object::ObjectFetch;
 use crate::storage::{Condition, Location, StorageError};
@@ -57,7 +91,37 @@ pub struct ProxyConfig {
     pub key_pem: Vec<u8>,
     /// How long a registry file validated upstream is served without asking again.
     pub ttl: Duration,
+    /// What of the upstream is served, re-signed; `None`: everything, the upstream's bytes.
+    pub filter: Option<Filter>,
 }
+
+/// A filtered proxy's selection and signing key (see the module's doc).
+pub struct Filter {
+    /// The `--only` selections; empty: every package the upstream lists.
+    pub only: Vec<Only>,
+    /// Releases younger than this by their `published_at` are hidden; zero hides none.
+    pub cooldown: Duration,
+    /// The repository name the proxy's signed files hold, which its clients configure.
+    pub name: String,
+    /// The key the proxy signs its registry files with.
+    pub signer: Signer,
+    /// Its public half as served at `/public_key` (PEM).
+    pub key_pem: Vec<u8>,
+}
+
+/// Whether a release published at `published_at` is at least `cooldown` old at `now` (Unix
+/// seconds); a release without a date is.
+pub fn old_enough(published_at: Option<&Timestamp>, cooldown: Duration, now: i64) -> bool {
+    let Some(at) = published_at else {
+        return true;
+    };
+    let cooldown = i64::try_from(cooldown.as_secs()).unwrap_or(i64::MAX);
+    now.saturating_sub(at.seconds) >= cooldown
+}
+
+/// Derived files kept in memory by a filtered proxy: the closure's packages and the indexes
+/// (each a few KiB), least recently used out.
+pub const DERIVED_CACHE: usize = 4096;
 
 /// The files a proxy knows how to fetch, by request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +139,14 @@ pub enum Kind {
         /// The version.
         version: String,
     },
-    /// `docs/NAME-VERSION.tar.gz` or `installs/...`: passed through, not verified.
+    /// `docs/NAME-VERSION.tar.gz`: passed through, not verified.
+    Docs {
+        /// The package.
+        name: String,
+        /// The version.
+        version: String,
+    },
+    /// `installs/...`: passed through, not verified.
     PassThrough,
     /// `public_key`: the upstream's, written at startup.
     PublicKey,
@@ -92,7 +163,7 @@ impl Kind {
     fn limit(&self) -> u64 {
         match self {
             Kind::Tarball { .. } => MAX_TARBALL_SIZE,
-            Kind::PassThrough => MAX_DOCS_SIZE.max(MAX_TARBALL_SIZE),
+            Kind::PassThrough | Kind::Docs { .. } => MAX_DOCS_SIZE.max(MAX_TARBALL_SIZE),
             _ => MAX_RESOURCE_BODY,
         }
     }
@@ -122,8 +193,12 @@ pub fn classify(rel: &str) -> Option<Kind> {
         "docs" => {
             let stem = file.strip_suffix(".tar.gz")?;
             let (name, version) = stem.split_once('-')?;
-            (package_name::is_valid(name) && !version.is_empty() && !version.contains('/'))
-                .then_some(Kind::PassThrough)
+            (package_name::is_valid(name) && !version.is_empty() && !version.contains('/')).then(
+                || Kind::Docs {
+                    name: name.to_string(),
+                    version: version.to_string(),
+                },
+            )
         }
         // mix's update check (`hex-1.x.csv`, `.signed`) and the archives it lists.
         "installs" => Some(Kind::PassThrough),
@@ -197,7 +272,7 @@ pub fn verify_file(
             Ok(None)
         }
         Kind::Package(name) => Ok(Some(registry::open_package(bytes, key, repo, name)?)),
-        Kind::Tarball { .. } | Kind::PassThrough | Kind::PublicKey => Ok(None),
+        Kind::Tarball { .. } | Kind::Docs { .. } | Kind::PassThrough | Kind::PublicKey => Ok(None),
     }
 }
 
@@ -291,6 +366,51 @@ struct Flight {
     done: tokio::sync::Mutex<Option<(Instant, Result<(), Failure>)>>,
 }
 
+/// What [`Proxy::prepare`] leaves to serve.
+pub(crate) enum Prepared {
+    /// The file in the cache, as it is.
+    Cache,
+    /// A file a filtered proxy derived (re-signed), served from memory.
+    Derived(Derived),
+}
+
+/// A derived file's bytes and strong validator.
+#[derive(Clone)]
+pub(crate) struct Derived {
+    /// The bytes served.
+    pub bytes: Bytes,
+    /// Its ETag: a hash of the bytes.
+    pub etag: String,
+}
+
+impl Derived {
+    fn of(bytes: Bytes) -> Derived {
+        let digest = Sha256::digest(&bytes);
+        let etag = format!(
+            "\"{}\"",
+            crate::format::encoding::hex_lower(digest.get(..16).unwrap_or_default())
+        );
+        Derived { bytes, etag }
+    }
+}
+
+/// A filtered proxy's `--only` closure, computed from the upstream's verified files.
+struct View {
+    /// Each package in the closure: its kept releases (sorted, dependencies on the upstream's
+    /// repository made dependencies on the proxy's) and its advisories.
+    kept: BTreeMap<String, Kept>,
+    /// The upstream's `names`: each package's `updated_at` seconds.
+    updated: BTreeMap<String, i64>,
+    /// What was not followed or not matched, logged when it changes.
+    notes: Vec<String>,
+}
+
+/// One package of a [`View`].
+struct Kept {
+    releases: Vec<Release>,
+    advisories: Vec<SecurityAdvisory>,
+}
+
 /// The proxy a server holds.
 pub struct Proxy {
     upstream: HttpUpstream,
@@ -302,6 +422,12 @@ pub struct Proxy {
     validated: Mutex<HashMap<String, (Instant, Option<String>)>>,
     /// Fetches in progress, by path.
     flights: Mutex<HashMap<String, Arc<Flight>>>,
+    filter: Option<Filter>,
+    /// A filtered proxy's closure and when it was computed; held while it is computed, so
+    /// that one computation runs at a time.
+    view: Mutex<Option<(Instant, Arc<View>)>>,
+    /// A filtered proxy's derived files: path to the SHA-256 of the payload and the file.
+    derived: Mutex<Lru<String, ([u8; 32], Derived)>>,
 }
 
 impl Proxy {
@@ -330,6 +456,12 @@ impl Proxy {
                 "warning: cannot write the upstream's public key into the cache: {e}"
             ));
         }
+        // The directories first: two first writes into one at once would both create it.
+        for dir in ["packages", "tarballs", "docs"] {
+            if let Err(e) = storage.create_dir(dir) {
+                log_line(&format!("warning: cannot create {dir}/ in the cache: {e}"));
+            }
+        }
         Proxy {
             upstream: config.upstream,
             repo: config.repo,
@@ -338,7 +470,15 @@ impl Proxy {
             cache,
             validated: Mutex::new(HashMap::new()),
             flights: Mutex::new(HashMap::new()),
+            filter: config.filter,
+            view: Mutex::new(None),
+            derived: Mutex::new(Lru::new(DERIVED_CACHE)),
         }
+    }
+
+    /// Whether it filters (and re-signs) what it serves.
+    pub fn filtered(&self) -> bool {
+        self.filter.is_some()
     }
 
     /// The upstream's URL, without credentials.
@@ -347,21 +487,50 @@ impl Proxy {
     }
 
     /// Makes sure the cache holds a current, verified copy of `rel` (when it is a file the
-    /// proxy fetches), so that it can then be served from the cache as any file is.
+    /// proxy fetches), so that it can then be served from the cache as any file is; a filtered
+    /// proxy derives its registry files instead, and refuses (404) what its filter hides.
     pub(crate) async fn prepare(
         self: &Arc<Self>,
         source: &Source,
         rel: &Path,
-    ) -> Result<(), Failure> {
+    ) -> Result<Prepared, Failure> {
         let Some(rel) = rel.to_str() else {
-            return Ok(());
+            return Ok(Prepared::Cache);
         };
         let Some(kind) = classify(rel) else {
-            return Ok(());
+            return Ok(Prepared::Cache);
         };
-        if kind == Kind::PublicKey {
-            return Ok(());
+        if self.filter.is_some() {
+            match &kind {
+                Kind::PublicKey | Kind::Names | Kind::Versions | Kind::Package(_) => {
+                    let proxy = Arc::clone(self);
+                    return blocking(rel, move || proxy.derive(&kind))
+                        .await
+                        .map(Prepared::Derived);
+                }
+                Kind::Tarball { name, version } | Kind::Docs { name, version } => {
+                    let proxy = Arc::clone(self);
+                    let (name, version) = (name.clone(), version.clone());
+                    blocking(rel, move || proxy.check_release(&name, &version)).await?;
+                }
+                Kind::PassThrough => {}
+            }
         }
+        if kind == Kind::PublicKey {
+            return Ok(Prepared::Cache);
+        }
+        self.prepare_cached(source, rel, kind)
+            .await
+            .map(|()| Prepared::Cache)
+    }
+
+    /// [`Proxy::prepare`] of a file served from the cache.
+    async fn prepare_cached(
+        self: &Arc<Self>,
+        source: &Source,
+        rel: &str,
+        kind: Kind,
+    ) -> Result<(), Failure> {
         let arrived = Instant::now();
         if self.satisfied(source, rel, &kind).await? {
             super::metrics::CACHE_HITS.inc();
@@ -383,15 +552,7 @@ impl Proxy {
         } else {
             let proxy = Arc::clone(self);
             let path = rel.to_string();
-            tokio::task::spawn_blocking(move || proxy.fetch(&path, &kind))
-                .await
-                .unwrap_or_else(|e| {
-                    log_line(&format!("error: proxy fetch of {rel} failed: {e}"));
-                    Err(Failure::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "the proxy failed; the server's log says why",
-                    ))
-                })
+            blocking(rel, move || proxy.fetch(&path, &kind)).await
         };
         *done = Some((Instant::now(), outcome.clone()));
         drop(done);
@@ -578,6 +739,367 @@ impl Proxy {
     }
 }
 
+/// Runs `f` on the blocking pool; a panic there is a 500 (and a line in the log).
+async fn blocking<T: Send + 'static>(
+    rel: &str,
+    f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        log_line(&format!("error: proxy fetch of {rel} failed: {e}"));
+        Err(Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the proxy failed; the server's log says why",
+        ))
+    })
+}
+
+/// Unix seconds now.
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// A dependency on the upstream's own repository, written out, becomes one on the proxy's
+/// (written as none, as builds write it); one on another repository is left as it is.
+fn local_dependencies(dependencies: &mut [Dependency], upstream: &str) {
+    for dep in dependencies {
+        if dep.repository.as_deref() == Some(upstream) {
+            dep.repository = None;
+        }
+    }
+}
+
+/// The 502 of an upstream file that does not open, verify or decode.
+fn refused(rel: &str, e: impl std::fmt::Display) -> Failure {
+    log_line(&format!("error: the upstream's {rel} {e}: refused"));
+    Failure::new(
+        StatusCode::BAD_GATEWAY,
+        format!("refused: the upstream's {rel} {e}"),
+    )
+}
+
+/// A 404 of a filtered proxy, saying what hides the file.
+fn hidden(reason: String) -> Failure {
+    Failure::new(StatusCode::NOT_FOUND, reason)
+}
+
+impl Proxy {
+    /// The upstream's `rel` from the cache while validated within the TTL, else revalidated
+    /// upstream (blocking).
+    fn ensure(&self, rel: &str, kind: &Kind) -> Result<Vec<u8>, Failure> {
+        let validated = self
+            .validated
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(rel)
+            .map(|(at, _)| *at);
+        if is_fresh(validated, Instant::now(), self.ttl)
+            && let Some(object) = self
+                .cache
+                .storage()
+                .read(rel)
+                .map_err(|e| Failure::cache(&e))?
+        {
+            super::metrics::CACHE_HITS.inc();
+            return Ok(object.bytes);
+        }
+        super::metrics::UPSTREAM_FETCHES.inc();
+        self.revalidate(rel, kind)
+    }
+
+    /// The upstream's `packages/NAME`, verified; `None` when the upstream has none.
+    fn upstream_package(&self, name: &str) -> Result<Option<Package>, Failure> {
+        let rel = format!("packages/{name}");
+        let bytes = match self.ensure(&rel, &Kind::Package(name.to_string())) {
+            Ok(bytes) => bytes,
+            Err(failure) if failure.status == StatusCode::NOT_FOUND => return Ok(None),
+            Err(failure) => return Err(failure),
+        };
+        registry::open_package(&bytes, &self.key, &self.repo, name)
+            .map(Some)
+            .map_err(|e| refused(&rel, e))
+    }
+
+    /// The closure, computed again when older than the TTL. A computation that fails keeps
+    /// the last one (with a warning) for another TTL.
+    fn view(&self, filter: &Filter) -> Result<Arc<View>, Failure> {
+        let mut slot = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, view)) = &*slot
+            && is_fresh(Some(*at), Instant::now(), self.ttl)
+        {
+            return Ok(Arc::clone(view));
+        }
+        match self.compute_view(filter) {
+            Ok(view) => {
+                let old_notes = slot.as_ref().map(|(_, v)| v.notes.as_slice());
+                if old_notes != Some(view.notes.as_slice()) {
+                    for note in &view.notes {
+                        log_line(&format!("note: proxy filter: {note}"));
+                    }
+                }
+                let view = Arc::new(view);
+                *slot = Some((Instant::now(), Arc::clone(&view)));
+                Ok(view)
+            }
+            Err(failure) => match &mut *slot {
+                Some((at, view)) => {
+                    log_line(&format!(
+                        "warning: the proxy's --only closure cannot be computed again, the last one is kept: {}",
+                        failure.reason
+                    ));
+                    *at = Instant::now();
+                    Ok(Arc::clone(view))
+                }
+                None => Err(failure),
+            },
+        }
+    }
+
+    /// Computes the closure as `hexreg mirror --only` does ([`crate::mirror::closure`]), from
+    /// the upstream's verified `names` and the `packages/NAME` it needs.
+    fn compute_view(&self, filter: &Filter) -> Result<View, Failure> {
+        let bytes = self.ensure("names", &Kind::Names)?;
+        let opened = registry::open(&bytes).map_err(|e| refused("names", e))?;
+        opened.verify(&self.key).map_err(|e| refused("names", e))?;
+        let names =
+            registry::decode_names(&opened.payload, &self.repo).map_err(|e| refused("names", e))?;
+        let updated: BTreeMap<String, i64> = names
+            .packages
+            .into_iter()
+            .map(|p| (p.name, p.updated_at.map_or(0, |t| t.seconds)))
+            .collect();
+        let listed: BTreeSet<String> = updated.keys().cloned().collect();
+        let mut known: BTreeMap<String, Vec<Release>> = BTreeMap::new();
+        let mut advisories: BTreeMap<String, Vec<SecurityAdvisory>> = BTreeMap::new();
+        let step = loop {
+            let step = crate::mirror::closure(&filter.only, &known, &listed, &self.repo);
+            if step.missing.is_empty() {
+                break step;
+            }
+            let fetched: Vec<Result<(String, Option<Package>), Failure>> = step
+                .missing
+                .par_iter()
+                .map(|name| Ok((name.clone(), self.upstream_package(name)?)))
+                .collect();
+            for result in fetched {
+                let (name, package) = result?;
+                let Some(package) = package else {
+                    // Listed but absent upstream: no release to keep (the closure notes it).
+                    known.insert(name, Vec::new());
+                    continue;
+                };
+                let rel = format!("packages/{name}");
+                let releases = package
+                    .releases
+                    .into_iter()
+                    .map(Release::from_proto)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| refused(&rel, e))?;
+                known.insert(name.clone(), releases);
+                advisories.insert(name, package.advisories);
+            }
+        };
+        let mut kept = BTreeMap::new();
+        for (name, indexes) in step.kept {
+            let Some(releases) = known.get(&name) else {
+                continue;
+            };
+            let mut releases: Vec<Release> = indexes
+                .iter()
+                .filter_map(|i| releases.get(*i).cloned())
+                .collect();
+            for release in &mut releases {
+                local_dependencies(&mut release.dependencies, &self.repo);
+            }
+            registry::sort_releases(&mut releases);
+            let advisories = advisories.remove(&name).unwrap_or_default();
+            kept.insert(
+                name,
+                Kept {
+                    releases,
+                    advisories,
+                },
+            );
+        }
+        let mut notes = step.notes;
+        notes.extend(
+            step.unmatched
+                .into_iter()
+                .map(|u| format!("--only {u}: nothing of it is served")),
+        );
+        Ok(View {
+            kept,
+            updated,
+            notes,
+        })
+    }
+
+    /// A filtered proxy's `public_key`, `names`, `versions` or `packages/NAME` (blocking).
+    fn derive(&self, kind: &Kind) -> Result<Derived, Failure> {
+        let Some(filter) = &self.filter else {
+            return Err(Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the proxy has no filter",
+            ));
+        };
+        let now = unix_now();
+        let shown = |releases: &[Release]| -> Vec<Release> {
+            releases
+                .iter()
+                .filter(|r| old_enough(r.published_at.as_ref(), filter.cooldown, now))
+                .cloned()
+                .collect()
+        };
+        let (rel, payload) = match kind {
+            Kind::PublicKey => return Ok(Derived::of(Bytes::from(filter.key_pem.clone()))),
+            Kind::Names | Kind::Versions if !filter.only.is_empty() => {
+                let view = self.view(filter)?;
+                let summaries: Vec<PackageSummary> = view
+                    .kept
+                    .iter()
+                    .filter_map(|(name, kept)| {
+                        let releases = shown(&kept.releases);
+                        let updated = view.updated.get(name).copied().unwrap_or(0);
+                        (!releases.is_empty())
+                            .then(|| PackageSummary::new(name, updated, &releases))
+                    })
+                    .collect();
+                if *kind == Kind::Names {
+                    (
+                        "names".to_string(),
+                        registry::names_payload(&filter.name, &summaries),
+                    )
+                } else {
+                    (
+                        "versions".to_string(),
+                        registry::versions_payload(&filter.name, &summaries),
+                    )
+                }
+            }
+            Kind::Names => {
+                let bytes = self.ensure("names", kind)?;
+                let opened = registry::open(&bytes).map_err(|e| refused("names", e))?;
+                opened.verify(&self.key).map_err(|e| refused("names", e))?;
+                let mut names = registry::decode_names(&opened.payload, &self.repo)
+                    .map_err(|e| refused("names", e))?;
+                names.repository = filter.name.clone();
+                ("names".to_string(), names.encode_to_vec())
+            }
+            Kind::Versions => {
+                return Err(hidden(
+                    "a proxy filtered by --cooldown alone serves no versions index (listing every package's releases old enough would take every packages/NAME upstream; mix and rebar3 never fetch it): give --only to have one".to_string(),
+                ));
+            }
+            Kind::Package(name) => {
+                let rel = format!("packages/{name}");
+                let (releases, advisories) = if filter.only.is_empty() {
+                    let Some(package) = self.upstream_package(name)? else {
+                        return Err(hidden(format!("the upstream has no package {name}")));
+                    };
+                    let releases = package
+                        .releases
+                        .into_iter()
+                        .map(Release::from_proto)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| refused(&rel, e))?;
+                    let mut releases = shown(&releases);
+                    for release in &mut releases {
+                        local_dependencies(&mut release.dependencies, &self.repo);
+                    }
+                    registry::sort_releases(&mut releases);
+                    (releases, package.advisories)
+                } else {
+                    let view = self.view(filter)?;
+                    let Some(kept) = view.kept.get(name) else {
+                        return Err(hidden(format!(
+                            "{name} is not among the packages this proxy serves (--only and their dependencies)"
+                        )));
+                    };
+                    (shown(&kept.releases), kept.advisories.clone())
+                };
+                if releases.is_empty() {
+                    return Err(hidden(format!(
+                        "no release of {name} is older than this proxy's --cooldown yet"
+                    )));
+                }
+                let payload = registry::package_payload(&filter.name, name, &releases, &advisories);
+                (rel, payload)
+            }
+            Kind::Tarball { .. } | Kind::Docs { .. } | Kind::PassThrough => {
+                return Err(Failure::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the proxy derives registry files only",
+                ));
+            }
+        };
+        self.sealed(filter, rel, &payload)
+    }
+
+    /// `payload` signed and sealed with the proxy's key, from memory when it was already.
+    fn sealed(&self, filter: &Filter, rel: String, payload: &[u8]) -> Result<Derived, Failure> {
+        let digest: [u8; 32] = Sha256::digest(payload).into();
+        let mut derived = self.derived.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((known, file)) = derived.get(&rel)
+            && known == digest
+        {
+            return Ok(file);
+        }
+        let sealed = registry::seal(payload, &filter.signer.key).map_err(|e| {
+            log_line(&format!(
+                "error: cannot sign {rel} with {}: {e}",
+                filter.signer.name
+            ));
+            Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the proxy cannot sign its registry files; the server's log says why",
+            )
+        })?;
+        let file = Derived::of(Bytes::from(sealed));
+        derived.insert(rel, (digest, file.clone()));
+        Ok(file)
+    }
+
+    /// Whether a filtered proxy serves release `version` of `name` (its tarball, its docs):
+    /// a 404 when not, without an upstream request for a package outside `--only`'s closure.
+    fn check_release(&self, name: &str, version: &str) -> Result<(), Failure> {
+        let Some(filter) = &self.filter else {
+            return Ok(());
+        };
+        let published_at = if filter.only.is_empty() {
+            let Some(package) = self.upstream_package(name)? else {
+                return Err(hidden(format!("the upstream has no package {name}")));
+            };
+            let Some(release) = package.releases.into_iter().find(|r| r.version == version) else {
+                return Err(hidden(format!(
+                    "the upstream's signed packages/{name} has no release {version}"
+                )));
+            };
+            release.published_at
+        } else {
+            let view = self.view(filter)?;
+            let Some(kept) = view.kept.get(name) else {
+                return Err(hidden(format!(
+                    "{name} is not among the packages this proxy serves (--only and their dependencies)"
+                )));
+            };
+            let Some(release) = kept.releases.iter().find(|r| r.version == version) else {
+                return Err(hidden(format!(
+                    "{name} {version} is not among the releases this proxy serves (--only and their dependencies)"
+                )));
+            };
+            release.published_at
+        };
+        if old_enough(published_at.as_ref(), filter.cooldown, unix_now()) {
+            Ok(())
+        } else {
+            Err(hidden(format!(
+                "{name} {version} is younger than this proxy's --cooldown"
+            )))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,7 +1120,13 @@ mod tests {
                 version: "1.4.0-rc.1".into()
             })
         );
-        assert_eq!(classify("docs/jason-1.4.0.tar.gz"), Some(Kind::PassThrough));
+        assert_eq!(
+            classify("docs/jason-1.4.0.tar.gz"),
+            Some(Kind::Docs {
+                name: "jason".into(),
+                version: "1.4.0".into()
+            })
+        );
         assert_eq!(classify("installs/hex-1.x.csv"), Some(Kind::PassThrough));
         assert_eq!(
             classify("installs/hex-1.x.csv.signed"),
@@ -640,6 +1168,37 @@ mod tests {
         for bad in ["", "m", "5x", "-1", "1.5m", "99999999999999999999d"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn cooldown_hides_young_releases_and_shows_undated_ones() {
+        let day = Duration::from_secs(86_400);
+        let at = |seconds| Some(Timestamp { seconds, nanos: 0 });
+        let now = 1_000_000;
+        assert!(old_enough(None, day, now));
+        assert!(old_enough(at(now - 86_400).as_ref(), day, now));
+        assert!(!old_enough(at(now - 86_399).as_ref(), day, now));
+        assert!(old_enough(at(now).as_ref(), Duration::ZERO, now));
+        // A date in the future is younger than any cooldown.
+        assert!(!old_enough(at(now + 10).as_ref(), day, now));
+        // Extremes saturate instead of overflowing.
+        assert!(old_enough(at(i64::MIN).as_ref(), Duration::MAX, now));
+        assert!(!old_enough(at(now).as_ref(), Duration::MAX, now));
+    }
+
+    #[test]
+    fn dependencies_on_the_upstream_become_the_proxys() {
+        let dep = |repository: Option<&str>| Dependency {
+            package: "a".into(),
+            requirement: "~> 1.0".into(),
+            optional: None,
+            app: None,
+            repository: repository.map(str::to_string),
+        };
+        let mut deps = vec![dep(Some("hexpm")), dep(Some("acme")), dep(None)];
+        local_dependencies(&mut deps, "hexpm");
+        let repos: Vec<Option<&str>> = deps.iter().map(|d| d.repository.as_deref()).collect();
+        assert_eq!(repos, [None, Some("acme"), None]);
     }
 
     #[test]

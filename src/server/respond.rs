@@ -118,10 +118,24 @@ async fn respond(state: &Arc<State>, req: &Request<Incoming>) -> Response<ServeB
     let Some(rel) = files::request_path(req.uri().path()) else {
         return not_found();
     };
-    if let Some(proxy) = &state.proxy
-        && let Err(failure) = proxy.prepare(&state.source, &rel).await
-    {
-        return failure.response();
+    if let Some(proxy) = &state.proxy {
+        match proxy.prepare(&state.source, &rel).await {
+            Err(failure) => return failure.response(),
+            Ok(super::proxy::Prepared::Derived(derived)) => {
+                let headers = validators(&derived.etag, None);
+                if not_modified(req.headers(), &derived.etag, None) {
+                    return not_modified_response(headers);
+                }
+                let len = derived.bytes.len() as u64;
+                let body = if head {
+                    ServeBody::empty()
+                } else {
+                    ServeBody::full(derived.bytes)
+                };
+                return content_response(headers, len, body);
+            }
+            Ok(super::proxy::Prepared::Cache) => {}
+        }
     }
     let root = match &state.source {
         Source::Dir(root) => root,

@@ -546,14 +546,18 @@ impl StagedDir {
     }
 }
 
-/// `.hexreg-tmp-NAME.PID` beside `path`.
+/// `.hexreg-tmp-NAME.PID.N` beside `path`, N counting this process's temporary files, so that
+/// two threads writing the same path at once (a proxy fetching one package for two requests,
+/// or creating `packages/` for two) never share a temporary file.
 fn temp_path(path: &Path) -> PathBuf {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    dir.join(format!("{TEMP_PREFIX}{name}.{}", std::process::id()))
+    dir.join(format!("{TEMP_PREFIX}{name}.{}.{n}", std::process::id()))
 }
 
 /// Flushes `paths` (files, or directories that got new entries) to disk: each on its own when

@@ -38,19 +38,19 @@ struct Upstream {
 
 impl Upstream {
     fn start(repo: &str) -> Upstream {
+        Upstream::start_with(repo, &TARBALLS, &[])
+    }
+
+    /// An upstream of these fixture tarballs, built with `build_extra` (`--published-at`).
+    fn start_with(repo: &str, tarballs: &[&str], build_extra: &[&str]) -> Upstream {
         let tmp = tempfile::tempdir().unwrap();
         let up = tmp.path().join("up");
-        support::fixtures::copy_tarballs(&up, &TARBALLS);
-        ok(
-            tmp.path(),
-            &[
-                "build",
-                "up",
-                &format!("--name={repo}"),
-                &private_key_arg(),
-                "--quiet",
-            ],
-        );
+        support::fixtures::copy_tarballs(&up, tarballs);
+        let name = format!("--name={repo}");
+        let key = private_key_arg();
+        let mut args = vec!["build", "up", &name, &key, "--quiet"];
+        args.extend(build_extra);
+        ok(tmp.path(), &args);
         fs::write(
             tmp.path().join("upstream.pem"),
             public_key().to_pem(PublicKeyFormat::Spki),
@@ -149,8 +149,14 @@ fn write_project(dir: &Path, hex_config: &str) {
 
 /// `[{repos, replace, [acme at URL with KEY]}]`: rebar3 asks this repository only.
 fn repo_url_config(url: &str, key_pem: &str) -> String {
+    named_repo_config("acme", url, key_pem)
+}
+
+/// `[{repos, replace, [NAME at URL with KEY]}]`.
+fn named_repo_config(name: &str, url: &str, key_pem: &str) -> String {
     format!(
-        "[{{repos, replace, [#{{name => <<\"acme\">>, repo_url => <<\"{}\">>, repo_public_key => <<\"{}\">>}}]}}]",
+        "[{{repos, replace, [#{{name => <<\"{}\">>, repo_url => <<\"{}\">>, repo_public_key => <<\"{}\">>}}]}}]",
+        erl_string(name),
         erl_string(url),
         erl_string(key_pem)
     )
@@ -159,6 +165,28 @@ fn repo_url_config(url: &str, key_pem: &str) -> String {
 /// `rebar3 compile` in `project`, isolated in `sandbox`, with `env`; panics with rebar3's
 /// output unless acme_erl and acme_erl_base were built.
 fn compile(rebar3: &Path, sandbox: &Path, project: &Path, env: &[(&str, &str)], proxy: &Server) {
+    let (success, report) = run_compile(rebar3, sandbox, project, env, proxy);
+    assert!(success, "{report}");
+    let lib = project.join("_build/default/lib");
+    assert!(
+        lib.join("acme_erl/ebin/acme_erl.beam").is_file(),
+        "{report}"
+    );
+    assert!(
+        lib.join("acme_erl_base/ebin/acme_erl_base.app").is_file(),
+        "{report}"
+    );
+}
+
+/// `rebar3 compile` in `project`, isolated in `sandbox`, with `env`: whether it succeeded,
+/// and rebar3's output with the proxy's log.
+fn run_compile(
+    rebar3: &Path,
+    sandbox: &Path,
+    project: &Path,
+    env: &[(&str, &str)],
+    proxy: &Server,
+) -> (bool, String) {
     let out_path = sandbox.join("rebar3.out");
     let mut cmd: Command = isolated(rebar3, sandbox);
     cmd.arg("compile")
@@ -182,26 +210,13 @@ fn compile(rebar3: &Path, sandbox: &Path, project: &Path, env: &[(&str, &str)], 
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let report = || {
-        format!(
-            "rebar3: {status:?}\n--- stdout\n{}\n--- stderr\n{}\n--- proxy log\n{}",
-            fs::read_to_string(&out_path).unwrap_or_default(),
-            fs::read_to_string(sandbox.join("rebar3.err")).unwrap_or_default(),
-            proxy.lines().join("\n")
-        )
-    };
-    assert!(status.is_some_and(|s| s.success()), "{}", report());
-    let lib = project.join("_build/default/lib");
-    assert!(
-        lib.join("acme_erl/ebin/acme_erl.beam").is_file(),
-        "{}",
-        report()
+    let report = format!(
+        "rebar3: {status:?}\n--- stdout\n{}\n--- stderr\n{}\n--- proxy log\n{}",
+        fs::read_to_string(&out_path).unwrap_or_default(),
+        fs::read_to_string(sandbox.join("rebar3.err")).unwrap_or_default(),
+        proxy.lines().join("\n")
     );
-    assert!(
-        lib.join("acme_erl_base/ebin/acme_erl_base.app").is_file(),
-        "{}",
-        report()
-    );
+    (status.is_some_and(|s| s.success()), report)
 }
 
 /// rebar3 with `repo_url`: it builds through the proxy; with the upstream stopped and a new
@@ -753,4 +768,443 @@ fn only_lock_names_what_the_upstream_lacks_and_refuses_other_checksums() {
     let out = mirror_lock(&upstream, tmp.path(), "m", &["broken.lock"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--only-lock broken.lock"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Filtered proxies: --only, --only-file, --cooldown, re-signed with the proxy's own key.
+
+/// The upstream's tarballs and one package no selection below reaches.
+const WITH_OUTSIDER: [&str; 4] = [
+    "acme_erl-0.1.0.tar",
+    "acme_erl-0.2.0.tar",
+    "acme_erl_base-0.1.0.tar",
+    "acme_a-0.1.0.tar",
+];
+
+/// The proxy's signing key (not the upstream's) and its public half as the proxy serves it.
+fn proxy_key() -> (String, String) {
+    let path = other_private_key();
+    let key = PrivateKey::from_pem(&fs::read(&path).unwrap()).unwrap();
+    (
+        format!("--private-key={}", path.display()),
+        key.public_key().to_pem(PublicKeyFormat::Pkcs1),
+    )
+}
+
+fn proxy_public_key() -> hexreg::format::signing::PublicKey {
+    PrivateKey::from_pem(&fs::read(other_private_key()).unwrap())
+        .unwrap()
+        .public_key()
+}
+
+/// `names` served by a filtered proxy: verified with the proxy's key for repository `repo`
+/// (and refused with the upstream's); the package names.
+fn served_names(proxy: &Server, repo: &str) -> Vec<String> {
+    let response = proxy.get("/names");
+    assert_eq!(response.status, 200, "{:?}", proxy.lines());
+    let opened = registry::open(&response.body).unwrap();
+    assert!(
+        opened.verify(&public_key()).is_err(),
+        "signed by the proxy, not the upstream"
+    );
+    opened.verify(&proxy_public_key()).unwrap();
+    registry::decode_names(&opened.payload, repo)
+        .unwrap()
+        .packages
+        .into_iter()
+        .map(|p| p.name)
+        .collect()
+}
+
+/// `versions` served by a filtered proxy, verified: each package and its versions.
+fn served_versions(proxy: &Server, repo: &str) -> Vec<(String, Vec<String>)> {
+    let response = proxy.get("/versions");
+    assert_eq!(response.status, 200, "{:?}", proxy.lines());
+    let opened = registry::open(&response.body).unwrap();
+    opened.verify(&proxy_public_key()).unwrap();
+    registry::decode_versions(&opened.payload, repo)
+        .unwrap()
+        .packages
+        .into_iter()
+        .map(|p| (p.name, p.versions))
+        .collect()
+}
+
+/// `packages/NAME` served by a filtered proxy, verified with its key for `repo`: each release's
+/// version and `published_at` seconds.
+fn served_releases(proxy: &Server, repo: &str, name: &str) -> Vec<(String, Option<i64>)> {
+    let response = proxy.get(&format!("/packages/{name}"));
+    assert_eq!(response.status, 200, "{:?}", proxy.lines());
+    assert!(
+        registry::open_package(&response.body, &public_key(), repo, name).is_err(),
+        "the upstream's key does not verify the proxy's packages/{name}"
+    );
+    registry::open_package(&response.body, &proxy_public_key(), repo, name)
+        .unwrap()
+        .releases
+        .into_iter()
+        .map(|r| (r.version, r.published_at.map(|t| t.seconds)))
+        .collect()
+}
+
+fn versions_of(releases: &[(String, Option<i64>)]) -> Vec<&str> {
+    releases.iter().map(|(v, _)| v.as_str()).collect()
+}
+
+/// `--only acme_erl` serves acme_erl and its dependency acme_erl_base, signed with the proxy's
+/// key under `--name`; acme_a, outside the closure, is 404 without an upstream request. rebar3
+/// resolves and builds through the proxy with the proxy's key and name, and refuses the
+/// proxy's files with the upstream's key.
+#[test]
+fn only_serves_the_closure_re_signed_and_rebar3_builds_with_the_proxys_key() {
+    let upstream = Upstream::start_with("acme", &WITH_OUTSIDER, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let (key_arg, key_pem) = proxy_key();
+    let proxy = proxy(
+        cache.to_str().unwrap(),
+        &upstream.url(),
+        "acme",
+        &upstream.key_file(),
+        &["--only=acme_erl", "--name=vetted", &key_arg],
+    );
+    let served_key = proxy.get("/public_key");
+    assert_eq!(served_key.status, 200);
+    assert_eq!(String::from_utf8(served_key.body).unwrap(), key_pem);
+
+    assert_eq!(
+        served_names(&proxy, "vetted"),
+        ["acme_erl", "acme_erl_base"]
+    );
+    assert_eq!(
+        served_versions(&proxy, "vetted"),
+        [
+            ("acme_erl".to_string(), vec!["0.1.0".into(), "0.2.0".into()]),
+            ("acme_erl_base".to_string(), vec!["0.1.0".into()]),
+        ]
+    );
+    assert_eq!(
+        versions_of(&served_releases(&proxy, "vetted", "acme_erl")),
+        ["0.1.0", "0.2.0"]
+    );
+    // The upstream's verified bytes are what the cache keeps.
+    assert_eq!(
+        fs::read(cache.join("packages/acme_erl")).unwrap(),
+        fs::read(upstream.dir().join("packages/acme_erl")).unwrap()
+    );
+
+    // Outside the closure: 404 with a reason, and never asked upstream.
+    for path in [
+        "/packages/acme_a",
+        "/tarballs/acme_a-0.1.0.tar",
+        "/docs/acme_a-0.1.0.tar.gz",
+    ] {
+        let response = proxy.get(path);
+        assert_eq!(response.status, 404, "{path}");
+        let text = String::from_utf8(response.body).unwrap();
+        assert!(text.contains("not among the packages"), "{path}: {text}");
+    }
+    assert_eq!(proxy.get("/tarballs/acme_erl-9.9.9.tar").status, 404);
+    for path in [
+        "/packages/acme_a",
+        "/tarballs/acme_a-0.1.0.tar",
+        "/docs/acme_a-0.1.0.tar.gz",
+        "/tarballs/acme_erl-9.9.9.tar",
+    ] {
+        assert_eq!(upstream.count(path), 0, "{path}");
+    }
+    // The upstream has it: only the filter hides it.
+    assert_eq!(upstream.server().get("/packages/acme_a").status, 200);
+    // No page shows the cache, which holds the upstream's files unfiltered.
+    assert_eq!(proxy.get("/").status, 404);
+
+    let Some(rebar3) =
+        rebar3_or_skip("only_serves_the_closure_re_signed_and_rebar3_builds_with_the_proxys_key")
+    else {
+        return;
+    };
+    // The proxy's key and name: rebar3 resolves acme_erl ~> 0.2 and builds both.
+    let sandbox = tmp.path().join("client");
+    let project = sandbox.join("myapp");
+    write_project(
+        &project,
+        &named_repo_config("vetted", &proxy.url(), &key_pem),
+    );
+    compile(&rebar3, &sandbox, &project, &[], &proxy);
+    assert_eq!(
+        fs::read(cache.join("tarballs/acme_erl-0.2.0.tar")).unwrap(),
+        fs::read(upstream.dir().join("tarballs/acme_erl-0.2.0.tar")).unwrap()
+    );
+    // The upstream's key does not verify what the proxy signed: rebar3 refuses it.
+    let upstream_pem = fs::read_to_string(upstream.key_file()).unwrap();
+    let sandbox = tmp.path().join("client-upstream-key");
+    let project = sandbox.join("myapp");
+    write_project(
+        &project,
+        &named_repo_config("vetted", &proxy.url(), &upstream_pem),
+    );
+    let (success, report) = run_compile(&rebar3, &sandbox, &project, &[], &proxy);
+    assert!(!success, "{report}");
+    // rebar3's words for a registry file whose signature does not verify.
+    assert!(
+        report.contains("deprecated for security reasons") || report.contains("signature"),
+        "{report}"
+    );
+    assert!(
+        !project
+            .join("_build/default/lib/acme_erl/ebin/acme_erl.beam")
+            .exists(),
+        "{report}"
+    );
+}
+
+/// `--cooldown 1d` over an upstream that dates its releases (`hexreg build --published-at`,
+/// from the tarballs' times): acme_erl 0.2.0, published just now, is hidden from
+/// `packages/acme_erl` and its tarball is 404 without an upstream request; 0.1.0, a year old,
+/// is served. Without --only, `names` is the upstream's, re-signed, and `versions` is 404.
+#[test]
+fn cooldown_hides_releases_younger_than_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The fixture times are from 2024; acme_erl 0.2.0 is made recent before the build.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let upstream = {
+        let up = Upstream::start_with("acme", &TARBALLS, &[]);
+        support::fixtures::set_mtime(&up.dir().join("tarballs/acme_erl-0.2.0.tar"), now);
+        ok(
+            up.tmp.path(),
+            &[
+                "build",
+                "up",
+                "--name=acme",
+                &private_key_arg(),
+                "--quiet",
+                "--published-at",
+            ],
+        );
+        up
+    };
+    let dated = registry::open_package(
+        &fs::read(upstream.dir().join("packages/acme_erl")).unwrap(),
+        &public_key(),
+        "acme",
+        "acme_erl",
+    )
+    .unwrap();
+    let old = support::fixtures::mtimes()["acme_erl-0.1.0.tar"] as i64;
+    assert_eq!(
+        dated
+            .releases
+            .iter()
+            .map(|r| r.published_at.map(|t| t.seconds))
+            .collect::<Vec<_>>(),
+        [Some(old), Some(now as i64)],
+        "the upstream dates its releases"
+    );
+
+    let cache = tmp.path().join("cache");
+    let (key_arg, _) = proxy_key();
+    let proxy = proxy(
+        cache.to_str().unwrap(),
+        &upstream.url(),
+        "acme",
+        &upstream.key_file(),
+        &["--cooldown=1d", "--name=vetted", &key_arg],
+    );
+    assert_eq!(
+        served_releases(&proxy, "vetted", "acme_erl"),
+        [("0.1.0".to_string(), Some(old))]
+    );
+    let response = proxy.get("/tarballs/acme_erl-0.2.0.tar");
+    assert_eq!(response.status, 404);
+    let text = String::from_utf8(response.body).unwrap();
+    assert!(
+        text.contains("younger than this proxy's --cooldown"),
+        "{text}"
+    );
+    assert_eq!(upstream.count("/tarballs/acme_erl-0.2.0.tar"), 0);
+    let response = proxy.get("/tarballs/acme_erl-0.1.0.tar");
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.body,
+        fs::read(upstream.dir().join("tarballs/acme_erl-0.1.0.tar")).unwrap()
+    );
+    assert_eq!(
+        versions_of(&served_releases(&proxy, "vetted", "acme_erl_base")),
+        ["0.1.0"]
+    );
+    assert_eq!(
+        served_names(&proxy, "vetted"),
+        ["acme_erl", "acme_erl_base"]
+    );
+    assert_eq!(proxy.get("/versions").status, 404);
+
+    // The same cache without a filter: the upstream's bytes, 0.2.0 included.
+    drop(proxy);
+    let plain = self::proxy(
+        cache.to_str().unwrap(),
+        &upstream.url(),
+        "acme",
+        &upstream.key_file(),
+        &[],
+    );
+    assert_eq!(
+        plain.get("/packages/acme_erl").body,
+        fs::read(upstream.dir().join("packages/acme_erl")).unwrap()
+    );
+    assert_eq!(plain.get("/tarballs/acme_erl-0.2.0.tar").status, 200);
+}
+
+/// `--only-file` (a requirement, a comment) with `HEXREG_ONLY` from the environment: only the
+/// releases the requirements allow, and their dependencies; a release outside them is 404
+/// without an upstream request. With a TTL of 0, a new upstream release that brings in a new
+/// dependency is seen at the next request (the closure is computed again).
+#[test]
+fn only_file_and_env_select_releases_and_the_closure_follows_the_upstream() {
+    let upstream = Upstream::start_with(
+        "acme",
+        &[
+            "acme_erl-0.1.0.tar",
+            "acme_erl_base-0.1.0.tar",
+            "acme_a-0.1.0.tar",
+        ],
+        &[],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(
+        tmp.path().join("only.txt"),
+        "# vetted packages\nacme_erl:~> 0.1 # and what it needs\n",
+    )
+    .unwrap();
+    let cache = tmp.path().join("cache");
+    let (key_arg, _) = proxy_key();
+    let only_file = format!("--only-file={}", tmp.path().join("only.txt").display());
+    let proxy = proxy_env(
+        cache.to_str().unwrap(),
+        &upstream.url(),
+        "acme",
+        &upstream.key_file(),
+        &[&only_file, "--name=vetted", &key_arg, "--upstream-ttl=0"],
+        &[("HEXREG_ONLY", "acme_a")],
+    );
+    assert_eq!(served_names(&proxy, "vetted"), ["acme_a", "acme_erl"]);
+    assert_eq!(proxy.get("/packages/acme_erl_base").status, 404);
+    assert_eq!(upstream.count("/packages/acme_erl_base"), 0);
+
+    // acme_erl 0.2.0 appears upstream, depending on acme_erl_base ~> 0.1.
+    support::fixtures::copy_tarballs(&upstream.dir(), &["acme_erl-0.2.0.tar"]);
+    ok(
+        upstream.tmp.path(),
+        &["build", "up", "--name=acme", &private_key_arg(), "--quiet"],
+    );
+    // `~> 0.1` allows 0.2.0 (>= 0.1.0 and < 1.0.0): it comes in, and its dependency with it.
+    assert_eq!(
+        served_names(&proxy, "vetted"),
+        ["acme_a", "acme_erl", "acme_erl_base"]
+    );
+    assert_eq!(
+        versions_of(&served_releases(&proxy, "vetted", "acme_erl")),
+        ["0.1.0", "0.2.0"]
+    );
+    assert_eq!(proxy.get("/tarballs/acme_erl_base-0.1.0.tar").status, 200);
+    drop(proxy);
+
+    // A requirement that allows 0.1.0 only: 0.2.0 and acme_erl_base are not served.
+    fs::write(tmp.path().join("only.txt"), "acme_erl:~> 0.1.0\n").unwrap();
+    let narrow = self::proxy(
+        cache.to_str().unwrap(),
+        &upstream.url(),
+        "acme",
+        &upstream.key_file(),
+        &[&only_file, "--name=vetted", &key_arg],
+    );
+    assert_eq!(served_names(&narrow, "vetted"), ["acme_erl"]);
+    assert_eq!(
+        versions_of(&served_releases(&narrow, "vetted", "acme_erl")),
+        ["0.1.0"]
+    );
+    let before = upstream.count("/tarballs/acme_erl-0.2.0.tar");
+    let response = narrow.get("/tarballs/acme_erl-0.2.0.tar");
+    assert_eq!(response.status, 404);
+    let text = String::from_utf8(response.body).unwrap();
+    assert!(text.contains("not among the releases"), "{text}");
+    assert_eq!(upstream.count("/tarballs/acme_erl-0.2.0.tar"), before);
+}
+
+/// Runs `hexreg serve` expecting it to refuse to start; returns its stderr.
+fn serve_refused(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_hexreg"))
+        .arg("serve")
+        .arg(dir)
+        .args(["--bind", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("HEXREG_AUTH")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hexreg serve");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.starts_with("error: "), "stderr: {stderr}");
+    stderr
+}
+
+/// A filter needs --name and --private-key, each named when missing, and --upstream; a key
+/// without a filter stays refused; a bad duration or selection is named.
+#[test]
+fn filters_need_name_key_and_upstream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let (key_arg, _) = proxy_key();
+    let up = ["--upstream", "http://127.0.0.1:9"];
+    let with = |extra: &[&str]| -> Vec<String> {
+        up.iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+    };
+    let refused = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        serve_refused(&cache, &args)
+    };
+    let err = refused(with(&["--only=acme_erl", &key_arg]));
+    assert!(err.contains("--name NAME"), "{err}");
+    let err = refused(with(&["--cooldown=7d", "--name=vetted"]));
+    assert!(err.contains("--private-key KEY"), "{err}");
+    let err = refused(with(&[&key_arg]));
+    assert!(
+        err.contains("--private-key with --upstream")
+            && err.contains("only with --only, --only-file or --cooldown"),
+        "{err}"
+    );
+    let err = refused(with(&["--cooldown=7x", "--name=vetted", &key_arg]));
+    assert!(err.contains("--cooldown 7x: not a duration"), "{err}");
+    let err = refused(with(&["--only=Bad", "--name=vetted", &key_arg]));
+    assert!(err.contains("--only Bad"), "{err}");
+    let err = refused(with(&[
+        "--only-file=missing.txt",
+        "--name=vetted",
+        &key_arg,
+    ]));
+    assert!(err.contains("--only-file missing.txt"), "{err}");
+    // The Hex API would read the unfiltered cache.
+    let err = refused(with(&[
+        "--only=acme_erl",
+        "--name=vetted",
+        &key_arg,
+        "--keys=keys",
+    ]));
+    assert!(err.contains("--keys with a filtered proxy"), "{err}");
+
+    // Without --upstream, a filter has nothing to filter.
+    let (_keep, public) = support::fixtures::temp_public(&["acme_a-0.1.0.tar"]);
+    let err = serve_refused(&public, &["--only=acme_a", "--name=vetted", &key_arg]);
+    assert!(
+        err.contains("--only, --only-file and --cooldown filter the caching proxy")
+            && err.contains("--upstream URL"),
+        "{err}"
+    );
+    let err = serve_refused(&public, &["--cooldown=1d"]);
+    assert!(err.contains("--upstream URL"), "{err}");
 }

@@ -121,13 +121,13 @@ pub struct MirrorArgs {
     pub bucket: crate::options::BucketArgs,
 }
 
-/// The selections of `--only` and `--only-file`.
-fn selections(args: &MirrorArgs) -> Result<Vec<Only>> {
+/// The selections of `--only` and `--only-file`. Shared by `mirror` and `serve --upstream`.
+pub fn selections(texts: &[String], only_file: Option<&std::path::Path>) -> Result<Vec<Only>> {
     let mut only = Vec::new();
-    for text in &args.only {
+    for text in texts {
         only.push(Only::parse(text).with_context(|| format!("--only {text}"))?);
     }
-    if let Some(path) = &args.only_file {
+    if let Some(path) = only_file {
         let shown = path.display();
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read --only-file {shown}: check the path"))?;
@@ -174,7 +174,7 @@ pub fn run(args: &MirrorArgs, jobs: Option<usize>) -> Result<()> {
     if !args.only_lock.is_empty() {
         return run_locked(args);
     }
-    let only = selections(args)?;
+    let only = selections(&args.only, args.only_file.as_deref())?;
     let (key, key_pem) = upstream_key(args.upstream_key.as_deref())?;
     let target = open_location(&args.public_dir, &args.bucket)?;
     let signer = match (&args.name, &args.private_key, only.is_empty()) {

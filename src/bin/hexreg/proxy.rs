@@ -4,27 +4,46 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use hexreg::engine::Signer;
+use hexreg::format::signing::{PrivateKey, PublicKeyFormat};
 use hexreg::mirror::upstream::{HttpOptions, HttpUpstream, UpstreamError};
 use hexreg::server::ProxyConfig;
-use hexreg::server::proxy::parse_duration;
+use hexreg::server::proxy::{Filter, parse_duration};
+use hexreg::storage::Location;
 
 use crate::mirror::AUTH_ENV;
 use crate::serve::ServeArgs;
 
-/// The proxy's settings, when --upstream is given.
-pub fn configure(args: &ServeArgs) -> Result<Option<ProxyConfig>> {
+/// Whether a filter (--only, --only-file, --cooldown) is given.
+pub fn filtered(args: &ServeArgs) -> bool {
+    !args.only.is_empty() || args.only_file.is_some() || args.cooldown.is_some()
+}
+
+/// The proxy's settings, when --upstream is given; `location` is its cache.
+pub fn configure(args: &ServeArgs, location: &Location) -> Result<Option<ProxyConfig>> {
     let Some(url) = &args.upstream else {
         if args.upstream_key.is_some() {
             bail!("--upstream-key is for the caching proxy: give --upstream URL too");
         }
+        if filtered(args) {
+            bail!(
+                "--only, --only-file and --cooldown filter the caching proxy: give --upstream URL too (to serve a selection of another repository without a proxy, make a filtered mirror with `hexreg mirror --only`)"
+            );
+        }
         return Ok(None);
     };
-    if args.private_key.is_some() {
-        bail!(
-            "--private-key with --upstream: the proxy serves the upstream's signed files unchanged, \
-             and the Hex API must not change them; leave --private-key out (read keys from --keys still work)"
-        );
-    }
+    let filter = if filtered(args) {
+        Some(filter(args, location)?)
+    } else {
+        if args.private_key.is_some() {
+            bail!(
+                "--private-key with --upstream: the proxy serves the upstream's signed files unchanged, \
+                 so clients keep the upstream's key; a key is needed only with --only, --only-file or --cooldown, \
+                 which make the proxy re-sign what it serves: leave --private-key out, or add a filter"
+            );
+        }
+        None
+    };
     let ttl = parse_duration(&args.upstream_ttl).with_context(|| {
         format!(
             "--upstream-ttl {}: not a duration; give e.g. 30s, 5m, 1h, 1d or a number of seconds",
@@ -54,5 +73,49 @@ pub fn configure(args: &ServeArgs) -> Result<Option<ProxyConfig>> {
         key,
         key_pem,
         ttl,
+        filter,
     }))
+}
+
+/// The filter of --only, --only-file and --cooldown, with the proxy's --name and --private-key.
+fn filter(args: &ServeArgs, location: &Location) -> Result<Filter> {
+    let only = crate::mirror::selections(&args.only, args.only_file.as_deref())?;
+    let cooldown = match &args.cooldown {
+        Some(text) => parse_duration(text).with_context(|| {
+            format!("--cooldown {text}: not a duration; give e.g. 12h, 7d or a number of seconds")
+        })?,
+        None => Duration::ZERO,
+    };
+    let why = "--only, --only-file and --cooldown change what the proxy serves, so it signs its registry files itself";
+    let Some(name) = args.name.clone() else {
+        bail!(
+            "{why}: give the repository name its clients use with --name NAME (and its signing key with --private-key KEY)"
+        );
+    };
+    let Some(path) = &args.private_key else {
+        bail!(
+            "{why}: give its signing key with --private-key KEY (create one with `hexreg keygen --out proxy_key.pem`, outside the cache); clients then use its public key, served at /public_key"
+        );
+    };
+    let shown = path.display();
+    if location.holds(path) {
+        bail!(
+            "--private-key {shown} lies inside the proxy's cache {}, which is served: move it out (and replace it)",
+            location.shown()
+        );
+    }
+    let text = std::fs::read(path).with_context(|| {
+        format!("cannot read private key {shown} (--private-key): check the path; create one with `hexreg keygen --out {shown}`")
+    })?;
+    let key =
+        PrivateKey::from_pem(&text).map_err(|e| anyhow::anyhow!("private key {shown} {e}"))?;
+    let signer = Signer::new(key, &shown.to_string());
+    let key_pem = signer.public.to_pem(PublicKeyFormat::Pkcs1).into_bytes();
+    Ok(Filter {
+        only,
+        cooldown,
+        name,
+        signer,
+        key_pem,
+    })
 }

@@ -18,6 +18,8 @@ pub const AFTER_HELP: &str = "Examples:
   hexreg serve public --bind [::]:8443 --auth-file users.htpasswd
   hexreg serve public --name=acme --private-key=key.pem --keys=keys --bind 0.0.0.0:8000
   AWS_PROFILE=ci hexreg serve s3://my-bucket/repo --name=acme --private-key=key.pem --keys=keys
+  hexreg serve cache --upstream https://repo.hex.pm --only phoenix --cooldown 7d \\
+      --name=vetted --private-key=proxy_key.pem
 
 Serves the files under PUBLIC_DIR (names, versions, packages/*, public_key, tarballs/*) to
 GET and HEAD with ETag, Last-Modified and 304 replies to If-None-Match / If-Modified-Since.
@@ -61,7 +63,10 @@ lock as the other commands, and is recorded in the audit trail (`hexreg audit`).
 Caching proxy: with --upstream URL (hex.pm: https://repo.hex.pm), PUBLIC_DIR or the bucket is
 the cache of that repository: each file is fetched the first time a client asks, verified
 (signatures with --upstream-key, tarballs against the signed checksums), kept and served from
-then on; clients use HEX_MIRROR=URL (mix) or HEX_CDN=URL (rebar3). See docs/mirror.md.";
+then on; clients use HEX_MIRROR=URL (mix) or HEX_CDN=URL (rebar3). With --only, --only-file
+or --cooldown it serves a selection (as `hexreg mirror --only`) and the releases old enough,
+signed with --private-key under --name: clients then use the proxy's public key and name.
+See docs/mirror.md.";
 
 /// Environment variable holding `USER:PASS` when `--auth` is not given.
 pub const AUTH_ENV: &str = "HEXREG_AUTH";
@@ -100,11 +105,13 @@ pub struct ServeArgs {
     /// (one JSON object per line: time, method, path, status, bytes, ms).
     #[arg(long, value_enum, default_value_t = LogFormatArg::Text, env = "HEXREG_LOG_FORMAT")]
     pub log_format: LogFormatArg,
-    /// Repository name, for the Hex API under /api (`mix hex.publish`, `rebar3 hex publish`).
+    /// Repository name, for the Hex API under /api (`mix hex.publish`, `rebar3 hex publish`),
+    /// or the name a filtered proxy (--only, --only-file, --cooldown) signs its files under.
     #[arg(long, value_name = "NAME", env = "HEXREG_NAME")]
     pub name: Option<String>,
     /// Path of the RSA private key that signs the registry (never the key itself): with it the
     /// API accepts publishes, retirements, reverts and docs; without it the API is read-only.
+    /// A filtered proxy (--only, --only-file, --cooldown) signs its registry files with it.
     #[arg(long, value_name = "KEY", env = "HEXREG_PRIVATE_KEY_FILE")]
     pub private_key: Option<PathBuf>,
     /// API keys file (`hexreg key add`), read again when it changes: a read key fetches the
@@ -193,6 +200,26 @@ pub struct ServeArgs {
         env = "HEXREG_UPSTREAM_TTL"
     )]
     pub upstream_ttl: String,
+    /// With --upstream: serve only this package and what it depends on, optionally only the
+    /// releases a requirement allows (`plug` or `plug:~> 1.14`), exactly as `hexreg mirror
+    /// --only`; repeatable or comma-separated. Needs --name and --private-key: the proxy then
+    /// signs its registry files itself.
+    #[arg(
+        long,
+        value_name = "PKG[:REQUIREMENT]",
+        value_delimiter = ',',
+        env = "HEXREG_ONLY"
+    )]
+    pub only: Vec<String>,
+    /// With --upstream: read --only selections from FILE, one `PKG[:REQUIREMENT]` a line (`#`
+    /// comments).
+    #[arg(long, value_name = "FILE", env = "HEXREG_ONLY_FILE")]
+    pub only_file: Option<PathBuf>,
+    /// With --upstream: hide releases younger than this by the upstream's release dates
+    /// (`published_at`; a release without one is shown): `7d`, `12h`, or seconds. Needs --name
+    /// and --private-key: the proxy then signs its registry files itself.
+    #[arg(long, value_name = "DURATION", env = "HEXREG_COOLDOWN")]
+    pub cooldown: Option<String>,
     /// With --upstream: seconds before connecting to the upstream, or a read, times out
     /// (the client then gets 504).
     #[arg(
@@ -272,8 +299,8 @@ pub fn run(args: ServeArgs, jobs: Option<usize>) -> Result<()> {
         );
     }
     let bind = parse_bind(&args.bind)?;
+    let proxy = crate::proxy::configure(&args, &location)?;
     let api = configure_api(&args, &location)?;
-    let proxy = crate::proxy::configure(&args)?;
     let config = Config {
         location,
         bind,
@@ -321,10 +348,15 @@ fn bind_error(bind: &str, e: ServerError) -> anyhow::Error {
 fn configure_api(args: &ServeArgs, location: &Location) -> Result<Option<ApiConfig>> {
     // clap reads HEXREG_KEYS; an empty value means none.
     let keys_path = args.keys.clone().filter(|p| !p.as_os_str().is_empty());
+    // A filtered proxy's --name and --private-key are its own (crate::proxy checked them).
+    let filtered_proxy = args.upstream.is_some() && crate::proxy::filtered(args);
     let Some(keys_path) = keys_path else {
         for (given, flag) in [
-            (args.name.is_some(), "--name"),
-            (args.private_key.is_some(), "--private-key"),
+            (args.name.is_some() && !filtered_proxy, "--name"),
+            (
+                args.private_key.is_some() && !filtered_proxy,
+                "--private-key",
+            ),
             (args.public_reads, "--public-reads"),
             (args.published_at.is_some(), "--published-at"),
         ] {
@@ -336,6 +368,11 @@ fn configure_api(args: &ServeArgs, location: &Location) -> Result<Option<ApiConf
         }
         return Ok(None);
     };
+    if filtered_proxy {
+        bail!(
+            "--keys with a filtered proxy (--only, --only-file, --cooldown): the Hex API would read the upstream's unfiltered files in the cache; require credentials with --auth or --auth-file instead"
+        );
+    }
     let Some(repo) = args.name.clone() else {
         bail!("--keys needs --name NAME, the repository name clients use");
     };
