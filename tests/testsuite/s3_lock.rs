@@ -66,8 +66,8 @@ fn a_run_that_cannot_renew_its_lock_stops_writing_before_it_can_expire() {
     moto.create_bucket("registry");
     // The status every renewal gets, when set.
     let refusal = Arc::new(Mutex::new(None::<u16>));
-    // Listing the tarballs takes 4 s, longer than the lock lasts (3 s): the build only gets
-    // through while its renewals do.
+    // Listing the tarballs takes 6 s, longer than the lock lasts (5 s; renewed every 1.7 s):
+    // the build only gets through while its renewals do.
     let relay = {
         let refusal = Arc::clone(&refusal);
         Relay::start(moto.port, move |r| match *refusal.lock().unwrap() {
@@ -76,7 +76,7 @@ fn a_run_that_cannot_renew_its_lock_stops_writing_before_it_can_expire() {
                 && r.target.contains("list-type=2")
                 && r.target.contains("tarballs") =>
             {
-                Fault::Delay(Duration::from_secs(4))
+                Fault::Delay(Duration::from_secs(6))
             }
             _ => Fault::Pass,
         })
@@ -84,7 +84,7 @@ fn a_run_that_cannot_renew_its_lock_stops_writing_before_it_can_expire() {
 
     // Renewals working: the slow build completes.
     let renewed =
-        ObjectStorage::from_url("s3://registry/renewed", through(&moto, &relay, 3)).unwrap();
+        ObjectStorage::from_url("s3://registry/renewed", through(&moto, &relay, 5)).unwrap();
     upload_fixture_tarballs(&renewed);
     build(&renewed).expect("a build whose lock is renewed");
     assert!(
@@ -100,7 +100,7 @@ fn a_run_that_cannot_renew_its_lock_stops_writing_before_it_can_expire() {
     // and leaves nothing of the registry behind.
     for (status, why) in [(403, "403"), (503, "no answer within 1000 ms")] {
         let url = format!("s3://registry/cut-off-{status}");
-        let cut_off = ObjectStorage::from_url(&url, through(&moto, &relay, 3)).unwrap();
+        let cut_off = ObjectStorage::from_url(&url, through(&moto, &relay, 5)).unwrap();
         upload_fixture_tarballs(&cut_off);
         *refusal.lock().unwrap() = Some(status);
         let e = build(&cut_off).expect_err("a build that cannot renew its lock");
@@ -138,7 +138,7 @@ fn a_run_that_cannot_renew_its_lock_stops_writing_before_it_can_expire() {
         // renew takes it over once it has, and completes the registry.
         *refusal.lock().unwrap() = None;
         assert!(direct.read(LOCK_NAME).unwrap().is_some(), "left to expire");
-        std::thread::sleep(Duration::from_secs(4));
+        std::thread::sleep(Duration::from_secs(6));
         build(&cut_off).expect("the next build");
         assert!(
             engine::verify(&direct, "acme", &signer().public)
