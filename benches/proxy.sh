@@ -8,7 +8,10 @@
 #   (one curl process, keep-alive, sequential requests: median and p90 of `time_total`);
 # - a cold fetch (the tarball not cached, its signed packages/NAME cached and fresh): the
 #   proxy's answer time against the upstream's own for the same file, alternating, so the
-#   difference is the proxy's overhead (one upstream GET, SHA-256, a durable write).
+#   difference is the proxy's overhead (one upstream GET, SHA-256, a durable write);
+# - a registry file (packages/acme_erl) from a plain serve, an unfiltered proxy (the upstream's
+#   cached bytes) and a filtered proxy (--only acme_erl --cooldown 1d: derived from the cached
+#   upstream file at each request, re-signed only when its content changes).
 # Everything listens on 127.0.0.1 and is stopped on exit.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -49,6 +52,11 @@ up=$url
 start "$tmp/proxy.log" "$tmp/cache" --upstream "$up" --upstream-name acme \
     --upstream-key "$tmp/up/public_key"
 proxy=$url
+"$bin" keygen --out "$tmp/proxy_key.pem" >/dev/null
+start "$tmp/filtered.log" "$tmp/filtered-cache" --upstream "$up" --upstream-name acme \
+    --upstream-key "$tmp/up/public_key" --only acme_erl --cooldown 1d \
+    --name vetted --private-key "$tmp/proxy_key.pem"
+filtered=$url
 file=tarballs/acme_erl-0.2.0.tar
 cmp <(curl -sf "$proxy/$file") "$tmp/up/$file"
 
@@ -66,6 +74,12 @@ times() {
 echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
 echo "cached tarball, plain serve: $(times "$up/$file" | stats)"
 echo "cached tarball, proxy:       $(times "$proxy/$file" | stats)"
+index=packages/acme_erl
+curl -sf -o /dev/null "$proxy/$index"
+curl -sf -o /dev/null "$filtered/$index"
+echo "packages/NAME, plain serve:      $(times "$up/$index" | stats)"
+echo "packages/NAME, proxy:            $(times "$proxy/$index" | stats)"
+echo "packages/NAME, filtered proxy:   $(times "$filtered/$index" | stats)"
 
 direct=()
 cold=()
