@@ -249,8 +249,9 @@ fn check_names(route: &Route) -> Result<(), RouteError> {
         && !crate::format::package_name::is_valid(name)
     {
         return Err(RouteError::BadRequest(format!(
-            "{:?} is not a package name: names are a lowercase letter, then lowercase letters, digits and underscores",
-            crate::format::tarball::one_line(name)
+            "{:?} is not a package name: names are a lowercase letter, then lowercase letters, digits and underscores, at most {} bytes",
+            crate::format::tarball::one_line(name),
+            crate::format::package_name::MAX_LEN
         )));
     }
     if let Some(version) = route.version()
@@ -259,6 +260,15 @@ fn check_names(route: &Route) -> Result<(), RouteError> {
         return Err(RouteError::BadRequest(format!(
             "{:?} is not a version: versions are SemVer 2.0 (e.g. 1.0.0)",
             crate::format::tarball::one_line(version)
+        )));
+    }
+    if let (Some(name), Some(version)) = (route.package(), route.version())
+        && !crate::format::package_name::release_fits(name, version)
+    {
+        return Err(RouteError::BadRequest(format!(
+            "release {name} {:?} cannot exist: its file name NAME-VERSION.tar.gz would be longer than {} bytes",
+            crate::format::tarball::one_line(version),
+            crate::format::package_name::MAX_FILE_NAME
         )));
     }
     Ok(())

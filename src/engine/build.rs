@@ -301,6 +301,17 @@ pub fn validate_tarball(
         shown: shown.to_string(),
         detail: one_line(&e.to_string()),
     })?;
+    if !package_name::release_fits(&t.metadata.name, &t.metadata.version) {
+        return Err(Problem::Version {
+            shown: shown.to_string(),
+            detail: format!(
+                "{} is too long: the release's file {}-VERSION.tar.gz would be longer than {} bytes, which file systems refuse; use a shorter version",
+                one_line(&t.metadata.version),
+                t.metadata.name,
+                package_name::MAX_FILE_NAME
+            ),
+        });
+    }
     Ok((t, release))
 }
 

@@ -2,15 +2,31 @@
 
 use crate::format::tarball::one_line;
 
-/// Whether `name` is a Hex package name: `^[a-z][a-z0-9_]*$`.
+/// The longest package name, in bytes. Hex sets none, but each release is kept as the file
+/// `NAME-VERSION.tar` (its docs `NAME-VERSION.tar.gz`), and a file name has at most 255 bytes
+/// on every common file system: without a limit, a long name reaches the disk and fails there.
+pub const MAX_LEN: usize = 200;
+
+/// The longest file name a release is kept under, in bytes (ext4, XFS, APFS, NTFS).
+pub const MAX_FILE_NAME: usize = 255;
+
+/// Whether `name` is a Hex package name: `^[a-z][a-z0-9_]*$`, at most [`MAX_LEN`] bytes.
 pub fn is_valid(name: &str) -> bool {
     let mut chars = name.chars();
-    matches!(chars.next(), Some('a'..='z'))
+    name.len() <= MAX_LEN
+        && matches!(chars.next(), Some('a'..='z'))
         && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
 }
 
 /// What a valid package name looks like, for error messages.
-pub const RULE: &str = "lowercase letters, digits and `_`, starting with a letter";
+pub const RULE: &str =
+    "lowercase letters, digits and `_`, starting with a letter, at most 200 bytes";
+
+/// Whether release `name`-`version`'s files (`NAME-VERSION.tar`, `NAME-VERSION.tar.gz`) have
+/// names short enough for a file system ([`MAX_FILE_NAME`]).
+pub fn release_fits(name: &str, version: &str) -> bool {
+    name.len() + 1 + version.len() + ".tar.gz".len() <= MAX_FILE_NAME
+}
 
 /// `foo-1.0.0-rc.1.tar` → (`foo`, `1.0.0-rc.1`): the name ends at the first `-`, as the task
 /// splits it.
@@ -110,6 +126,15 @@ mod tests {
         assert!(!is_valid("Acme"));
         assert!(!is_valid("a-b"));
         assert!(!is_valid(""));
+        assert!(is_valid(&"a".repeat(MAX_LEN)));
+        assert!(!is_valid(&"a".repeat(MAX_LEN + 1)));
+        assert!(release_fits(&"a".repeat(MAX_LEN), "1.0.0"));
+        assert!(release_fits("a", &format!("1.0.0-{}", "b".repeat(240))));
+        assert!(!release_fits("a", &format!("1.0.0-{}", "b".repeat(241))));
+        assert!(!release_fits(
+            &"a".repeat(MAX_LEN),
+            &format!("1.0.0-{}", "b".repeat(60))
+        ));
     }
 
     #[test]

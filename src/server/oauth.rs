@@ -60,8 +60,14 @@ fn now() -> u64 {
 /// Who the `authorization` header `presented` is: a key (bare, or `Bearer KEY`), or a token
 /// (`Bearer TOKEN`) whose key still exists, with the lesser of the token's and the key's
 /// current permission.
+///
+/// Nothing is accepted while the keys file is broken: neither a key nor a token, whose key
+/// may be the one an operator was revoking when the file broke.
 pub fn authenticate(api: &Api, presented: &str) -> Option<Grant> {
     let keys = api.keys.as_ref()?;
+    if keys.broken().is_some() {
+        return None;
+    }
     let presented = presented.trim();
     let bare = match presented.split_once(' ') {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
@@ -102,6 +108,10 @@ pub fn exchange(api: &Api, body: &[u8]) -> Answer {
             "this server issues no tokens",
         );
     };
+    // A key cannot be checked while the keys file is broken: 503 (fix the file), not 401.
+    if let Some(why) = keys.broken() {
+        return crate::api::answer::keys_broken(&why);
+    }
     let Some(grant) = request
         .client_secret
         .as_deref()

@@ -93,15 +93,17 @@ async fn respond(state: &Arc<State>, req: &Request<Incoming>) -> Response<ServeB
     if !authorized(state, req).await {
         // A key cannot be checked while the keys file is broken: say so, rather than 401.
         // (The store logs why at each attempt to read the file, not once per request.)
-        if state
+        if let Some(why) = state
             .api
             .as_ref()
             .and_then(|api| api.keys.as_ref())
-            .is_some_and(|keys| keys.broken().is_some())
+            .and_then(|keys| keys.broken())
         {
             return text_response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "503 Service Unavailable: the server's API keys file is broken, so no key is accepted until its operator fixes it\n",
+                format!(
+                    "503 Service Unavailable: the server's API keys file is broken, so no key is accepted until its operator fixes it: {why}\n"
+                ),
             );
         }
         return unauthorized();
@@ -332,8 +334,8 @@ fn etag_list_matches(list: &str, etag: &str) -> bool {
     })
 }
 
-fn text_response(status: StatusCode, text: &'static str) -> Response<ServeBody> {
-    let mut response = Response::new(ServeBody::full(Bytes::from_static(text.as_bytes())));
+fn text_response(status: StatusCode, text: impl Into<Bytes>) -> Response<ServeBody> {
+    let mut response = Response::new(ServeBody::full(text.into()));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

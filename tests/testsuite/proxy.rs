@@ -1133,8 +1133,9 @@ fn only_file_and_env_select_releases_and_the_closure_follows_the_upstream() {
     assert_eq!(upstream.count("/tarballs/acme_erl-0.2.0.tar"), before);
 }
 
-/// Runs `hexreg serve` expecting it to refuse to start; returns its stderr.
-fn serve_refused(dir: &Path, args: &[&str]) -> String {
+/// Runs `hexreg serve` expecting it to refuse to start with exit status `code` (2: options
+/// that do not go together; 1: a value or file that is wrong); returns its stderr.
+fn serve_refused(dir: &Path, args: &[&str], code: i32) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_hexreg"))
         .arg("serve")
         .arg(dir)
@@ -1145,7 +1146,7 @@ fn serve_refused(dir: &Path, args: &[&str]) -> String {
         .output()
         .expect("run hexreg serve");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
     assert!(stderr.starts_with("error: "), "stderr: {stderr}");
     stderr
 }
@@ -1164,47 +1165,44 @@ fn filters_need_name_key_and_upstream() {
             .map(|s| s.to_string())
             .collect::<Vec<_>>()
     };
-    let refused = |args: Vec<String>| {
+    let refused = |args: Vec<String>, code: i32| {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        serve_refused(&cache, &args)
+        serve_refused(&cache, &args, code)
     };
-    let err = refused(with(&["--only=acme_erl", &key_arg]));
+    let err = refused(with(&["--only=acme_erl", &key_arg]), 2);
     assert!(err.contains("--name NAME"), "{err}");
-    let err = refused(with(&["--cooldown=7d", "--name=vetted"]));
+    let err = refused(with(&["--cooldown=7d", "--name=vetted"]), 2);
     assert!(err.contains("--private-key KEY"), "{err}");
-    let err = refused(with(&[&key_arg]));
+    let err = refused(with(&[&key_arg]), 2);
     assert!(
         err.contains("--private-key with --upstream")
             && err.contains("only with --only, --only-file or --cooldown"),
         "{err}"
     );
-    let err = refused(with(&["--cooldown=7x", "--name=vetted", &key_arg]));
+    let err = refused(with(&["--cooldown=7x", "--name=vetted", &key_arg]), 1);
     assert!(err.contains("--cooldown 7x: not a duration"), "{err}");
-    let err = refused(with(&["--only=Bad", "--name=vetted", &key_arg]));
+    let err = refused(with(&["--only=Bad", "--name=vetted", &key_arg]), 1);
     assert!(err.contains("--only Bad"), "{err}");
-    let err = refused(with(&[
-        "--only-file=missing.txt",
-        "--name=vetted",
-        &key_arg,
-    ]));
+    let err = refused(
+        with(&["--only-file=missing.txt", "--name=vetted", &key_arg]),
+        1,
+    );
     assert!(err.contains("--only-file missing.txt"), "{err}");
     // The Hex API would read the unfiltered cache.
-    let err = refused(with(&[
-        "--only=acme_erl",
-        "--name=vetted",
-        &key_arg,
-        "--keys=keys",
-    ]));
+    let err = refused(
+        with(&["--only=acme_erl", "--name=vetted", &key_arg, "--keys=keys"]),
+        2,
+    );
     assert!(err.contains("--keys with a filtered proxy"), "{err}");
 
     // Without --upstream, a filter has nothing to filter.
     let (_keep, public) = support::fixtures::temp_public(&["acme_a-0.1.0.tar"]);
-    let err = serve_refused(&public, &["--only=acme_a", "--name=vetted", &key_arg]);
+    let err = serve_refused(&public, &["--only=acme_a", "--name=vetted", &key_arg], 2);
     assert!(
         err.contains("--only, --only-file and --cooldown filter the caching proxy")
             && err.contains("--upstream URL"),
         "{err}"
     );
-    let err = serve_refused(&public, &["--cooldown=1d"]);
+    let err = serve_refused(&public, &["--cooldown=1d"], 2);
     assert!(err.contains("--upstream URL"), "{err}");
 }

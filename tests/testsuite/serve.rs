@@ -101,8 +101,14 @@ impl Fixture {
 // ---------------------------------------------------------------------------------------------
 // Server process (`support::hexreg_serve`)
 
-/// Runs `hexreg serve` expecting it to refuse to start; returns its stderr.
+/// Runs `hexreg serve` expecting it to refuse to start (exit 1); returns its stderr.
 fn serve_fails(public: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    serve_exits(public, args, env, 1)
+}
+
+/// Runs `hexreg serve` expecting it to refuse to start with exit status `code`; returns its
+/// stderr.
+fn serve_exits(public: &Path, args: &[&str], env: &[(&str, &str)], code: i32) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hexreg"));
     cmd.arg("serve").arg(public);
     if !args.contains(&"--bind") {
@@ -116,7 +122,7 @@ fn serve_fails(public: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     }
     let out = cmd.output().expect("run hexreg serve");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
     assert!(stderr.starts_with("error: "), "stderr: {stderr}");
     stderr
 }
@@ -666,6 +672,35 @@ fn non_bcrypt_htpasswd_is_refused_naming_file_and_line() {
         &[],
     );
     assert!(e.contains(&missing.display().to_string()), "{e}");
+}
+
+/// Options that cannot go together are usage errors (exit 2, as clap's own), named.
+#[test]
+fn contradicting_options_are_usage_errors() {
+    let fx = Fixture::new();
+    let keys = fx.base.join("keys");
+    std::fs::write(&keys, "").expect("write");
+    let keys = format!("--keys={}", keys.display());
+    let e = serve_exits(
+        &fx.public,
+        &["--auth", "u:p", "--public-reads", &keys, "--name=acme"],
+        &[],
+        2,
+    );
+    assert!(e.contains("--public-reads") && e.contains("--auth"), "{e}");
+    let e = serve_exits(
+        &fx.public,
+        &["--public-reads", &keys, "--name=acme"],
+        &[("HEXREG_AUTH", "u:p")],
+        2,
+    );
+    assert!(e.contains("HEXREG_AUTH"), "{e}");
+    let e = serve_exits(&fx.public, &["--public-reads"], &[], 2);
+    assert!(e.contains("--public-reads is for the Hex API"), "{e}");
+    let e = serve_exits(&fx.public, &[&keys], &[], 2);
+    assert!(e.contains("--keys needs --name NAME"), "{e}");
+    let e = serve_exits(&fx.public, &["--upstream-key=k.pem"], &[], 2);
+    assert!(e.contains("give --upstream URL too"), "{e}");
 }
 
 #[test]

@@ -68,6 +68,20 @@ fn flag_hint(cause: &(dyn std::error::Error + 'static)) -> Option<&'static str> 
     }
 }
 
+/// Options that cannot go together or lack one another: exits 2, as clap's own usage errors
+/// do, so a script tells a wrong command line from a failed run.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+/// `Err(Usage)` with a formatted message, from the function it is used in.
+macro_rules! usage {
+    ($($arg:tt)*) => {
+        return Err(anyhow::Error::new($crate::output::Usage(format!($($arg)*))))
+    };
+}
+pub(crate) use usage;
+
 /// An error and its causes on one line, `outer: cause: ...`, leaving out a cause whose text is
 /// already there (most messages include their source's) and the raw sources of an object-store
 /// error, whose message already sums them up.

@@ -12,6 +12,7 @@ use hexreg::server::proxy::{Filter, parse_duration};
 use hexreg::storage::Location;
 
 use crate::mirror::AUTH_ENV;
+use crate::output::usage;
 use crate::serve::ServeArgs;
 
 /// Whether a filter (--only, --only-file, --cooldown) is given.
@@ -23,10 +24,10 @@ pub fn filtered(args: &ServeArgs) -> bool {
 pub fn configure(args: &ServeArgs, location: &Location) -> Result<Option<ProxyConfig>> {
     let Some(url) = &args.upstream else {
         if args.upstream_key.is_some() {
-            bail!("--upstream-key is for the caching proxy: give --upstream URL too");
+            usage!("--upstream-key is for the caching proxy: give --upstream URL too");
         }
         if filtered(args) {
-            bail!(
+            usage!(
                 "--only, --only-file and --cooldown filter the caching proxy: give --upstream URL too (to serve a selection of another repository without a proxy, make a filtered mirror with `hexreg mirror --only`)"
             );
         }
@@ -36,7 +37,7 @@ pub fn configure(args: &ServeArgs, location: &Location) -> Result<Option<ProxyCo
         Some(filter(args, location)?)
     } else {
         if args.private_key.is_some() {
-            bail!(
+            usage!(
                 "--private-key with --upstream: the proxy serves the upstream's signed files unchanged, \
                  so clients keep the upstream's key; a key is needed only with --only, --only-file or --cooldown, \
                  which make the proxy re-sign what it serves: leave --private-key out, or add a filter"
@@ -88,12 +89,12 @@ fn filter(args: &ServeArgs, location: &Location) -> Result<Filter> {
     };
     let why = "--only, --only-file and --cooldown change what the proxy serves, so it signs its registry files itself";
     let Some(name) = args.name.clone() else {
-        bail!(
+        usage!(
             "{why}: give the repository name its clients use with --name NAME (and its signing key with --private-key KEY)"
         );
     };
     let Some(path) = &args.private_key else {
-        bail!(
+        usage!(
             "{why}: give its signing key with --private-key KEY (create one with `hexreg keygen --out proxy_key.pem`, outside the cache); clients then use its public key, served at /public_key"
         );
     };

@@ -11,6 +11,7 @@ use hexreg::storage::Location;
 use hexreg::storage::local::LocalDir;
 
 use crate::options::open_location;
+use crate::output::usage;
 
 pub const AFTER_HELP: &str = "Examples:
   hexreg serve public
@@ -294,7 +295,7 @@ pub fn run(args: ServeArgs, jobs: Option<usize>) -> Result<()> {
             other => anyhow::Error::new(other),
         })?;
     if basic_auth.is_some() && args.public_reads {
-        bail!(
+        usage!(
             "--public-reads lets anyone fetch the repository, which --auth, --auth-file or {AUTH_ENV} would protect: give one or the other"
         );
     }
@@ -361,7 +362,7 @@ fn configure_api(args: &ServeArgs, location: &Location) -> Result<Option<ApiConf
             (args.published_at.is_some(), "--published-at"),
         ] {
             if given {
-                bail!(
+                usage!(
                     "{flag} is for the Hex API, which needs API keys: give --keys KEYS_FILE (or set {KEYS_ENV}); create keys with `hexreg key add --keys KEYS_FILE LABEL`"
                 );
             }
@@ -369,12 +370,12 @@ fn configure_api(args: &ServeArgs, location: &Location) -> Result<Option<ApiConf
         return Ok(None);
     };
     if filtered_proxy {
-        bail!(
+        usage!(
             "--keys with a filtered proxy (--only, --only-file, --cooldown): the Hex API would read the upstream's unfiltered files in the cache; require credentials with --auth or --auth-file instead"
         );
     }
     let Some(repo) = args.name.clone() else {
-        bail!("--keys needs --name NAME, the repository name clients use");
+        usage!("--keys needs --name NAME, the repository name clients use");
     };
     for (flag, path) in [
         ("--keys", Some(&keys_path)),

@@ -257,6 +257,26 @@ fn url_and_tarball_must_agree_and_bad_names_are_400_before_storage() {
         "{message}"
     );
     assert_eq!(fx.snapshot(), before);
+    let long = "a".repeat(256);
+    let long_version = format!("1.0.0-{}", "b".repeat(250));
+    // A tarball whose name or version is too long for a file name is refused as such.
+    for (tarball, what) in [
+        (
+            Package::new(&"a".repeat(201), "1.0.0").tarball(),
+            "200 bytes",
+        ),
+        (Package::new("acme_v", &long_version).tarball(), "too long"),
+    ] {
+        let r = req("POST", "/api/publish")
+            .key(&fx.writer)
+            .erlang()
+            .tarball(tarball)
+            .send(&server);
+        let body = assert_error(&r, 422, what);
+        let message = text(&body, &["message"]).unwrap();
+        assert!(message.contains(what), "{message}");
+    }
+    assert_eq!(fx.snapshot(), before);
     for (method, path, status) in [
         ("GET", "/api/packages/%2e%2e", 400),
         ("GET", "/api/packages/..", 400),
@@ -267,6 +287,23 @@ fn url_and_tarball_must_agree_and_bad_names_are_400_before_storage() {
         ("POST", "/api/packages/%2e%2e/releases/1.0.0/retire", 400),
         ("POST", "/api/packages/.hexreg/releases", 400),
         ("GET", "/api/packages/acme_nope", 404),
+        // Names and versions no file system can hold: 400, not the disk's ENAMETOOLONG.
+        ("GET", &format!("/api/packages/{long}"), 400),
+        (
+            "DELETE",
+            &format!("/api/packages/{long}/releases/1.0.0"),
+            400,
+        ),
+        (
+            "GET",
+            &format!("/api/packages/acme_a/releases/{long_version}"),
+            400,
+        ),
+        (
+            "POST",
+            &format!("/api/packages/acme_a/releases/{long_version}/retire"),
+            400,
+        ),
     ] {
         let r = req(method, path)
             .key(&fx.writer)
@@ -382,8 +419,22 @@ fn keys_fail_closed_and_a_key_works_as_the_basic_password() {
         .send(&server);
     assert_eq!(me.status, 200);
 
+    // A token made from the write key before the file breaks.
+    let form = |key: &str| {
+        format!("grant_type=client_credentials&client_id=hex&client_secret={key}&scope=api")
+    };
+    let t = server.post(
+        "/api/oauth/token",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        form(&fx.writer).as_bytes(),
+    );
+    assert_eq!(t.status, 200);
+    let token = format!("Bearer {}", text(&term(&t), &["access_token"]).unwrap());
+    assert_eq!(names(&token).status, 200);
+
     // A typo while revoking: every request that needs a key gets 503 until it is fixed.
     let good = fs::read_to_string(&fx.keys).unwrap();
+    let bad_line = good.lines().count() + 1;
     fs::write(&fx.keys, format!("{good}this line is wrong\n")).unwrap();
     let r = until(&server, &req("GET", "/api/users/me").key(&fx.writer), |r| {
         r.status == 503
@@ -391,6 +442,25 @@ fn keys_fail_closed_and_a_key_works_as_the_basic_password() {
     let body = assert_error(&r, 503, "broken keys file");
     assert!(text(&body, &["message"]).is_some_and(|m| m.contains("keys file")));
     assert_eq!(names(&fx.reader).status, 503);
+    // The file's problem is named to whoever reads the files, too.
+    let r = names(&fx.reader);
+    let said = String::from_utf8_lossy(&r.body).to_string();
+    assert!(said.contains(&format!("line {bad_line}")), "{said}");
+    // Tokens die with the file (their key may be the one being revoked), and none is made.
+    assert_eq!(names(&token).status, 503);
+    let r = req("GET", "/api/users/me")
+        .header("authorization", &token)
+        .send(&server);
+    assert_eq!(r.status, 503);
+    let t = server.post(
+        "/api/oauth/token",
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("accept", ERLANG),
+        ],
+        form(&fx.writer).as_bytes(),
+    );
+    assert_error(&t, 503, "token while the keys file is broken");
     assert_eq!(
         publish(
             &server,
@@ -406,11 +476,12 @@ fn keys_fail_closed_and_a_key_works_as_the_basic_password() {
             .iter()
             .any(|l| l.contains("the API keys file is broken"))
     );
-    // Fixed: keys work again.
+    // Fixed: keys work again, and so does the token.
     fs::write(&fx.keys, &good).unwrap();
     until(&server, &req("GET", "/api/users/me").key(&fx.writer), |r| {
         r.status == 200
     });
+    assert_eq!(names(&token).status, 200);
     // Unreadable: 503 as well.
     fs::set_permissions(
         &fx.keys,
