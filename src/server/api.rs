@@ -208,6 +208,12 @@ async fn answer_with(
                 ),
             );
         }
+        if api.signer.is_none() && state.proxy.is_some() {
+            return Answer::error(
+                StatusCode::FORBIDDEN,
+                "this server is a caching proxy of another repository, whose files it serves unchanged: publish there, or to a private repository served beside it",
+            );
+        }
         if api.signer.is_none() {
             return Answer::error(
                 StatusCode::FORBIDDEN,
@@ -230,8 +236,18 @@ async fn answer_with(
         Route::OAuthToken | Route::ShortUrl => Answer::error(StatusCode::NOT_FOUND, "not found"),
         Route::Search { query } => super::search::answer(api, query.as_deref(), &urls).await,
         Route::Me => Answer::new(StatusCode::OK, api::me_body(&grant.label)),
-        Route::Package { name } => read_package(api, &name, None, &urls).await,
-        Route::Release { name, version } => read_package(api, &name, Some(version), &urls).await,
+        Route::Package { name } => {
+            if let Some(failed) = through_proxy(state, &name).await {
+                return failed;
+            }
+            read_package(api, &name, None, &urls).await
+        }
+        Route::Release { name, version } => {
+            if let Some(failed) = through_proxy(state, &name).await {
+                return failed;
+            }
+            read_package(api, &name, Some(version), &urls).await
+        }
         Route::Publish { replace, package } => {
             let answer = publish_route(state, api, req, replace, package, &grant, urls, who).await;
             if answer.status.is_success() {
@@ -318,6 +334,19 @@ async fn answer_with(
             })
             .await
         }
+    }
+}
+
+/// On a caching proxy, fetches or revalidates `packages/NAME` from the upstream first, as a
+/// client's request for the file would, so that the API describes what the upstream has;
+/// `Some` answer when that failed (an upstream without the package is left to the read: 404).
+async fn through_proxy(state: &Arc<State>, name: &str) -> Option<Answer> {
+    let proxy = state.proxy.as_ref()?;
+    let rel = std::path::PathBuf::from(format!("packages/{name}"));
+    match proxy.prepare(&state.source, &rel).await {
+        Ok(_) => None,
+        Err(failure) if failure.status() == StatusCode::NOT_FOUND => None,
+        Err(failure) => Some(Answer::error(failure.status(), failure.reason())),
     }
 }
 

@@ -207,10 +207,8 @@ impl Server {
             Location::Object(bucket) => Source::Bucket(bucket.clone()),
         };
         let pages_location = config.location.clone();
-        let api = match config.api {
-            Some(api) => Some(configure_api(api, config.location)?),
-            None => None,
-        };
+        // The proxy first: it stores the upstream's public key, which its API reads the cache's
+        // registry files with (a fresh cache has none yet).
         let proxy = config.proxy.map(|proxy| {
             let key = proxy.key.clone();
             (
@@ -218,13 +216,24 @@ impl Server {
                 key,
             )
         });
-        let pages = pages::Pages::new(
+        let api = match config.api {
+            Some(api) => Some(configure_api(
+                api,
+                config.location,
+                proxy.as_ref().map(|(_, key)| key.clone()),
+            )?),
+            None => None,
+        };
+        let mut pages = pages::Pages::new(
             pages_location,
             api.as_ref()
                 .and_then(|api| api.signer.as_ref())
                 .map(|signer| signer.public.clone())
                 .or_else(|| proxy.as_ref().map(|(_, key)| key.clone())),
         );
+        if let Some((proxy, _)) = &proxy {
+            pages = pages.of_proxy(proxy.repo());
+        }
         let filtered = proxy.as_ref().is_some_and(|(proxy, _)| proxy.filtered());
         let public_reads = api.as_ref().is_some_and(|a| a.public_reads);
         let reads_need_credentials = config.basic_auth.is_some()
@@ -285,8 +294,13 @@ impl Server {
     }
 }
 
-/// The API's registry, signing key and keys file.
-fn configure_api(config: ApiConfig, location: Location) -> Result<api::Api, ServerError> {
+/// The API's registry, signing key and keys file. `upstream_key` is a caching proxy's
+/// upstream key, which signs the registry files its cache holds.
+fn configure_api(
+    config: ApiConfig,
+    location: Location,
+    upstream_key: Option<PublicKey>,
+) -> Result<api::Api, ServerError> {
     let keys_shown = config.keys_file.display().to_string();
     let keys = KeyStore::open(&config.keys_file, move |reload| match reload {
         Reload::Loaded { keys } => respond::log_line(&format!("API keys reloaded: {keys} keys")),
@@ -297,9 +311,10 @@ fn configure_api(config: ApiConfig, location: Location) -> Result<api::Api, Serv
             "API keys file {keys_shown} deleted: no key is valid until it is back"
         )),
     })?;
-    let public = match &config.signer {
-        Some(signer) => Some(signer.public.clone()),
-        None => location
+    let public = match (&config.signer, upstream_key) {
+        (Some(signer), _) => Some(signer.public.clone()),
+        (None, Some(key)) => Some(key),
+        (None, None) => location
             .storage()
             .read("public_key")
             .ok()

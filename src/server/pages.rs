@@ -50,6 +50,11 @@ pub struct Pages {
     public: Option<PublicKey>,
     /// The verified index last read, with the version tokens it was read at.
     index: Mutex<Option<Arc<Index>>>,
+    /// A caching proxy's upstream repository name: the list is then what the cache holds.
+    proxy: Option<String>,
+    /// A caching proxy's list: each cached `packages/NAME`'s item, by name, at the version
+    /// token it was read at.
+    cached: Mutex<std::collections::HashMap<String, (Version, web::ListItem)>>,
     details: Mutex<Lru<String, (Version, Arc<archive::Details>)>>,
     docs: DocsCache,
 }
@@ -80,9 +85,18 @@ impl Pages {
             target,
             public,
             index: Mutex::new(None),
+            proxy: None,
+            cached: Mutex::new(std::collections::HashMap::new()),
             details: Mutex::new(Lru::new(DETAILS_CACHE)),
             docs: DocsCache::default(),
         }
+    }
+
+    /// The pages of a caching proxy of repository `repo`: its list shows the packages its
+    /// cache holds (the upstream's `versions` names thousands whose pages it has not fetched).
+    pub fn of_proxy(mut self, repo: &str) -> Pages {
+        self.proxy = Some(repo.to_string());
+        self
     }
 
     fn storage(&self) -> &dyn Storage {
@@ -272,7 +286,13 @@ fn route(pages: &Pages, uri: &Uri) -> Result<Page> {
             .unwrap_or(1);
         return Ok(Page::Html(
             StatusCode::OK,
-            web::index_page(&index.repo, &index.items, &query, page),
+            web::index_page(
+                &index.repo,
+                &index.items,
+                &query,
+                page,
+                index.note.as_deref(),
+            ),
         ));
     }
     let Some(segments) = segments(path) else {
@@ -299,15 +319,115 @@ struct Index {
     key: PublicKey,
     /// Every package, sorted by name.
     items: Vec<web::ListItem>,
-    versions_token: Version,
+    /// `versions`' token; `None` for a proxy's list of its cache.
+    versions_token: Option<Version>,
     /// `public_key`'s token when the key was read from the registry.
     key_token: Option<Version>,
+    /// When a proxy's list was made.
+    listed: Option<std::time::Instant>,
+    /// Said under the count.
+    note: Option<String>,
+}
+
+/// How long a caching proxy's list of its cache is kept before the cache is listed again.
+pub const PROXY_LIST_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A caching proxy's list: the packages its cache holds, listed again at most every
+/// [`PROXY_LIST_TTL`], each `packages/NAME` read and verified again only when its version
+/// token changed. A file that does not verify is left out (and logged).
+fn read_cached_index(pages: &Pages, repo: &str, key: &PublicKey) -> Result<Arc<Index>> {
+    if let Some(kept) = lock(&pages.index).as_ref()
+        && kept.listed.is_some_and(|at| at.elapsed() < PROXY_LIST_TTL)
+    {
+        return Ok(Arc::clone(kept));
+    }
+    let storage = pages.storage();
+    let entries = storage.list("packages")?.unwrap_or_default();
+    let mut cached = lock(&pages.cached);
+    let mut fresh = std::collections::HashMap::with_capacity(entries.len());
+    for entry in entries {
+        let name = entry
+            .name
+            .rsplit('/')
+            .next()
+            .unwrap_or(&entry.name)
+            .to_string();
+        if !entry.regular || !crate::format::package_name::is_valid(&name) {
+            continue;
+        }
+        if let Some((version, item)) = cached.remove(&name)
+            && version == entry.version
+        {
+            fresh.insert(name, (version, item));
+            continue;
+        }
+        let path = format!("packages/{name}");
+        let Some(object) = storage.read(&path)? else {
+            continue;
+        };
+        match registry::open_package(&object.bytes, key, repo, &name) {
+            Ok(package) => {
+                let item = cached_item(&name, &package);
+                fresh.insert(name, (object.version, item));
+            }
+            Err(e) => log_line(&format!(
+                "error: {} {e}: left out of the list",
+                storage.display(&path)
+            )),
+        }
+    }
+    let mut items: Vec<web::ListItem> = fresh.values().map(|(_, item)| item.clone()).collect();
+    items.sort_by(|a, b| a.name.cmp(&b.name));
+    *cached = fresh;
+    drop(cached);
+    let note = if items.is_empty() {
+        "Nothing is cached yet: a package appears here once a client fetches it through this proxy."
+    } else {
+        "The packages this proxy has cached: others appear once a client fetches them through it."
+    };
+    let index = Arc::new(Index {
+        repo: repo.to_string(),
+        key: key.clone(),
+        items,
+        versions_token: None,
+        key_token: None,
+        listed: Some(std::time::Instant::now()),
+        note: Some(note.to_string()),
+    });
+    *lock(&pages.index) = Some(Arc::clone(&index));
+    Ok(index)
+}
+
+/// A cached `packages/NAME` as the list shows it.
+fn cached_item(name: &str, package: &crate::format::proto::package::Package) -> web::ListItem {
+    let versions = crate::format::proto::versions::Package {
+        name: name.to_string(),
+        versions: package.releases.iter().map(|r| r.version.clone()).collect(),
+        retired: package
+            .releases
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.retired.is_some())
+            .filter_map(|(i, _)| i32::try_from(i).ok())
+            .collect(),
+        with_advisories: package
+            .releases
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.advisory_indexes.is_empty())
+            .filter_map(|(i, _)| i32::try_from(i).ok())
+            .collect(),
+    };
+    list_item(&versions)
 }
 
 /// The verified `versions` index: the one kept while `versions` (and `public_key`, when the
 /// key is the registry's) keep their version tokens, else read and verified again; `None` when
 /// the registry has none yet.
 fn read_index(pages: &Pages) -> Result<Option<Arc<Index>>> {
+    if let (Some(repo), Some(key)) = (&pages.proxy, &pages.public) {
+        return read_cached_index(pages, repo, key).map(Some);
+    }
     let storage = pages.storage();
     let key_token = match &pages.public {
         Some(_) => None,
@@ -320,7 +440,7 @@ fn read_index(pages: &Pages) -> Result<Option<Arc<Index>>> {
         return Ok(None);
     };
     if let Some(kept) = lock(&pages.index).as_ref()
-        && kept.versions_token == versions.version
+        && kept.versions_token.as_ref() == Some(&versions.version)
         && kept.key_token == key_token
     {
         return Ok(Some(Arc::clone(kept)));
@@ -351,8 +471,10 @@ fn read_index(pages: &Pages) -> Result<Option<Arc<Index>>> {
         repo: versions.repository,
         key,
         items,
-        versions_token: object.version,
+        versions_token: Some(object.version),
         key_token,
+        listed: None,
+        note: None,
     });
     *lock(&pages.index) = Some(Arc::clone(&index));
     Ok(Some(index))

@@ -119,6 +119,20 @@ pub fn old_enough(published_at: Option<&Timestamp>, cooldown: Duration, now: i64
     now.saturating_sub(at.seconds) >= cooldown
 }
 
+/// A package's `updated_at` in a filtered proxy's `names`: the upstream's, unless releases
+/// are hidden (by the cooldown), when the upstream's would tell when the hidden one came; then
+/// the latest date of the releases shown (the upstream's when none is dated).
+fn shown_updated_at(upstream: i64, some_hidden: bool, shown: &[Release]) -> i64 {
+    if !some_hidden {
+        return upstream;
+    }
+    shown
+        .iter()
+        .filter_map(|r| r.published_at.as_ref().map(|t| t.seconds))
+        .max()
+        .map_or(upstream, |latest| latest.min(upstream))
+}
+
 /// Derived files kept in memory by a filtered proxy: the closure's packages and the indexes
 /// (each a few KiB), least recently used out.
 pub const DERIVED_CACHE: usize = 4096;
@@ -341,6 +355,16 @@ impl Failure {
         )
     }
 
+    /// The status the client gets.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The one line saying why.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
     /// The response: `STATUS REASON: LINE`, as text.
     pub fn response(&self) -> Response<ServeBody> {
         let text = format!(
@@ -364,6 +388,13 @@ impl Failure {
 struct Flight {
     /// When the fetch finished, and how.
     done: tokio::sync::Mutex<Option<(Instant, Result<(), Failure>)>>,
+}
+
+/// One revalidation in progress on the blocking pool: when it finished, and the bytes or the
+/// failure.
+#[derive(Default)]
+struct BlockingFlight {
+    done: Mutex<Option<(Instant, Result<Vec<u8>, Failure>)>>,
 }
 
 /// What [`Proxy::prepare`] leaves to serve.
@@ -422,6 +453,9 @@ pub struct Proxy {
     validated: Mutex<HashMap<String, (Instant, Option<String>)>>,
     /// Fetches in progress, by path.
     flights: Mutex<HashMap<String, Arc<Flight>>>,
+    /// A filtered proxy's revalidations in progress (on the blocking pool), by path: the
+    /// requests that arrive meanwhile wait and take the outcome, as [`Proxy::flights`].
+    blocking_flights: Mutex<HashMap<String, Arc<BlockingFlight>>>,
     filter: Option<Filter>,
     /// A filtered proxy's closure and when it was computed; held while it is computed, so
     /// that one computation runs at a time.
@@ -470,10 +504,16 @@ impl Proxy {
             cache,
             validated: Mutex::new(HashMap::new()),
             flights: Mutex::new(HashMap::new()),
+            blocking_flights: Mutex::new(HashMap::new()),
             filter: config.filter,
             view: Mutex::new(None),
             derived: Mutex::new(Lru::new(DERIVED_CACHE)),
         }
+    }
+
+    /// The upstream's repository name, which its signed files hold.
+    pub fn repo(&self) -> &str {
+        &self.repo
     }
 
     /// Whether it filters (and re-signs) what it serves.
@@ -634,9 +674,16 @@ impl Proxy {
             }
             Ok(UpstreamResponse::Body { bytes, etag }) => {
                 if let Err(e) = verify_file(kind, &bytes, &self.repo, &self.key) {
-                    log_line(&format!(
-                        "error: {url} {e}: refused, not cached (the cached copy, if any, is kept)"
-                    ));
+                    // The cached copy was verified when it was stored: a failing upstream is
+                    // one that is down, so it is served (point 5), never the refused bytes.
+                    if let Some(object) = cached {
+                        log_line(&format!(
+                            "error: {url} {e}: refused, not cached; serving the cached {rel}, verified when it was stored, until the upstream's verifies"
+                        ));
+                        self.mark(rel, None);
+                        return Ok(object.bytes);
+                    }
+                    log_line(&format!("error: {url} {e}: refused, not cached"));
                     return Err(Failure::new(
                         StatusCode::BAD_GATEWAY,
                         format!("refused: the upstream's {rel} {e}"),
@@ -787,25 +834,65 @@ fn hidden(reason: String) -> Failure {
 impl Proxy {
     /// The upstream's `rel` from the cache while validated within the TTL, else revalidated
     /// upstream (blocking).
+    ///
+    /// Concurrent calls for one file cost one upstream request: the first revalidates, the
+    /// others wait for it and take its outcome.
     fn ensure(&self, rel: &str, kind: &Kind) -> Result<Vec<u8>, Failure> {
+        let arrived = Instant::now();
+        if let Some(bytes) = self.fresh(rel)? {
+            super::metrics::CACHE_HITS.inc();
+            return Ok(bytes);
+        }
+        let flight = {
+            let mut flights = self
+                .blocking_flights
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            Arc::clone(flights.entry(rel.to_string()).or_default())
+        };
+        let mut done = flight.done.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, outcome)) = &*done
+            && *at >= arrived
+        {
+            return outcome.clone();
+        }
+        // Another flight (since removed from the map) may have finished meanwhile.
+        let outcome = match self.fresh(rel)? {
+            Some(bytes) => Ok(bytes),
+            None => {
+                super::metrics::UPSTREAM_FETCHES.inc();
+                self.revalidate(rel, kind)
+            }
+        };
+        *done = Some((Instant::now(), outcome.clone()));
+        drop(done);
+        let mut flights = self
+            .blocking_flights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if flights.get(rel).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+            flights.remove(rel);
+        }
+        outcome
+    }
+
+    /// The cached `rel` while it was validated upstream within the TTL.
+    fn fresh(&self, rel: &str) -> Result<Option<Vec<u8>>, Failure> {
         let validated = self
             .validated
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(rel)
             .map(|(at, _)| *at);
-        if is_fresh(validated, Instant::now(), self.ttl)
-            && let Some(object) = self
-                .cache
-                .storage()
-                .read(rel)
-                .map_err(|e| Failure::cache(&e))?
-        {
-            super::metrics::CACHE_HITS.inc();
-            return Ok(object.bytes);
+        if !is_fresh(validated, Instant::now(), self.ttl) {
+            return Ok(None);
         }
-        super::metrics::UPSTREAM_FETCHES.inc();
-        self.revalidate(rel, kind)
+        Ok(self
+            .cache
+            .storage()
+            .read(rel)
+            .map_err(|e| Failure::cache(&e))?
+            .map(|object| object.bytes))
     }
 
     /// The upstream's `packages/NAME`, verified; `None` when the upstream has none.
@@ -960,7 +1047,12 @@ impl Proxy {
                     .iter()
                     .filter_map(|(name, kept)| {
                         let releases = shown(&kept.releases);
-                        let updated = view.updated.get(name).copied().unwrap_or(0);
+                        let upstream = view.updated.get(name).copied().unwrap_or(0);
+                        let updated = shown_updated_at(
+                            upstream,
+                            releases.len() < kept.releases.len(),
+                            &releases,
+                        );
                         (!releases.is_empty())
                             .then(|| PackageSummary::new(name, updated, &releases))
                     })
@@ -1144,6 +1236,28 @@ mod tests {
         ] {
             assert_eq!(classify(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn updated_at_tells_nothing_of_hidden_releases() {
+        let release = |version: &str, at: Option<i64>| Release {
+            version: version.to_string(),
+            parsed: semver::Version::parse(version).unwrap(),
+            inner_checksum: [0; 32],
+            outer_checksum: [0; 32],
+            dependencies: Vec::new(),
+            retired: None,
+            published_at: at.map(|seconds| Timestamp { seconds, nanos: 0 }),
+            advisory_indexes: Vec::new(),
+        };
+        let shown = [release("1.0.0", Some(100)), release("1.1.0", Some(200))];
+        // Nothing hidden: the upstream's.
+        assert_eq!(shown_updated_at(900, false, &shown), 900);
+        // A release hidden: the latest shown date, never later than the upstream's.
+        assert_eq!(shown_updated_at(900, true, &shown), 200);
+        assert_eq!(shown_updated_at(150, true, &shown), 150);
+        // No date to go by: the upstream's.
+        assert_eq!(shown_updated_at(900, true, &[release("1.0.0", None)]), 900);
     }
 
     #[test]

@@ -168,8 +168,14 @@ pub fn matches(item: &ListItem, query: &str) -> bool {
 
 /// Page `page` (from 1; past the last, the last) of the package list at `/`: the packages of
 /// `items` that match `query`, [`PAGE_SIZE`] a page, with links to the pages before and
-/// after.
-pub fn index_page(repo: &str, items: &[ListItem], query: &str, page: usize) -> String {
+/// after; `note` (text) under the count, when given.
+pub fn index_page(
+    repo: &str,
+    items: &[ListItem],
+    query: &str,
+    page: usize,
+    note: Option<&str>,
+) -> String {
     let query = query.trim();
     let matching: Vec<&ListItem> = items.iter().filter(|i| matches(i, query)).collect();
     let pages = matching.len().div_ceil(PAGE_SIZE).max(1);
@@ -193,6 +199,9 @@ pub fn index_page(repo: &str, items: &[ListItem], query: &str, page: usize) -> S
             plural(items.len()),
             escape(query)
         );
+    }
+    if let Some(note) = note {
+        let _ = writeln!(body, "<p class=\"muted\" id=\"note\">{}</p>", escape(note));
     }
     if matching.is_empty() {
         body.push_str("<p>No packages.</p>\n");
@@ -671,10 +680,11 @@ mod tests {
         assert!(matches(&item, "acme"));
         assert!(matches(&item, "JSON acme"));
         assert!(!matches(&item, "xml"));
-        let page = index_page("acme", std::slice::from_ref(&item), "<b>", 1);
+        let page = index_page("acme", std::slice::from_ref(&item), "<b>", 1, None);
         assert!(page.contains("&lt;b&gt;"));
         assert!(!page.contains("<b>"));
-        let page = index_page("acme", &[item], "", 1);
+        let page = index_page("acme", &[item], "", 1, Some("<i>"));
+        assert!(page.contains("id=\"note\">&lt;i&gt;"));
         assert!(page.contains("href=\"/-/packages/acme_json\""));
         assert!(page.contains("<meta name=\"viewport\""));
         assert!(!page.contains("id=\"pager\""));
@@ -690,18 +700,18 @@ mod tests {
                 advisories: false,
             })
             .collect();
-        let first = index_page("r", &items, "", 1);
+        let first = index_page("r", &items, "", 1, None);
         assert_eq!(first.matches("<li>").count(), PAGE_SIZE);
         assert!(first.contains("p000") && !first.contains("p100"));
         assert!(first.contains("href=\"/?page=2\""));
         assert!(first.contains("page 1 of 3"));
-        let last = index_page("r", &items, "", 99);
+        let last = index_page("r", &items, "", 99, None);
         assert_eq!(last.matches("<li>").count(), 50);
         assert!(last.contains("p249") && last.contains("page 3 of 3"));
         assert!(!last.contains("rel=\"next\""));
-        let searched = index_page("r", &items, "p1 &", 1);
+        let searched = index_page("r", &items, "p1 &", 1, None);
         assert!(searched.contains("No packages."));
-        let searched = index_page("r", &items, "p", 2);
+        let searched = index_page("r", &items, "p", 2, None);
         assert!(searched.contains("href=\"/?page=1&amp;q=p\""));
         assert!(searched.contains("href=\"/?page=3&amp;q=p\""));
     }

@@ -374,8 +374,15 @@ fn configure_api(args: &ServeArgs, location: &Location) -> Result<Option<ApiConf
             "--keys with a filtered proxy (--only, --only-file, --cooldown): the Hex API would read the upstream's unfiltered files in the cache; require credentials with --auth or --auth-file instead"
         );
     }
-    let Some(repo) = args.name.clone() else {
-        usage!("--keys needs --name NAME, the repository name clients use");
+    // A caching proxy's registry files are the upstream's: its API reads them by its name.
+    let repo = match (&args.name, &args.upstream) {
+        (Some(name), Some(_)) if *name != args.upstream_name => usage!(
+            "--name {name} with --upstream: the proxy's registry files are the upstream's, signed for the repository `{}` (--upstream-name); leave --name out or give the same name",
+            args.upstream_name
+        ),
+        (Some(name), _) => name.clone(),
+        (None, Some(_)) => args.upstream_name.clone(),
+        (None, None) => usage!("--keys needs --name NAME, the repository name clients use"),
     };
     for (flag, path) in [
         ("--keys", Some(&keys_path)),
