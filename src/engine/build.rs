@@ -59,11 +59,6 @@ impl Registry<'_> {
         // Read, validate and encode everything first, in memory: an invalid tarball stops the
         // run before anything is written. Signing comes with writing.
         let (outcomes, summaries) = self.prepare_build(&package_files, &files)?;
-        self.write_public_key(Some(options.public_key_format))?;
-        if self.storage.create_dir(TARBALLS_DIR)? {
-            self.changes.dir_created(Stage::TarballsDir, TARBALLS_DIR);
-        }
-        self.commit_packages(outcomes)?;
         let stale: Vec<String> = package_files
             .names()
             .filter(|name| {
@@ -73,7 +68,43 @@ impl Registry<'_> {
             })
             .cloned()
             .collect();
-        self.write_index(&summaries, &stale)
+        // The releases of each package file about to change or go, as they are: the audit
+        // trail records each release added, replaced or removed. (A build that creates the
+        // registry is one import: recorded as one record, not one per release.)
+        let touched: Vec<String> = outcomes
+            .iter()
+            .filter_map(|o| o.changed_package().map(str::to_string))
+            .chain(stale.iter().cloned())
+            .collect();
+        let imported = package_files.names().next().is_none();
+        let mut before = BTreeMap::new();
+        if !imported {
+            for name in &touched {
+                before.insert(name.clone(), self.release_checksums(name)?);
+            }
+        }
+        self.write_public_key(Some(options.public_key_format))?;
+        if self.storage.create_dir(TARBALLS_DIR)? {
+            self.changes.dir_created(Stage::TarballsDir, TARBALLS_DIR);
+        }
+        self.commit_packages(outcomes)?;
+        self.write_index(&summaries, &stale)?;
+        for (name, old) in before {
+            let new = self.release_checksums(&name)?;
+            self.release_changes
+                .extend(super::changes::release_changes(&name, &old, &new));
+        }
+        Ok(())
+    }
+
+    /// Each release of `name` and its outer checksum, as `packages/NAME` records them now
+    /// (empty when there is no such file, or it cannot be decoded: the build replaces it).
+    fn release_checksums(&self, name: &str) -> Result<BTreeMap<String, [u8; 32]>, Error> {
+        let path = ResourcePath::package(name).key();
+        let Some(object) = self.storage.read(&path)? else {
+            return Ok(BTreeMap::new());
+        };
+        Ok(registry::unverified_release_checksums(&object.bytes).unwrap_or_default())
     }
 
     /// Reads every tarball (those the cache does not know) and prepares every `packages/NAME`,

@@ -92,3 +92,40 @@ impl Changes {
         &self.list
     }
 }
+
+/// What a build did to one release, by its tarball's outer checksum: added (no `before`),
+/// replaced by other bytes (both, different) or removed (no `after`). The audit trail records
+/// each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseChange {
+    /// The package.
+    pub package: String,
+    /// The release's version.
+    pub version: String,
+    /// The outer checksum before the build, if the release was there.
+    pub before: Option<[u8; 32]>,
+    /// The outer checksum after the build, if the release is there.
+    pub after: Option<[u8; 32]>,
+}
+
+/// The releases of `package` that differ between `before` and `after` (version → outer
+/// checksum), by version.
+pub fn release_changes(
+    package: &str,
+    before: &std::collections::BTreeMap<String, [u8; 32]>,
+    after: &std::collections::BTreeMap<String, [u8; 32]>,
+) -> Vec<ReleaseChange> {
+    let versions: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    versions
+        .into_iter()
+        .filter_map(|version| {
+            let (b, a) = (before.get(version).copied(), after.get(version).copied());
+            (b != a).then(|| ReleaseChange {
+                package: package.to_string(),
+                version: version.clone(),
+                before: b,
+                after: a,
+            })
+        })
+        .collect()
+}

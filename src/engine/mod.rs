@@ -232,6 +232,8 @@ pub struct Registry<'a> {
     cache: Cache,
     progress: &'a dyn Progress,
     changes: Changes,
+    /// What a build did to each release (see [`Registry::take_release_changes`]).
+    release_changes: Vec<changes::ReleaseChange>,
     release_dates: bool,
     lock: std::sync::Mutex<Option<Lock>>,
     /// With [`Registry::open_deferred`]: how to take the lock, and whether it was taken after
@@ -278,6 +280,7 @@ impl<'a> Registry<'a> {
             cache: Cache::disabled(repo),
             progress: &Silent,
             changes: Changes::default(),
+            release_changes: Vec::new(),
             release_dates: false,
             lock: std::sync::Mutex::new(lock),
             take_lock,
@@ -345,6 +348,13 @@ impl<'a> Registry<'a> {
     /// failing).
     pub fn take_changes(&mut self) -> Changes {
         std::mem::take(&mut self.changes)
+    }
+
+    /// What the last build did to each release that was there before it (added, replaced by
+    /// other bytes, removed), for the audit trail; empty after a build that created the
+    /// registry.
+    pub fn take_release_changes(&mut self) -> Vec<changes::ReleaseChange> {
+        std::mem::take(&mut self.release_changes)
     }
 
     /// Closes the registry, releasing its lock, and gives back the cache to save.

@@ -45,6 +45,16 @@ pub(super) struct Outcome {
     info: Option<(String, Vec<u8>, Condition)>,
 }
 
+impl Outcome {
+    /// The package whose `packages/NAME` this outcome writes, when it writes one.
+    pub(super) fn changed_package(&self) -> Option<&str> {
+        match &self.path {
+            ResourcePath::Package(name) if self.changed.is_some() => Some(name),
+            _ => None,
+        }
+    }
+}
+
 /// What a write of `packages/NAME` keeps of the file in place.
 #[derive(Clone, Copy)]
 pub(super) enum Carry<'a> {

@@ -606,6 +606,24 @@ pub fn open_package(
     decode_package(&opened.payload, repo, name)
 }
 
+/// Each release of a `packages/NAME` file and its outer checksum, without verifying the
+/// signature (for the audit trail of a build that is about to replace the file, whatever key
+/// signed it); `None` when the file cannot be decoded.
+pub fn unverified_release_checksums(
+    file: &[u8],
+) -> Option<std::collections::BTreeMap<String, [u8; 32]>> {
+    let opened = open(file).ok()?;
+    let package =
+        <proto::package::Package as prost::Message>::decode(opened.payload.as_slice()).ok()?;
+    Some(
+        package
+            .releases
+            .into_iter()
+            .filter_map(|r| Some((r.version, <[u8; 32]>::try_from(r.outer_checksum?).ok()?)))
+            .collect(),
+    )
+}
+
 /// Whether an existing resource file already holds exactly `payload`, signed by `key`. PKCS#1
 /// v1.5 signatures are deterministic, so such a file is what [`seal`] would write, up to the
 /// gzip encoder; rewriting it would change nothing a client sees.

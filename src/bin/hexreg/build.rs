@@ -101,20 +101,38 @@ pub fn run(args: &BuildArgs) -> Result<()> {
     }
     let changes = registry.take_changes();
     let changed = !changes.is_empty();
+    let release_changes = registry.take_release_changes();
     print_changes(changes, target.storage(), opts.run.quiet);
     result.map_err(with_problems)?;
     // Only what a flag chose is recorded: a registry built without flags keeps no file.
     Settings::remember(target.storage(), chosen)?;
     if changed {
-        hexreg::engine::audit::append_cli(
-            target.storage(),
-            hexreg::engine::audit::Action::Build,
-            "",
-            "",
-            "",
-            "",
-        )
-        .map_err(hexreg::engine::Error::from)?;
+        // One record for the build, then one per release it added, replaced or removed (a
+        // build that created the registry imports it: that one record says so).
+        let record = |package: &str, version: &str, before: &str, after: &str| {
+            hexreg::engine::audit::append_cli(
+                target.storage(),
+                hexreg::engine::audit::Action::Build,
+                package,
+                version,
+                before,
+                after,
+            )
+            .map_err(hexreg::engine::Error::from)
+        };
+        record("", "", "", "")?;
+        let hex = |sum: Option<[u8; 32]>| {
+            sum.map(|s| hexreg::format::encoding::hex_upper(&s))
+                .unwrap_or_default()
+        };
+        for change in release_changes {
+            record(
+                &change.package,
+                &change.version,
+                &hex(change.before),
+                &hex(change.after),
+            )?;
+        }
     }
     save_cache(registry.into_cache(), "built");
     Ok(())

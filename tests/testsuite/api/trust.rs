@@ -758,3 +758,202 @@ fn a_replace_dates_a_dated_release_again_and_keeps_its_retirement() {
         Some(hexreg::format::proto::package::RetirementReason::RetiredSecurity as i32)
     );
 }
+
+/// Every change is in the audit trail, whoever makes it: a build records each release it adds,
+/// replaces or removes with the checksums before and after; the command line's remove, retire,
+/// unretire, advisory and policy changes; the API's revert, unretire and docs. A replace keeps
+/// the release's advisories.
+#[test]
+fn every_change_is_audited_and_a_replace_keeps_advisories() {
+    let fx = Fixture::new();
+    let key = private_key_arg();
+    let cli = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--name", REPO, key.as_str()]);
+        ok(&fx.dir, &all);
+    };
+    let tarballs = fx.public.join("tarballs");
+    let b1 = Package::new("acme_b", "1.0.0").tarball();
+    let b1x = Package::new("acme_b", "1.0.0")
+        .file("src/x.erl", "-module(x).\n")
+        .tarball();
+    let b2 = Package::new("acme_b", "2.0.0").tarball();
+    fs::write(tarballs.join("acme_b-1.0.0.tar"), &b1).unwrap();
+    cli(&["build", "public"]);
+    // A build over a registry that has packages: each release added, replaced, removed.
+    fs::write(tarballs.join("acme_b-1.0.0.tar"), &b1x).unwrap();
+    fs::write(tarballs.join("acme_b-2.0.0.tar"), &b2).unwrap();
+    cli(&["build", "public"]);
+    let builds: Vec<Vec<String>> = audit(&fx, &["--package", "acme_b"])
+        .iter()
+        .map(|l| l.split(' ').map(str::to_string).collect())
+        .collect();
+    let sum = |t: &[u8]| hex_upper(&outer_checksum(t));
+    let find = |version: &str, records: &[Vec<String>]| -> Vec<String> {
+        records
+            .iter()
+            .find(|f| f[5] == version)
+            .unwrap_or_else(|| panic!("no record of {version}: {records:#?}"))
+            .clone()
+    };
+    let replaced = find("1.0.0", &builds);
+    assert_eq!(replaced[3], "build");
+    assert!(replaced[1].starts_with("cli:"), "{replaced:?}");
+    assert_eq!(replaced[6..8], [sum(&b1), sum(&b1x)]);
+    let added = find("2.0.0", &builds);
+    assert_eq!(added[6..8], ["-".to_string(), sum(&b2)]);
+    assert_eq!(builds.len(), 2, "{builds:#?}");
+    fs::remove_file(tarballs.join("acme_b-2.0.0.tar")).unwrap();
+    cli(&["build", "public"]);
+    let records: Vec<Vec<String>> = audit(&fx, &["--package", "acme_b"])
+        .iter()
+        .map(|l| l.split(' ').map(str::to_string).collect())
+        .collect();
+    assert_eq!(records.len(), 3, "{records:#?}");
+    assert_eq!(
+        records[2][5..8],
+        ["2.0.0".to_string(), sum(&b2), "-".to_string()]
+    );
+
+    // The command line's changes.
+    cli(&[
+        "retire",
+        "public",
+        "acme_b",
+        "1.0.0",
+        "--reason",
+        "deprecated",
+    ]);
+    cli(&["unretire", "public", "acme_b", "1.0.0"]);
+    cli(&[
+        "advisory",
+        "add",
+        "public",
+        "acme_b",
+        "--id",
+        "GHSA-aaaa-bbbb-cccc",
+        "--summary",
+        "bad",
+        "--url",
+        "https://example.com/a",
+        "--severity",
+        "high",
+        "--affects",
+        "< 2.0.0",
+    ]);
+    cli(&["policy", "set", "public", "strict", "--cooldown", "7d"]);
+    cli(&["policy", "remove", "public", "strict"]);
+
+    // The API's changes, and a replace that keeps the advisory.
+    let server = fx.serve(&["--replace-window", "unlimited"]);
+    let c1 = Package::new("acme_c", "1.0.0").tarball();
+    assert_eq!(publish(&server, &fx.writer, c1).status, 201);
+    let r = req("POST", "/api/packages/acme_b/releases?replace=true")
+        .key(&fx.writer)
+        .erlang()
+        .tarball(b1.clone())
+        .send(&server);
+    assert_eq!(r.status, 200, "{:?}", term(&r));
+    let package = registry::open_package(
+        &fs::read(fx.public.join("packages/acme_b")).unwrap(),
+        &public_key(),
+        REPO,
+        "acme_b",
+    )
+    .unwrap();
+    assert_eq!(
+        package.advisories.len(),
+        1,
+        "the advisory survives the replace"
+    );
+    assert_eq!(package.advisories[0].id, "GHSA-aaaa-bbbb-cccc");
+    assert_eq!(package.releases[0].advisory_indexes, vec![0]);
+    for (method, path, body, status) in [
+        (
+            "POST",
+            "/api/packages/acme_c/releases/1.0.0/retire",
+            retire_body("other", "x"),
+            204,
+        ),
+        (
+            "DELETE",
+            "/api/packages/acme_c/releases/1.0.0/retire",
+            Vec::new(),
+            204,
+        ),
+        (
+            "POST",
+            "/api/packages/acme_c/releases/1.0.0/docs",
+            docs_tarball("x"),
+            201,
+        ),
+        (
+            "DELETE",
+            "/api/packages/acme_c/releases/1.0.0/docs",
+            Vec::new(),
+            204,
+        ),
+        (
+            "DELETE",
+            "/api/packages/acme_c/releases/1.0.0",
+            Vec::new(),
+            204,
+        ),
+    ] {
+        let r = req(method, path)
+            .key(&fx.writer)
+            .erlang()
+            .body(body)
+            .send(&server);
+        assert_eq!(
+            r.status,
+            status,
+            "{method} {path}: {:?}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    cli(&["remove", "public", "acme_b", "1.0.0"]);
+
+    let actions = |package: &str| -> Vec<(String, String, String)> {
+        audit(&fx, &["--package", package])
+            .iter()
+            .map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                let who = if f[1].starts_with("cli:") {
+                    "cli"
+                } else {
+                    f[1]
+                };
+                (who.to_string(), f[3].to_string(), f[5].to_string())
+            })
+            .collect()
+    };
+    let t = |who: &str, action: &str, version: &str| {
+        (who.to_string(), action.to_string(), version.to_string())
+    };
+    assert_eq!(
+        actions("acme_b")[3..],
+        [
+            t("cli", "retire", "1.0.0"),
+            t("cli", "unretire", "1.0.0"),
+            t("cli", "advisory-add", "-"),
+            t("publisher", "replace", "1.0.0"),
+            t("cli", "revert", "1.0.0"),
+        ]
+    );
+    assert_eq!(
+        actions("acme_c"),
+        [
+            t("publisher", "publish", "1.0.0"),
+            t("publisher", "retire", "1.0.0"),
+            t("publisher", "unretire", "1.0.0"),
+            t("publisher", "docs-publish", "1.0.0"),
+            t("publisher", "docs-remove", "1.0.0"),
+            t("publisher", "revert", "1.0.0"),
+        ]
+    );
+    assert_eq!(
+        actions("strict"),
+        [t("cli", "policy-set", "-"), t("cli", "policy-remove", "-")]
+    );
+}
