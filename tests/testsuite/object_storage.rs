@@ -1470,3 +1470,49 @@ fn registry_files_cost_one_bucket_request_per_interval_and_tarballs_stream() {
     );
     eprintln!("1,000 GETs of names in {elapsed:?}: {gets} bucket GETs");
 }
+
+/// A publish through the API to a bucket whose lock another run holds waits `--lock-timeout`
+/// (here 1 s), gets 503 with Retry-After and changes nothing; once the lock is released, the
+/// same publish lands.
+#[test]
+fn a_publish_on_s3_behind_a_held_lock_gets_503_then_lands() {
+    let moto = Moto::start();
+    let Bucket {
+        url,
+        storage,
+        tmp,
+        key,
+        ..
+    } = Bucket::with_fixtures(&moto, "held");
+    let cwd = tmp.path();
+    let url = url.as_str();
+    succeeded(
+        &hexreg_on(&moto, cwd, &["build", url, "--name=acme", &key]),
+        "build",
+    );
+    let (server, api_key) = serve_bucket_with(&moto, cwd, url, &[("HEXREG_LOCK_TIMEOUT", "1")]);
+    let held = storage.try_lock().unwrap().expect("the lock is free");
+    let before = objects(&storage);
+    let tarball = Package::new("acme_held", "1.0.0").tarball();
+    let publish = || {
+        server.post(
+            "/api/publish",
+            &[
+                ("authorization", api_key.as_str()),
+                ("accept", "application/json"),
+                ("content-type", "application/octet-stream"),
+            ],
+            &tarball,
+        )
+    };
+    let r = publish();
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(String::from_utf8_lossy(&r.body).contains("try again"));
+    assert_eq!(objects(&storage), before, "nothing written");
+    assert_eq!(storage.read("packages/acme_held").unwrap(), None);
+    drop(held);
+    let r = publish();
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert!(storage.read("packages/acme_held").unwrap().is_some());
+}
