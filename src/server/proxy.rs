@@ -394,8 +394,11 @@ struct Flight {
 /// failure.
 #[derive(Default)]
 struct BlockingFlight {
-    done: Mutex<Option<(Instant, Result<Vec<u8>, Failure>)>>,
+    done: Mutex<Option<(Instant, Fetched)>>,
 }
+
+/// The bytes of a file revalidated upstream, or why not.
+type Fetched = Result<Vec<u8>, Failure>;
 
 /// What [`Proxy::prepare`] leaves to serve.
 pub(crate) enum Prepared {
