@@ -343,7 +343,39 @@ impl Failure {
                 StatusCode::BAD_GATEWAY,
                 format!("the upstream cannot be reached: {url} ({reason})"),
             ),
-            other => Failure::new(StatusCode::BAD_GATEWAY, other.to_string()),
+            // The mirror's wording names its own flags: say it in the proxy's terms.
+            FetchError::Status {
+                status: status @ (401 | 403),
+                url,
+            } => Failure::new(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "the upstream refused the proxy: {url} answered HTTP {status}; its operator gives credentials in --upstream (https://KEY@HOST) or HEXREG_MIRROR_AUTH"
+                ),
+            ),
+            FetchError::Status { status, url } if *status >= 500 => Failure::new(
+                StatusCode::BAD_GATEWAY,
+                format!("the upstream failed: {url} answered HTTP {status}; try again later"),
+            ),
+            FetchError::Status { status, url } => Failure::new(
+                StatusCode::BAD_GATEWAY,
+                format!("the upstream answered HTTP {status} for {url}"),
+            ),
+            FetchError::Redirect { url, location } => Failure::new(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "{url} redirects to {location}: the proxy follows no redirect; its operator gives --upstream the URL it redirects to"
+                ),
+            ),
+            FetchError::TooBig { url, limit } => Failure::new(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "refused: {url} sent more than {limit} bytes, more than a Hex repository's file may hold"
+                ),
+            ),
+            other @ FetchError::UnexpectedNotModified { .. } => {
+                Failure::new(StatusCode::BAD_GATEWAY, other.to_string())
+            }
         }
     }
 
@@ -708,15 +740,17 @@ impl Proxy {
             Err(e) => match cached {
                 Some(object) if !matches!(e, FetchError::Status { status: 404, .. }) => {
                     log_line(&format!(
-                        "warning: serving the cached {rel} past its TTL: {e}"
+                        "warning: serving the cached {rel} past its TTL: {}",
+                        Failure::fetch(&e).reason
                     ));
                     // Ask again after another TTL, not on every request meanwhile.
                     self.mark(rel, None);
                     Ok(object.bytes)
                 }
                 _ => {
-                    log_line(&format!("error: proxy: {e}"));
-                    Err(Failure::fetch(&e))
+                    let failure = Failure::fetch(&e);
+                    log_line(&format!("error: proxy: {}", failure.reason));
+                    Err(failure)
                 }
             },
         }
@@ -770,8 +804,9 @@ impl Proxy {
                 return Err(Failure::fetch(&FetchError::UnexpectedNotModified { url }));
             }
             Err(e) => {
-                log_line(&format!("error: proxy: {e}"));
-                return Err(Failure::fetch(&e));
+                let failure = Failure::fetch(&e);
+                log_line(&format!("error: proxy: {}", failure.reason));
+                return Err(failure);
             }
         };
         if let Err(e) = verify_tarball(&package, version, &bytes) {
@@ -1239,6 +1274,36 @@ mod tests {
         ] {
             assert_eq!(classify(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn upstream_failures_are_told_in_the_proxys_terms() {
+        let url = "http://up/packages/a".to_string();
+        let status = |status| {
+            Failure::fetch(&FetchError::Status {
+                url: url.clone(),
+                status,
+            })
+        };
+        assert_eq!(status(404).status, StatusCode::NOT_FOUND);
+        for code in [401, 403, 500, 503, 418] {
+            let f = status(code);
+            assert_eq!(f.status, StatusCode::BAD_GATEWAY, "{code}");
+            assert!(
+                !f.reason.contains("--from") && !f.reason.contains("resume"),
+                "{f:?}"
+            );
+            assert!(f.reason.contains(&code.to_string()), "{f:?}");
+        }
+        assert!(status(401).reason.contains("--upstream"));
+        let f = Failure::fetch(&FetchError::Redirect {
+            url: url.clone(),
+            location: "http://elsewhere/".into(),
+        });
+        assert!(
+            f.reason.contains("--upstream") && !f.reason.contains("--from"),
+            "{f:?}"
+        );
     }
 
     #[test]

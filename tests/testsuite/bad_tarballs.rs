@@ -407,7 +407,7 @@ bad!(file_name_other_version, "foo-1.0.0.tar", package("foo", "1.0.1").tarball()
 bad!(file_name_dash_in_name, "foo-bar-1.0.0.tar", package("foo-bar", "1.0.0").tarball(), ["`foo-bar`"]);
 bad!(metadata_name_control_chars, "foo-1.0.0.tar", foo().metadata_term("name", "<<\"foo\\nbar\\e[2J\">>").tarball(), ["metadata.config names the package `foo\\nbar\\u{1b}[2J`", "not a valid package name"]);
 bad!(metadata_version_control_chars, "foo-1.0.0.tar", foo().metadata_term("version", "<<\"1.0.0\\n\\e[2J\">>").tarball(), ["metadata.config version `1.0.0\\n\\u{1b}[2J` is not a SemVer version"]);
-bad!(metadata_name_long, "foo-1.0.0.tar", package(&"f".repeat(100_000), "1.0.0").app("foo").tarball(), ["package `foo`", "metadata.config says `ffff", "…`"]);
+bad!(metadata_name_long, "foo-1.0.0.tar", package(&"f".repeat(100_000), "1.0.0").app("foo").tarball(), ["metadata.config names the package `ffff", "…`", "at most 200 bytes"]);
 bad!(metadata_name_invalid, "foo-1.0.0.tar", package("Foo", "1.0.0").tarball(), ["`Foo`", "not a valid package name"]);
 bad!(metadata_version_invalid, "foo-1.0.0.tar", package("foo", "1.0").tarball(), ["`1.0` is not a SemVer version"]);
 bad!(file_name_control_chars, "foo\n\x1b[2J-1.0.0.tar", package("foo", "1.0.0").tarball(), ["`foo\\n\\u{1b}[2J` is not a valid package name"]);

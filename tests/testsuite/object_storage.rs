@@ -647,19 +647,21 @@ fn a_no_op_build_sends_no_write_and_adding_one_tarball_puts_three_files() {
     let mut puts = keys_of(&add_one, "PUT", "/counted/repo/");
     puts.sort();
     puts.dedup();
-    // And one record of the audit trail, an object of its own.
+    // And two records of the audit trail, each an object of its own: the build, and the
+    // release it added.
     let records: Vec<String> = puts
         .iter()
         .filter(|k| k.starts_with(".hexreg/audit/"))
         .cloned()
         .collect();
-    assert_eq!(records.len(), 1, "{puts:?}");
+    assert_eq!(records.len(), 2, "{puts:?}");
     puts.retain(|k| !k.starts_with(".hexreg/audit/"));
     // `hexreg audit` reads the trail back from the bucket: the two builds that changed it
-    // (the no-op wrote nothing), by the command line.
+    // (the no-op wrote nothing), by the command line, the second with the release it added.
     let trail = succeeded(&hexreg_on(&moto, cwd, &["audit", url]), "audit");
     let builds: Vec<&str> = trail.lines().filter(|l| l.contains(" build ")).collect();
-    assert_eq!(builds.len(), 2, "{trail}");
+    assert_eq!(builds.len(), 3, "{trail}");
+    assert!(builds[2].contains(" build acme_new 1.0.0 - "), "{trail}");
     assert!(
         builds
             .iter()
@@ -1408,8 +1410,10 @@ fn registry_files_cost_one_bucket_request_per_interval_and_tarballs_stream() {
     );
     assert_eq!(server.get("/packages/acme_fresh").status, 200);
 
-    // A tarball streams: 8 clients at once take less than one copy of it (8 copies, 96 MiB,
-    // when each request held it whole; about 7 MiB measured, sockets' buffers and threads).
+    // A tarball streams: 8 clients at once take less than two copies of it (8 copies, 96 MiB,
+    // when each request held it whole; about 7 MiB measured on an idle machine, sockets'
+    // buffers and threads, and once 13 MiB in a full test run on 2 loaded cores, when the
+    // HTTP client's read buffers fill while the 8 downloads wait for a core).
     let pid = server.pid();
     let port: u16 = server.url().rsplit(':').next().unwrap().parse().unwrap();
     assert_eq!(get_counting(port, "/tarballs/acme_a-0.1.0.tar").0, 200);
@@ -1423,7 +1427,7 @@ fn registry_files_cost_one_bucket_request_per_interval_and_tarballs_stream() {
     }
     let peak = status_kb(pid, "VmHWM:") * 1024;
     assert!(
-        peak < baseline + BIG as u64,
+        peak < baseline + 2 * BIG as u64,
         "peak memory {peak} bytes, {baseline} before 8 downloads of {BIG} bytes"
     );
     let (gets, _) = bucket_gets(
