@@ -130,6 +130,38 @@ fn proxy_env(
     Server::start(Path::new(cache), &args, env)
 }
 
+/// `GET PATH` on `port`, on a connection of its own closed after the answer.
+fn get_once(port: u16, path: &str) -> support::hexreg_serve::HttpResponse {
+    at_once(vec![(port, path.to_string())])
+        .pop()
+        .map(|(_, response)| response)
+        .expect("one answer")
+}
+
+/// Each `(port, path)` asked at once, one client each: all connect first, then send together
+/// (a barrier). The answers, with their paths, in the order given.
+fn at_once(requests: Vec<(u16, String)>) -> Vec<(String, support::hexreg_serve::HttpResponse)> {
+    use std::io::{Read, Write};
+    let barrier = Arc::new(Barrier::new(requests.len()));
+    let clients: Vec<_> = requests
+        .into_iter()
+        .map(|(port, path)| {
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                let mut stream = support::hexreg_serve::connect(port);
+                barrier.wait();
+                let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                stream.write_all(head.as_bytes()).unwrap();
+                let mut bytes = Vec::new();
+                stream.read_to_end(&mut bytes).unwrap();
+                let response = support::hexreg_serve::HttpResponse::parse_whole(&bytes);
+                (path, response)
+            })
+        })
+        .collect();
+    clients.into_iter().map(|c| c.join().unwrap()).collect()
+}
+
 fn erl_string(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
@@ -487,27 +519,8 @@ fn concurrent_misses_cost_one_upstream_request() {
     );
     let expected = fs::read(upstream.dir().join("tarballs/acme_erl-0.2.0.tar")).unwrap();
     let port = proxy1.port;
-    let barrier = Arc::new(Barrier::new(50));
-    let clients: Vec<_> = (0..50)
-        .map(|_| {
-            let barrier = Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                use std::io::{Read, Write};
-                let mut stream = support::hexreg_serve::connect(port);
-                barrier.wait();
-                stream
-                    .write_all(
-                        b"GET /tarballs/acme_erl-0.2.0.tar HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                    )
-                    .unwrap();
-                let mut bytes = Vec::new();
-                stream.read_to_end(&mut bytes).unwrap();
-                support::hexreg_serve::HttpResponse::parse_whole(&bytes)
-            })
-        })
-        .collect();
-    for client in clients {
-        let response = client.join().unwrap();
+    let path = "/tarballs/acme_erl-0.2.0.tar".to_string();
+    for (_, response) in at_once(vec![(port, path); 50]) {
         assert_eq!(response.status, 200);
         assert_eq!(response.body, expected);
     }
@@ -515,18 +528,7 @@ fn concurrent_misses_cost_one_upstream_request() {
     assert_eq!(upstream.count("/packages/acme_erl"), 1);
 
     // The metrics say so: one upstream fetch for the 50 clients, then a cache hit.
-    let get = |path: &str| {
-        use std::io::{Read, Write};
-        let mut stream = support::hexreg_serve::connect(port);
-        stream
-            .write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-            )
-            .unwrap();
-        let mut bytes = Vec::new();
-        stream.read_to_end(&mut bytes).unwrap();
-        support::hexreg_serve::HttpResponse::parse_whole(&bytes)
-    };
+    let get = |path: &str| get_once(port, path);
     assert_eq!(get("/tarballs/acme_erl-0.2.0.tar").status, 200);
     let metrics = get("/-/metrics");
     assert_eq!(metrics.status, 200);
@@ -550,37 +552,17 @@ fn concurrent_misses_cost_one_upstream_request() {
         &[],
     );
     let ports = [proxy1.port, proxy2.port];
-    let barrier = Arc::new(Barrier::new(20));
-    let clients: Vec<_> = (0..20)
+    let requests = (0..20)
         .map(|i| {
-            let barrier = Arc::clone(&barrier);
-            let port = ports[i % 2];
-            std::thread::spawn(move || {
-                use std::io::{Read, Write};
-                let path = if i % 4 < 2 {
-                    "/tarballs/acme_erl_base-0.1.0.tar"
-                } else {
-                    "/packages/acme_erl_base"
-                };
-                let mut stream = support::hexreg_serve::connect(port);
-                barrier.wait();
-                stream
-                    .write_all(
-                        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                            .as_bytes(),
-                    )
-                    .unwrap();
-                let mut bytes = Vec::new();
-                stream.read_to_end(&mut bytes).unwrap();
-                (
-                    path,
-                    support::hexreg_serve::HttpResponse::parse_whole(&bytes),
-                )
-            })
+            let path = if i % 4 < 2 {
+                "/tarballs/acme_erl_base-0.1.0.tar"
+            } else {
+                "/packages/acme_erl_base"
+            };
+            (ports[i % 2], path.to_string())
         })
         .collect();
-    for client in clients {
-        let (path, response) = client.join().unwrap();
+    for (path, response) in at_once(requests) {
         assert_eq!(response.status, 200, "{path}");
         assert_eq!(
             response.body,

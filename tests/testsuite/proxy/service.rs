@@ -276,34 +276,18 @@ fn a_filtered_proxys_concurrent_misses_cost_one_upstream_request() {
         &upstream.key_file(),
         &["--cooldown=1d", "--name=vetted", &key_arg],
     );
-    let port = proxy.port;
-    let barrier = Arc::new(Barrier::new(50));
-    let clients: Vec<_> = (0..50)
+    let requests = (0..50)
         .map(|i| {
-            let barrier = Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                use std::io::{Read, Write};
-                let path = if i % 2 == 0 {
-                    "/packages/acme_erl"
-                } else {
-                    "/tarballs/acme_erl_base-0.1.0.tar"
-                };
-                let mut stream = support::hexreg_serve::connect(port);
-                barrier.wait();
-                stream
-                    .write_all(
-                        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                            .as_bytes(),
-                    )
-                    .unwrap();
-                let mut bytes = Vec::new();
-                stream.read_to_end(&mut bytes).unwrap();
-                support::hexreg_serve::HttpResponse::parse_whole(&bytes).status
-            })
+            let path = if i % 2 == 0 {
+                "/packages/acme_erl"
+            } else {
+                "/tarballs/acme_erl_base-0.1.0.tar"
+            };
+            (proxy.port, path.to_string())
         })
         .collect();
-    for client in clients {
-        assert_eq!(client.join().unwrap(), 200);
+    for (path, response) in at_once(requests) {
+        assert_eq!(response.status, 200, "{path}");
     }
     assert_eq!(upstream.count("/packages/acme_erl"), 1);
     assert_eq!(upstream.count("/packages/acme_erl_base"), 1);
@@ -336,33 +320,10 @@ fn two_proxies_on_one_bucket_at_once() {
         "packages/acme_erl_base",
     ];
     let ports = [a.port, b.port];
-    let barrier = Arc::new(Barrier::new(24));
-    let clients: Vec<_> = (0..24)
-        .map(|i| {
-            let barrier = Arc::clone(&barrier);
-            let port = ports[i % 2];
-            let path = format!("/{}", files[(i / 2) % files.len()]);
-            std::thread::spawn(move || {
-                use std::io::{Read, Write};
-                let mut stream = support::hexreg_serve::connect(port);
-                barrier.wait();
-                stream
-                    .write_all(
-                        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                            .as_bytes(),
-                    )
-                    .unwrap();
-                let mut bytes = Vec::new();
-                stream.read_to_end(&mut bytes).unwrap();
-                (
-                    path,
-                    support::hexreg_serve::HttpResponse::parse_whole(&bytes),
-                )
-            })
-        })
+    let requests = (0..24)
+        .map(|i| (ports[i % 2], format!("/{}", files[(i / 2) % files.len()])))
         .collect();
-    for client in clients {
-        let (path, response) = client.join().unwrap();
+    for (path, response) in at_once(requests) {
         assert_eq!(response.status, 200, "{path}");
         let expected = fs::read(upstream.dir().join(&path[1..])).unwrap();
         assert_eq!(response.body, expected, "{path}");
