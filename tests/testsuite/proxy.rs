@@ -85,6 +85,12 @@ impl Upstream {
         drop(self.server.take());
     }
 
+    /// A proxy of this upstream (repository `acme`) caching in `cache`, with `extra` options.
+    fn proxy(&self, cache: &Path, extra: &[&str]) -> Server {
+        let cache = cache.to_str().expect("a UTF-8 path");
+        proxy(cache, &self.url(), "acme", &self.key_file(), extra)
+    }
+
     /// How many `GET PATH` the upstream logged, every earlier request being logged (a sentinel
     /// request is sent and waited for).
     fn count(&self, path: &str) -> usize {
@@ -383,13 +389,7 @@ fn tampered_upstream_files_are_refused_and_not_cached() {
     let upstream = Upstream::start("acme");
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
-    let proxy = proxy(
-        cache.to_str().unwrap(),
-        &upstream.url(),
-        "acme",
-        &upstream.key_file(),
-        &["--upstream-ttl=0"],
-    );
+    let proxy = upstream.proxy(&cache, &["--upstream-ttl=0"]);
     let up = upstream.dir();
 
     // A tarball whose bytes are not those the signed release records.
@@ -593,13 +593,7 @@ fn a_proxy_caches_in_a_bucket() {
     let mut upstream = Upstream::start("acme");
     let moto = Moto::start();
     moto.create_bucket("proxy");
-    let env = [
-        ("AWS_ENDPOINT_URL", moto.endpoint()),
-        ("AWS_ALLOW_HTTP", "true".to_string()),
-        ("AWS_ACCESS_KEY_ID", "test".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
-        ("AWS_REGION", "us-east-1".to_string()),
-    ];
+    let env = moto.client_env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let url = "s3://proxy/hex";
     let key = upstream.key_file();
@@ -853,13 +847,7 @@ fn only_serves_the_closure_re_signed_and_rebar3_builds_with_the_proxys_key() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
     let (key_arg, key_pem) = proxy_key();
-    let proxy = proxy(
-        cache.to_str().unwrap(),
-        &upstream.url(),
-        "acme",
-        &upstream.key_file(),
-        &["--only=acme_erl", "--name=vetted", &key_arg],
-    );
+    let proxy = upstream.proxy(&cache, &["--only=acme_erl", "--name=vetted", &key_arg]);
     let served_key = proxy.get("/public_key");
     assert_eq!(served_key.status, 200);
     assert_eq!(String::from_utf8(served_key.body).unwrap(), key_pem);
@@ -998,13 +986,7 @@ fn cooldown_hides_releases_younger_than_it() {
 
     let cache = tmp.path().join("cache");
     let (key_arg, _) = proxy_key();
-    let proxy = proxy(
-        cache.to_str().unwrap(),
-        &upstream.url(),
-        "acme",
-        &upstream.key_file(),
-        &["--cooldown=1d", "--name=vetted", &key_arg],
-    );
+    let proxy = upstream.proxy(&cache, &["--cooldown=1d", "--name=vetted", &key_arg]);
     assert_eq!(
         served_releases(&proxy, "vetted", "acme_erl"),
         [("0.1.0".to_string(), Some(old))]
@@ -1035,13 +1017,7 @@ fn cooldown_hides_releases_younger_than_it() {
 
     // The same cache without a filter: the upstream's bytes, 0.2.0 included.
     drop(proxy);
-    let plain = self::proxy(
-        cache.to_str().unwrap(),
-        &upstream.url(),
-        "acme",
-        &upstream.key_file(),
-        &[],
-    );
+    let plain = upstream.proxy(&cache, &[]);
     assert_eq!(
         plain.get("/packages/acme_erl").body,
         fs::read(upstream.dir().join("packages/acme_erl")).unwrap()
@@ -1105,13 +1081,7 @@ fn only_file_and_env_select_releases_and_the_closure_follows_the_upstream() {
 
     // A requirement that allows 0.1.0 only: 0.2.0 and acme_erl_base are not served.
     fs::write(tmp.path().join("only.txt"), "acme_erl:~> 0.1.0\n").unwrap();
-    let narrow = self::proxy(
-        cache.to_str().unwrap(),
-        &upstream.url(),
-        "acme",
-        &upstream.key_file(),
-        &[&only_file, "--name=vetted", &key_arg],
-    );
+    let narrow = upstream.proxy(&cache, &[&only_file, "--name=vetted", &key_arg]);
     assert_eq!(served_names(&narrow, "vetted"), ["acme_erl"]);
     assert_eq!(
         versions_of(&served_releases(&narrow, "vetted", "acme_erl")),

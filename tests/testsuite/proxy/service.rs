@@ -48,13 +48,7 @@ fn a_proxy_with_keys_reads_the_upstream_through_its_api_and_lists_its_cache() {
     .to_string();
     let keys = format!("--keys={}", tmp.path().join("keys").display());
     let cache = tmp.path().join("cache");
-    let proxy = proxy(
-        cache.to_str().unwrap(),
-        &upstream.url(),
-        "acme",
-        &upstream.key_file(),
-        &[&keys],
-    );
+    let proxy = upstream.proxy(&cache, &[&keys]);
     // Credentials are needed for everything.
     assert_eq!(proxy.get("/names").status, 401);
     assert_eq!(proxy.get("/").status, 401);
@@ -131,13 +125,7 @@ fn registry_files_are_served_within_the_ttl_and_revalidated_with_a_conditional_g
     let upstream = Upstream::start("acme");
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
-    let long = proxy(
-        cache.to_str().unwrap(),
-        &upstream.url(),
-        "acme",
-        &upstream.key_file(),
-        &["--upstream-ttl=1h"],
-    );
+    let long = upstream.proxy(&cache, &["--upstream-ttl=1h"]);
     let expected = fs::read(upstream.dir().join("packages/acme_erl")).unwrap();
     for _ in 0..3 {
         assert_eq!(long.get("/packages/acme_erl").body, expected);
@@ -145,13 +133,7 @@ fn registry_files_are_served_within_the_ttl_and_revalidated_with_a_conditional_g
     assert_eq!(upstream.count("/packages/acme_erl"), 1);
     drop(long);
 
-    let zero = proxy(
-        cache.to_str().unwrap(),
-        &upstream.url(),
-        "acme",
-        &upstream.key_file(),
-        &["--upstream-ttl=0"],
-    );
+    let zero = upstream.proxy(&cache, &["--upstream-ttl=0"]);
     for _ in 0..3 {
         assert_eq!(zero.get("/packages/acme_erl").body, expected);
     }
@@ -174,13 +156,7 @@ fn files_of_another_repository_or_package_are_refused() {
     let upstream = Upstream::start("other");
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
-    let first = proxy(
-        cache.to_str().unwrap(),
-        &upstream.url(),
-        "acme",
-        &upstream.key_file(),
-        &[],
-    );
+    let first = upstream.proxy(&cache, &[]);
     let r = first.get("/packages/acme_erl");
     assert_eq!(r.status, 502);
     let text = String::from_utf8_lossy(&r.body).into_owned();
@@ -197,13 +173,7 @@ fn files_of_another_repository_or_package_are_refused() {
         up.join("packages/acme_erl"),
     )
     .unwrap();
-    let proxy = proxy(
-        cache.to_str().unwrap(),
-        &upstream.url(),
-        "acme",
-        &upstream.key_file(),
-        &[],
-    );
+    let proxy = upstream.proxy(&cache, &[]);
     let r = proxy.get("/packages/acme_erl");
     assert_eq!(r.status, 502);
     let text = String::from_utf8_lossy(&r.body).into_owned();
@@ -231,13 +201,7 @@ fn docs_and_installs_pass_through_and_outlive_the_upstream() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
-    let first = proxy(
-        cache.to_str().unwrap(),
-        &upstream.url(),
-        "acme",
-        &upstream.key_file(),
-        &[],
-    );
+    let first = upstream.proxy(&cache, &[]);
     for (rel, bytes) in &files {
         let r = first.get(&format!("/{rel}"));
         assert_eq!(r.status, 200, "{rel}");
@@ -269,13 +233,7 @@ fn a_filtered_proxys_concurrent_misses_cost_one_upstream_request() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
     let (key_arg, _) = proxy_key();
-    let proxy = proxy(
-        cache.to_str().unwrap(),
-        &upstream.url(),
-        "acme",
-        &upstream.key_file(),
-        &["--cooldown=1d", "--name=vetted", &key_arg],
-    );
+    let proxy = upstream.proxy(&cache, &["--cooldown=1d", "--name=vetted", &key_arg]);
     let requests = (0..50)
         .map(|i| {
             let path = if i % 2 == 0 {
@@ -301,13 +259,7 @@ fn two_proxies_on_one_bucket_at_once() {
     let upstream = Upstream::start("acme");
     let moto = Moto::start();
     moto.create_bucket("shared");
-    let env = [
-        ("AWS_ENDPOINT_URL", moto.endpoint()),
-        ("AWS_ALLOW_HTTP", "true".to_string()),
-        ("AWS_ACCESS_KEY_ID", "test".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
-        ("AWS_REGION", "us-east-1".to_string()),
-    ];
+    let env = moto.client_env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let url = "s3://shared/hex";
     let key = upstream.key_file();

@@ -113,6 +113,17 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The AWS environment a `hexreg` process needs to reach this server, test credentials.
+    pub fn client_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_ALLOW_HTTP", "true".to_string()),
+            ("AWS_ACCESS_KEY_ID", "test".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+            ("AWS_REGION", "us-east-1".to_string()),
+        ]
+    }
+
     /// Creates bucket `name` (moto does not check signatures).
     pub fn create_bucket(&self, name: &str) {
         let (status, body) = self
