@@ -642,13 +642,7 @@ impl Proxy {
     /// registry file validated within the TTL.
     async fn satisfied(&self, source: &Source, rel: &str, kind: &Kind) -> Result<bool, Failure> {
         if kind.expires() {
-            let validated = self
-                .validated
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(rel)
-                .map(|(at, _)| *at);
-            return Ok(is_fresh(validated, Instant::now(), self.ttl));
+            return Ok(self.validated_within_ttl(rel));
         }
         match source {
             Source::Dir(root) => match super::files::open(root, Path::new(rel)) {
@@ -914,15 +908,20 @@ impl Proxy {
         outcome
     }
 
-    /// The cached `rel` while it was validated upstream within the TTL.
-    fn fresh(&self, rel: &str) -> Result<Option<Vec<u8>>, Failure> {
+    /// Whether `rel` was validated upstream within the TTL.
+    fn validated_within_ttl(&self, rel: &str) -> bool {
         let validated = self
             .validated
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(rel)
             .map(|(at, _)| *at);
-        if !is_fresh(validated, Instant::now(), self.ttl) {
+        is_fresh(validated, Instant::now(), self.ttl)
+    }
+
+    /// The cached `rel` while it was validated upstream within the TTL.
+    fn fresh(&self, rel: &str) -> Result<Option<Vec<u8>>, Failure> {
+        if !self.validated_within_ttl(rel) {
             return Ok(None);
         }
         Ok(self
