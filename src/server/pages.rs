@@ -329,12 +329,18 @@ struct Index {
     note: Option<String>,
 }
 
+/// The most `packages/NAME` files one refresh of a caching proxy's list reads: a page request
+/// costs at most this many reads (and a listing), however large the cache. Packages not read
+/// yet are listed by name, and read at the next refreshes.
+pub const PROXY_LIST_READS: usize = 256;
+
 /// How long a caching proxy's list of its cache is kept before the cache is listed again.
 pub const PROXY_LIST_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A caching proxy's list: the packages its cache holds, listed again at most every
 /// [`PROXY_LIST_TTL`], each `packages/NAME` read and verified again only when its version
-/// token changed. A file that does not verify is left out (and logged).
+/// token changed, at most [`PROXY_LIST_READS`] a refresh. A file that does not verify is left
+/// out (and logged).
 fn read_cached_index(pages: &Pages, repo: &str, key: &PublicKey) -> Result<Arc<Index>> {
     if let Some(kept) = lock(&pages.index).as_ref()
         && kept.listed.is_some_and(|at| at.elapsed() < PROXY_LIST_TTL)
@@ -345,6 +351,9 @@ fn read_cached_index(pages: &Pages, repo: &str, key: &PublicKey) -> Result<Arc<I
     let entries = storage.list("packages")?.unwrap_or_default();
     let mut cached = lock(&pages.cached);
     let mut fresh = std::collections::HashMap::with_capacity(entries.len());
+    // Listed by name only, their files not read yet: read at a later refresh.
+    let mut unread = Vec::new();
+    let mut budget = PROXY_LIST_READS;
     for entry in entries {
         let name = entry
             .name
@@ -361,6 +370,16 @@ fn read_cached_index(pages: &Pages, repo: &str, key: &PublicKey) -> Result<Arc<I
             fresh.insert(name, (version, item));
             continue;
         }
+        if budget == 0 {
+            unread.push(web::ListItem {
+                name,
+                latest: None,
+                all_retired: false,
+                advisories: false,
+            });
+            continue;
+        }
+        budget -= 1;
         let path = format!("packages/{name}");
         let Some(object) = storage.read(&path)? else {
             continue;
@@ -377,6 +396,7 @@ fn read_cached_index(pages: &Pages, repo: &str, key: &PublicKey) -> Result<Arc<I
         }
     }
     let mut items: Vec<web::ListItem> = fresh.values().map(|(_, item)| item.clone()).collect();
+    items.extend(unread);
     items.sort_by(|a, b| a.name.cmp(&b.name));
     *cached = fresh;
     drop(cached);
@@ -700,6 +720,50 @@ fn page_etag(html: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A proxy's list reads at most [`PROXY_LIST_READS`] package files a refresh, however many
+    /// are cached: the rest are listed by name and read at the next refreshes.
+    #[test]
+    fn a_proxy_list_reads_a_bounded_number_of_files_a_refresh() {
+        use crate::format::signing::PrivateKey;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("cache");
+        let packages = root.join("packages");
+        std::fs::create_dir_all(&packages).unwrap();
+        let key = PrivateKey::from_pem(PrivateKey::generate_pem(2048).unwrap().as_bytes()).unwrap();
+        let count = PROXY_LIST_READS + 44;
+        let release = registry::Release {
+            version: "1.0.0".into(),
+            parsed: semver::Version::new(1, 0, 0),
+            inner_checksum: [1; 32],
+            outer_checksum: [2; 32],
+            dependencies: Vec::new(),
+            retired: None,
+            published_at: None,
+            advisory_indexes: Vec::new(),
+        };
+        for i in 0..count {
+            let name = format!("p{i:04}");
+            let payload =
+                registry::package_payload("hexpm", &name, std::slice::from_ref(&release), &[]);
+            std::fs::write(
+                packages.join(&name),
+                registry::seal(&payload, &key).unwrap(),
+            )
+            .unwrap();
+        }
+        let location =
+            Location::Local(crate::storage::local::LocalDir::new(root.to_str().unwrap()));
+        let pages = Pages::new(location, Some(key.public_key())).of_proxy("hexpm");
+        let versions = |index: &Index| index.items.iter().filter(|i| i.latest.is_some()).count();
+        let first = read_cached_index(&pages, "hexpm", &key.public_key()).unwrap();
+        assert_eq!(first.items.len(), count, "every cached package is listed");
+        assert_eq!(versions(&first), PROXY_LIST_READS, "at most this many read");
+        // The next refresh (the kept list dropped, as its TTL would) reads the rest.
+        *lock(&pages.index) = None;
+        let second = read_cached_index(&pages, "hexpm", &key.public_key()).unwrap();
+        assert_eq!(versions(&second), count);
+    }
 
     #[test]
     fn page_paths() {
