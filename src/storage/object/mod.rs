@@ -314,6 +314,20 @@ fn no_bucket(e: &object_store::Error) -> bool {
     e.to_string().contains("NoSuchBucket")
 }
 
+/// The listing entry of object `meta`, named `name`.
+fn object_entry(name: String, meta: &object_store::ObjectMeta) -> Entry {
+    Entry {
+        name,
+        size: meta.size,
+        modified: meta.last_modified.timestamp(),
+        version: meta
+            .e_tag
+            .as_deref()
+            .map_or(Version(Vec::new()), version_of),
+        regular: true,
+    }
+}
+
 /// The version token of an ETag: without `W/` and quotes.
 fn version_of(e_tag: &str) -> Version {
     let bare = e_tag.trim();
@@ -756,16 +770,7 @@ impl Storage for ObjectStorage {
             let Some(name) = meta.location.filename() else {
                 continue;
             };
-            entries.push(Entry {
-                name: name.to_string(),
-                size: meta.size,
-                modified: meta.last_modified.timestamp(),
-                version: meta
-                    .e_tag
-                    .as_deref()
-                    .map_or(Version(Vec::new()), version_of),
-                regular: true,
-            });
+            entries.push(object_entry(name.to_string(), &meta));
         }
         for sub in listed.common_prefixes {
             seen = true;
@@ -793,16 +798,7 @@ impl Storage for ObjectStorage {
         let shared = &self.shared;
         let location = shared.location(path)?;
         match shared.block_on(shared.store.head(&location)) {
-            Ok(meta) => Ok(Some(Entry {
-                name: path.to_string(),
-                size: meta.size,
-                modified: meta.last_modified.timestamp(),
-                version: meta
-                    .e_tag
-                    .as_deref()
-                    .map_or(Version(Vec::new()), version_of),
-                regular: true,
-            })),
+            Ok(meta) => Ok(Some(object_entry(path.to_string(), &meta))),
             Err(e @ object_store::Error::NotFound { .. }) if !no_bucket(&e) => Ok(None),
             Err(e) => Err(shared.failed("stat", path, e)),
         }
