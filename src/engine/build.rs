@@ -71,15 +71,14 @@ impl Registry<'_> {
         // The releases of each package file about to change or go, as they are: the audit
         // trail records each release added, replaced or removed. (A build that creates the
         // registry is one import: recorded as one record, not one per release.)
-        let touched: Vec<String> = outcomes
-            .iter()
-            .filter_map(|o| o.changed_package().map(str::to_string))
-            .chain(stale.iter().cloned())
-            .collect();
         let imported = package_files.names().next().is_none();
-        let mut before = BTreeMap::new();
+        let (mut before, mut after) = (BTreeMap::new(), BTreeMap::new());
         if !imported {
-            for name in &touched {
+            for (name, releases) in outcomes.iter().filter_map(Outcome::written_releases) {
+                before.insert(name.to_string(), self.release_checksums(name)?);
+                after.insert(name.to_string(), releases);
+            }
+            for name in &stale {
                 before.insert(name.clone(), self.release_checksums(name)?);
             }
         }
@@ -90,15 +89,15 @@ impl Registry<'_> {
         self.commit_packages(outcomes)?;
         self.write_index(&summaries, &stale)?;
         for (name, old) in before {
-            let new = self.release_checksums(&name)?;
+            let new = after.remove(&name).unwrap_or_default();
             self.release_changes
                 .extend(super::changes::release_changes(&name, &old, &new));
         }
         Ok(())
     }
 
-    /// Each release of `name` and its outer checksum, as `packages/NAME` records them now
-    /// (empty when there is no such file, or it cannot be decoded: the build replaces it).
+    /// Each release of `name` and its outer checksum, as the `packages/NAME` in place records
+    /// them (empty when there is no such file, or it cannot be decoded: the build replaces it).
     fn release_checksums(&self, name: &str) -> Result<BTreeMap<String, [u8; 32]>, Error> {
         let path = ResourcePath::package(name).key();
         let Some(object) = self.storage.read(&path)? else {

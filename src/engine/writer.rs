@@ -46,10 +46,16 @@ pub(super) struct Outcome {
 }
 
 impl Outcome {
-    /// The package whose `packages/NAME` this outcome writes, when it writes one.
-    pub(super) fn changed_package(&self) -> Option<&str> {
-        match &self.path {
-            ResourcePath::Package(name) if self.changed.is_some() => Some(name),
+    /// The package whose `packages/NAME` this outcome writes, when it writes one, with each
+    /// release it will hold and its outer checksum (from the payload about to be signed).
+    pub(super) fn written_releases(
+        &self,
+    ) -> Option<(&str, std::collections::BTreeMap<String, [u8; 32]>)> {
+        match (&self.path, &self.changed) {
+            (ResourcePath::Package(name), Some((_, _, payload))) => Some((
+                name,
+                registry::release_checksums(payload).unwrap_or_default(),
+            )),
             _ => None,
         }
     }

@@ -612,9 +612,13 @@ pub fn open_package(
 pub fn unverified_release_checksums(
     file: &[u8],
 ) -> Option<std::collections::BTreeMap<String, [u8; 32]>> {
-    let opened = open(file).ok()?;
-    let package =
-        <proto::package::Package as prost::Message>::decode(opened.payload.as_slice()).ok()?;
+    release_checksums(&open(file).ok()?.payload)
+}
+
+/// Each release of a `Package` payload (unsigned) and its outer checksum; `None` when it does
+/// not decode.
+pub fn release_checksums(payload: &[u8]) -> Option<std::collections::BTreeMap<String, [u8; 32]>> {
+    let package = <proto::package::Package as prost::Message>::decode(payload).ok()?;
     Some(
         package
             .releases

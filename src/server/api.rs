@@ -208,16 +208,14 @@ async fn answer_with(
                 ),
             );
         }
-        if api.signer.is_none() && state.proxy.is_some() {
-            return Answer::error(
-                StatusCode::FORBIDDEN,
-                "this server is a caching proxy of another repository, whose files it serves unchanged: publish there, or to a private repository served beside it",
-            );
-        }
         if api.signer.is_none() {
             return Answer::error(
                 StatusCode::FORBIDDEN,
-                "this server is read-only: start hexreg serve with --private-key to accept changes",
+                if state.proxy.is_some() {
+                    "this server is a caching proxy of another repository, whose files it serves unchanged: publish there, or to a private repository served beside it"
+                } else {
+                    "this server is read-only: start hexreg serve with --private-key to accept changes"
+                },
             );
         }
         if let Some(refused) = route.package().and_then(|name| out_of_scope(&grant, name)) {
@@ -236,17 +234,9 @@ async fn answer_with(
         Route::OAuthToken | Route::ShortUrl => Answer::error(StatusCode::NOT_FOUND, "not found"),
         Route::Search { query } => super::search::answer(api, query.as_deref(), &urls).await,
         Route::Me => Answer::new(StatusCode::OK, api::me_body(&grant.label)),
-        Route::Package { name } => {
-            if let Some(failed) = through_proxy(state, &name).await {
-                return failed;
-            }
-            read_package(api, &name, None, &urls).await
-        }
+        Route::Package { name } => read_package(state, api, &name, None, &urls).await,
         Route::Release { name, version } => {
-            if let Some(failed) = through_proxy(state, &name).await {
-                return failed;
-            }
-            read_package(api, &name, Some(version), &urls).await
+            read_package(state, api, &name, Some(version), &urls).await
         }
         Route::Publish { replace, package } => {
             let answer = publish_route(state, api, req, replace, package, &grant, urls, who).await;
@@ -351,7 +341,16 @@ async fn through_proxy(state: &Arc<State>, name: &str) -> Option<Answer> {
 }
 
 /// `GET /api/packages/NAME[/releases/VERSION]`.
-async fn read_package(api: &Api, name: &str, version: Option<String>, urls: &Urls) -> Answer {
+async fn read_package(
+    state: &Arc<State>,
+    api: &Api,
+    name: &str,
+    version: Option<String>,
+    urls: &Urls,
+) -> Answer {
+    if let Some(failed) = through_proxy(state, name).await {
+        return failed;
+    }
     let Some(public) = &api.public else {
         return Answer::error(
             StatusCode::INTERNAL_SERVER_ERROR,
